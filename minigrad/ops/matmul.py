@@ -1,0 +1,23 @@
+"""Batched matrix product. Batch broadcasting is resolved before (Tensor.matmul expands)."""
+from __future__ import annotations
+
+from ..autograd import Function
+
+
+def _t(b, x):
+    """Swap the last two axes as a view (the backend's matmul reads transposed views directly)."""
+    n = len(b.shape(x))
+    return b.permute(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+class MatMul(Function):
+    def forward(self, a, b_):
+        self.a, self.b_ = a, b_
+        return self.backend.matmul(a, b_)
+
+    def backward(self, g):
+        # C = A B:  dA = dC B^T (..., M, K);  dB = A^T dC (..., K, N)
+        b = self.backend
+        da = b.matmul(g, _t(b, self.b_)) if self.needs_input_grad[0] else None
+        db = b.matmul(_t(b, self.a), g) if self.needs_input_grad[1] else None
+        return da, db

@@ -1,0 +1,779 @@
+"""Tensor: an n-d array on a backend, plus what autograd needs (requires_grad, grad, _ctx).
+
+`tensor.data` is the raw backend array (a NumPy array on "cpu", a torch tensor used as GPU
+storage on "cuda"), as in micrograd; `tensor.numpy()` copies it to the host. Every method
+that computes something is a `Function` from minigrad/ops (or nn/fused.py) applied here: this
+file only handles Python conveniences — broadcasting, dtype promotion, index normalisation,
+torch-style signatures — and leaves the math to the ops.
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import dtypes
+from .autograd import backward as _run_backward, is_grad_enabled
+from .backends import get_backend, normalize_device
+from .ops.elementwise import (Add, Cast, Clamp, Div, Maximum, Minimum, Mul, Pow, Sub, Unary,
+                              Where)
+from .ops.matmul import MatMul
+from .ops.movement import Concat, Contiguous, Expand, IndexSelect, Permute, Reshape, Slice
+from .ops.reduce import Max, Sum
+
+_default_device = "cpu"
+_default_dtype = "float32"
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def set_default_device(device: str) -> None:
+    """Where new tensors go when no device= is given ('cpu' or 'cuda')."""
+    global _default_device
+    _default_device = normalize_device(device)
+
+
+def get_default_device() -> str:
+    return _default_device
+
+
+def set_default_dtype(dtype) -> None:
+    """dtype of tensors made from Python floats and of randn/zeros/... (float32 or float64)."""
+    global _default_dtype
+    _default_dtype = dtypes.canonical(dtype)
+
+
+def get_default_dtype() -> str:
+    return _default_dtype
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """NumPy/torch broadcasting rule, with an error that names both shapes."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        dims = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
+        if len(dims) > 1:
+            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be "
+                             "broadcast together")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def _normalize_axes(dim, ndim: int) -> tuple:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"dimension {d} out of range for a tensor with {ndim} dims")
+        out.append(d % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"dimension repeated in {dim}")
+    return tuple(sorted(out)) if ndim else ()
+
+
+class Tensor:
+    __array_ufunc__ = None          # so np.float64(2) * t calls Tensor.__rmul__
+
+    def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
+        """Make a tensor from a nested list, a scalar, a NumPy array or another Tensor (copied)."""
+        backend = get_backend(device if device is not None else
+                              (data.device if isinstance(data, Tensor) else _default_device))
+        if isinstance(data, Tensor):
+            arr = data.numpy()
+        else:
+            arr = np.asarray(data)
+        if dtype is not None:
+            dtype = dtypes.canonical(dtype)
+        elif arr.dtype.kind == "f":
+            dtype = "float64" if (arr.dtype == np.float64 and isinstance(data, np.ndarray)) \
+                else _default_dtype
+        elif arr.dtype.kind in "iu":
+            dtype = "int64"
+        elif arr.dtype.kind == "b":
+            dtype = "bool"
+        else:
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} with dtype {arr.dtype}")
+        if dtype in ("bfloat16", "float16"):
+            self.data = backend.astype(backend.from_numpy(arr, "float32"), dtype)
+        else:
+            self.data = backend.from_numpy(arr, dtype)
+        self.backend = backend
+        self.grad: Optional[Tensor] = None
+        self._ctx = None
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array, backend, requires_grad: bool = False) -> "Tensor":
+        """A Tensor around an existing backend array (no copy). Used by Functions and creation."""
+        t = cls.__new__(cls)
+        t.data, t.backend, t.grad, t._ctx, t._retains_grad = array, backend, None, None, False
+        t.requires_grad = requires_grad
+        return t
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.backend.shape(self.data))
+
+    @property
+    def dtype(self) -> str:
+        return self.backend.dtype(self.data)
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def size(self, dim: Optional[int] = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(math.prod(self.shape))
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self):
+        extra = f", device='{self.device}'" if self.device != "cpu" else ""
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{extra}{grad})"
+
+    # ------------------------------------------------------------------ autograd
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and not dtypes.is_floating(self.dtype):
+            raise RuntimeError(f"only floating point tensors can require gradients; this tensor "
+                               f"has dtype {self.dtype}")
+        if not requires_grad and not self.is_leaf:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep .grad on this non-leaf tensor after backward (leaves always keep theirs)."""
+        self._retains_grad = True
+
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into each leaf's .grad. `gradient` is required for a
+        non-scalar output (it is the vector in the vector-Jacobian product)."""
+        _run_backward(self, gradient, retain_graph=retain_graph)
+
+    def _accumulate_grad(self, g) -> None:
+        if self.grad is None:
+            self.grad = Tensor._wrap(g, self.backend)
+        else:
+            self.grad = Tensor._wrap(self.backend.binary("add", self.grad.data, g), self.backend)
+
+    def detach(self) -> "Tensor":
+        """Same data (no copy), cut from the graph."""
+        return Tensor._wrap(self.data, self.backend)
+
+    def zero_grad_(self) -> None:
+        self.grad = None
+
+    # ------------------------------------------------------------------ host / device
+    def numpy(self) -> np.ndarray:
+        return self.backend.to_numpy(self.data)
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def to(self, device_or_dtype=None, dtype=None) -> "Tensor":
+        """`.to("cuda")`, `.to("cpu")`, `.to(minigrad.float64)`, `.to("cuda", "bfloat16")`.
+
+        A device move copies through the host and is not differentiable (like a new leaf that
+        keeps requires_grad); a dtype change is differentiable.
+        """
+        out = self
+        target = device_or_dtype
+        if target is not None:
+            try:
+                dev = normalize_device(target)
+            except ValueError:
+                dev = None
+            if dev is None:
+                dtype = target
+            elif dev != self.device:
+                arr = self.backend.to_numpy(self.data)
+                nb = get_backend(dev)
+                if self.dtype in ("bfloat16", "float16"):
+                    new = nb.astype(nb.from_numpy(arr, "float32"), self.dtype)
+                else:
+                    new = nb.from_numpy(arr, self.dtype)
+                out = Tensor._wrap(new, nb, requires_grad=self.requires_grad and self.is_leaf)
+        if dtype is not None and dtypes.canonical(dtype) != out.dtype:
+            out = Cast.apply(out, dtype=dtypes.canonical(dtype))
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
+
+    def float(self) -> "Tensor":
+        return self.to(dtype="float32")
+
+    def double(self) -> "Tensor":
+        return self.to(dtype="float64")
+
+    def long(self) -> "Tensor":
+        return self.to(dtype="int64")
+
+    def type_as(self, other: "Tensor") -> "Tensor":
+        return self.to(dtype=other.dtype)
+
+    # ------------------------------------------------------------------ operand plumbing
+    def _operand(self, other):
+        """Python numbers stay scalars (no tensor made); everything else becomes a Tensor here."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (bool, int, float)):
+            return other
+        if isinstance(other, np.generic):
+            return other.item()
+        return Tensor(other, device=self.device)
+
+    def _binary(self, fn, other, reverse: bool = False):
+        other = self._operand(other)
+        a = self
+        if isinstance(other, Tensor):
+            dt = dtypes.promote(a.dtype, other.dtype)
+            a, other = a._as(dt), other._as(dt)
+            shape = broadcast_shapes(a.shape, other.shape)
+            a, other = a._broadcast_to(shape), other._broadcast_to(shape)
+        else:
+            a = a._as(dtypes.promote_scalar(a.dtype, other))
+            other = float(other) if dtypes.is_floating(a.dtype) else other
+        return fn.apply(other, a) if reverse else fn.apply(a, other)
+
+    def _as(self, dtype: str) -> "Tensor":
+        return self if self.dtype == dtype else Cast.apply(self, dtype=dtype)
+
+    def _broadcast_to(self, shape: tuple) -> "Tensor":
+        return self if self.shape == tuple(shape) else Expand.apply(self, shape=tuple(shape))
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, o):
+        return self._binary(Add, o)
+
+    def __radd__(self, o):
+        return self._binary(Add, o, reverse=True)
+
+    def __sub__(self, o):
+        return self._binary(Sub, o)
+
+    def __rsub__(self, o):
+        return self._binary(Sub, o, reverse=True)
+
+    def __mul__(self, o):
+        return self._binary(Mul, o)
+
+    def __rmul__(self, o):
+        return self._binary(Mul, o, reverse=True)
+
+    def __truediv__(self, o):
+        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        return x._binary(Div, o)
+
+    def __rtruediv__(self, o):
+        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        return x._binary(Div, o, reverse=True)
+
+    def __pow__(self, o):
+        return self._binary(Pow, o)
+
+    def __rpow__(self, o):
+        return self._binary(Pow, o, reverse=True)
+
+    def __neg__(self):
+        return Unary.apply(self, op="neg")
+
+    def __matmul__(self, o):
+        return self.matmul(o)
+
+    def __rmatmul__(self, o):
+        return Tensor(o, device=self.device, dtype=self.dtype).matmul(self)
+
+    def add(self, o):
+        return self + o
+
+    def sub(self, o):
+        return self - o
+
+    def mul(self, o):
+        return self * o
+
+    def div(self, o):
+        return self / o
+
+    def pow(self, o):
+        return self ** o
+
+    def neg(self):
+        return -self
+
+    # comparisons: results are bool tensors and carry no gradient
+    def _compare(self, op: str, other):
+        other = self._operand(other)
+        a = self.detach()
+        if isinstance(other, Tensor):
+            dt = dtypes.promote(a.dtype, other.dtype)
+            shape = broadcast_shapes(a.shape, other.shape)
+            a = a._as(dt)._broadcast_to(shape)
+            other = other.detach()._as(dt)._broadcast_to(shape)
+            return Tensor._wrap(self.backend.compare(op, a.data, other.data), self.backend)
+        a = a._as(dtypes.promote_scalar(a.dtype, other))
+        return Tensor._wrap(self.backend.compare(op, a.data, other), self.backend)
+
+    def __eq__(self, o):  # noqa: D105 - elementwise, as in torch/NumPy
+        return self._compare("eq", o)
+
+    def __ne__(self, o):
+        return self._compare("ne", o)
+
+    def __lt__(self, o):
+        return self._compare("lt", o)
+
+    def __le__(self, o):
+        return self._compare("le", o)
+
+    def __gt__(self, o):
+        return self._compare("gt", o)
+
+    def __ge__(self, o):
+        return self._compare("ge", o)
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is "
+                               "ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype != "int64" or self.numel() != 1:
+            raise TypeError("only single-element integer tensors can be used as an index")
+        return int(self.item())
+
+    def logical_not(self) -> "Tensor":
+        return self._compare("eq", False) if self.dtype == "bool" else self._compare("eq", 0)
+
+    def __invert__(self):
+        if self.dtype != "bool":
+            raise TypeError("~ is defined for bool tensors only")
+        return self.logical_not()
+
+    def __and__(self, o):
+        return (self._as("int64") * Tensor(o, device=self.device)._as("int64")) != 0
+
+    def __or__(self, o):
+        return (self._as("int64") + Tensor(o, device=self.device)._as("int64")) != 0
+
+    def any(self) -> "Tensor":
+        return self._as("int64").sum().detach() != 0
+
+    def all(self) -> "Tensor":
+        return self.logical_not().any().logical_not()
+
+    # ------------------------------------------------------------------ unary math
+    def _unary(self, op: str) -> "Tensor":
+        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        return Unary.apply(x, op=op)
+
+    def exp(self):
+        return self._unary("exp")
+
+    def log(self):
+        return self._unary("log")
+
+    def sqrt(self):
+        return self._unary("sqrt")
+
+    def rsqrt(self):
+        return 1.0 / self.sqrt()
+
+    def tanh(self):
+        return self._unary("tanh")
+
+    def sigmoid(self):
+        return self._unary("sigmoid")
+
+    def relu(self):
+        return Unary.apply(self, op="relu")
+
+    def abs(self):
+        return Unary.apply(self, op="abs")
+
+    def sin(self):
+        return self._unary("sin")
+
+    def cos(self):
+        return self._unary("cos")
+
+    def square(self):
+        return self * self
+
+    def gelu(self, approximate: str = "none"):
+        from .nn import functional as F
+        return F.gelu(self, approximate=approximate)
+
+    def silu(self):
+        from .nn import functional as F
+        return F.silu(self)
+
+    def maximum(self, o):
+        return self._binary(Maximum, o)
+
+    def minimum(self, o):
+        return self._binary(Minimum, o)
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp needs at least one of min or max")
+        return Clamp.apply(self, lo=None if min is None else float(min),
+                           hi=None if max is None else float(max))
+
+    clip = clamp
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+        x = self._as("int64") if self.dtype == "bool" else self
+        return Sum.apply(x, axes=_normalize_axes(dim, self.ndim), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+        if not dtypes.is_floating(self.dtype):
+            raise TypeError(f"mean() needs a floating point tensor, got {self.dtype}")
+        axes = _normalize_axes(dim, self.ndim)
+        n = math.prod(self.shape[a] for a in axes)
+        return self.sum(dim=axes, keepdim=keepdim) * (1.0 / n if n else float("nan"))
+
+    def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased=None) -> "Tensor":
+        """Variance with Bessel's correction by default (as torch.var)."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        axes = _normalize_axes(dim, self.ndim)
+        n = math.prod(self.shape[a] for a in axes)
+        d = self - self.mean(dim=axes, keepdim=True)
+        return (d * d).sum(dim=axes, keepdim=keepdim) * (1.0 / max(n - correction, 0) if
+                                                          n - correction > 0 else float("nan"))
+
+    def std(self, dim=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        return self.var(dim, keepdim, correction).sqrt()
+
+    def amax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        axes = _normalize_axes(dim, self.ndim)
+        for a in axes:
+            if self.shape[a] == 0:
+                raise ValueError("max() of an empty dimension is undefined")
+        return Max.apply(self, axes=axes, keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return -((-self).amax(dim, keepdim))
+
+    def max(self, dim=None, keepdim: bool = False):
+        """max() -> a 0-d tensor; max(dim) -> (values, indices), as in torch."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            return self.amax()
+        return MaxResult(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim: bool = False):
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            return self.amin()
+        return MaxResult(self.amin(dim, keepdim), (-self).argmax(dim, keepdim))
+
+    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        if dim is None:
+            return self.reshape(-1).argmax(0)
+        d = _normalize_axes(dim, self.ndim)[0]
+        out = Tensor._wrap(self.backend.argmax(self.data, d), self.backend)
+        return out.unsqueeze(d) if keepdim else out
+
+    def logsumexp(self, dim, keepdim: bool = False) -> "Tensor":
+        m = self.amax(dim, keepdim=True).detach()
+        out = (self - m).exp().sum(dim, keepdim=True).log() + m
+        return out if keepdim else out.squeeze(dim)
+
+    def softmax(self, dim: int = -1):
+        from .nn import functional as F
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        from .nn import functional as F
+        return F.log_softmax(self, dim)
+
+    # ------------------------------------------------------------------ matmul
+    def matmul(self, other) -> "Tensor":
+        other = other if isinstance(other, Tensor) else Tensor(other, device=self.device)
+        a, b = self, other
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("matmul needs tensors with at least 1 dim; use * for scalars")
+        dt = dtypes.promote(a.dtype, b.dtype)
+        a, b = a._as(dt), b._as(dt)
+        squeeze = []
+        if a.ndim == 1:
+            a, squeeze = a.unsqueeze(0), squeeze + [-2]
+        if b.ndim == 1:
+            b, squeeze = b.unsqueeze(-1), squeeze + [-1]
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"matmul: shapes {self.shape} and {other.shape} are not aligned "
+                             f"({a.shape[-1]} != {b.shape[-2]})")
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = a._broadcast_to(batch + a.shape[-2:])
+        b = b._broadcast_to(batch + b.shape[-2:])
+        out = MatMul.apply(a, b)
+        for d in squeeze:
+            out = out.squeeze(d if d == -1 or len(squeeze) == 1 else -1)
+        return out
+
+    # ------------------------------------------------------------------ movement
+    def reshape(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = tuple(int(s) for s in shape)
+        n = self.numel()
+        if shape.count(-1) > 1:
+            raise ValueError("only one dimension can be -1 in reshape")
+        if -1 in shape:
+            rest = math.prod(s for s in shape if s != -1)
+            if rest == 0 or n % rest:
+                raise ValueError(f"cannot reshape a tensor of shape {self.shape} into {shape}")
+            shape = tuple(n // rest if s == -1 else s for s in shape)
+        if math.prod(shape) != n:
+            raise ValueError(f"cannot reshape a tensor of shape {self.shape} ({n} elements) "
+                             f"into {shape}")
+        if shape == self.shape:
+            return self
+        return Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if self.numel() else \
+            self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+
+    def permute(self, *dims) -> "Tensor":
+        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        dims = tuple(d % self.ndim for d in dims) if self.ndim else dims
+        if sorted(dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
+        if dims == tuple(range(self.ndim)):
+            return self
+        return Permute.apply(self, axes=dims)
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return self.permute(dims)
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> "Tensor":
+        return self.transpose(-2, -1)
+
+    def expand(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        lead = len(shape) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: target {shape} has fewer dims than {self.shape}")
+        full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        for i, s in enumerate(self.shape):
+            if s != 1 and s != full[lead + i]:
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
+        return self._broadcast_to(full)
+
+    def broadcast_to(self, shape) -> "Tensor":
+        return self.expand(tuple(shape))
+
+    def expand_as(self, other: "Tensor") -> "Tensor":
+        return self.expand(other.shape)
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        d = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim=None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dims = _normalize_axes(dim, self.ndim)
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
+
+    def contiguous(self) -> "Tensor":
+        if self.backend.is_contiguous(self.data):
+            return self
+        return Contiguous.apply(self)
+
+    def is_contiguous(self) -> bool:
+        return self.backend.is_contiguous(self.data)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> list:
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, int):
+            step = split_size_or_sections
+            if step <= 0:
+                raise ValueError("split size must be positive")
+            sizes = [min(step, n - s) for s in range(0, n, step)] or [0]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(f"split sections {sizes} do not sum to dim size {n}")
+        out, start = [], 0
+        for s in sizes:
+            out.append(self.narrow(dim, start, s))
+            start += s
+        return out
+
+    def chunk(self, chunks: int, dim: int = 0) -> list:
+        n = self.shape[dim]
+        return self.split(max(1, math.ceil(n / chunks)), dim)
+
+    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
+        index = [slice(None)] * self.ndim
+        index[dim % self.ndim] = slice(start, start + length)
+        return self[tuple(index)]
+
+    def index_select(self, dim: int, index: "Tensor") -> "Tensor":
+        index = _as_index_tensor(index, self.device)
+        if index.ndim != 1:
+            raise ValueError(f"index_select needs a 1-d index, got shape {index.shape}")
+        d = dim % self.ndim
+        _check_index_range(index, self.shape[d], f"index_select along dim {d}")
+        return IndexSelect.apply(self, index, axis=d)
+
+    def masked_fill(self, mask: "Tensor", value: float) -> "Tensor":
+        mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
+        shape = broadcast_shapes(self.shape, mask.shape)
+        m = mask._broadcast_to(shape).contiguous()
+        x = self._broadcast_to(shape)
+        return Where.apply(m, float(value) if dtypes.is_floating(x.dtype) else value, x)
+
+    def __getitem__(self, index) -> "Tensor":
+        from .indexing import getitem
+        return getitem(self, index)
+
+    def __setitem__(self, index, value) -> None:
+        from .indexing import setitem
+        setitem(self, index, value)
+
+
+def _as_index_tensor(index, device) -> Tensor:
+    if isinstance(index, Tensor):
+        if index.dtype != "int64":
+            raise TypeError(f"index tensors must be int64, got {index.dtype}")
+        return index
+    arr = np.asarray(index)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"index must hold integers, got dtype {arr.dtype}")
+    return Tensor(arr.astype(np.int64), device=device)
+
+
+def _check_index_range(index: Tensor, size: int, what: str) -> None:
+    """Out-of-range indices get a clear error here, not garbage from a kernel."""
+    if index.numel() == 0:
+        return
+    b = index.backend
+    flat = b.reshape(b.contiguous(index.data), (index.numel(),))
+    lo = int(b.to_numpy(b.reduce_max(b.unary("neg", flat), (0,), False)))
+    hi = int(b.to_numpy(b.reduce_max(flat, (0,), False)))
+    if -lo < -size or hi >= size:
+        raise IndexError(f"{what}: index out of range: values span [{-lo}, {hi}] but the size "
+                         f"is {size} (valid: {-size}..{size - 1})")
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat() needs at least one tensor")
+    nd = tensors[0].ndim
+    d = dim % nd
+    dt = tensors[0].dtype
+    for t in tensors[1:]:
+        dt = dtypes.promote(dt, t.dtype)
+    for t in tensors:
+        if t.ndim != nd or any(s != r for i, (s, r) in enumerate(zip(t.shape, tensors[0].shape))
+                               if i != d):
+            raise ValueError(f"cat: shapes {[x.shape for x in tensors]} differ outside dim {d}")
+    tensors = [t._as(dt) for t in tensors]
+    if len(tensors) == 1:
+        return tensors[0]
+    return Concat.apply(*tensors, axis=d)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack() needs at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack needs tensors of one shape, got {sorted(shapes)}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim)
+
+
+def where(condition: Tensor, x, y) -> Tensor:
+    """condition ? x : y, broadcasting all three; gradients flow to x and y."""
+    if not isinstance(condition, Tensor) or condition.dtype != "bool":
+        raise TypeError("where() needs a bool condition tensor")
+    dev = condition.device
+    xs = [v if isinstance(v, (Tensor, int, float)) else Tensor(v, device=dev) for v in (x, y)]
+    tens = [v for v in xs if isinstance(v, Tensor)]
+    dt = None
+    for t in tens:
+        dt = t.dtype if dt is None else dtypes.promote(dt, t.dtype)
+    if dt is None:
+        dt = _default_dtype
+    shape = broadcast_shapes(condition.shape, *[t.shape for t in tens])
+    cond = condition._broadcast_to(shape).contiguous()
+    args = []
+    for v in xs:
+        if isinstance(v, Tensor):
+            args.append(v._as(dt)._broadcast_to(shape))
+        else:
+            args.append(float(v) if dtypes.is_floating(dt) else int(v))
+    if not tens:
+        return Tensor._wrap(cond.backend.where(cond.data, *args), cond.backend)
+    return Where.apply(cond, args[0], args[1])

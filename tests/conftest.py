@@ -1,0 +1,57 @@
+"""Test setup shared by every test file.
+
+- Without CUDA, Triton kernels run in Triton's interpreter on torch CPU tensors: that must be
+  decided before any kernel module is imported, so it happens here, first.
+- Every backend is wrapped in CheckedBackend (shape/dtype assertions on each call).
+- `shared_data` finds ../shared/data (or $MINIGRAD_DATA) and skips clearly when it is absent.
+- Tests marked `gpu` skip without CUDA.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+try:
+    import torch
+    HAS_CUDA = torch.cuda.is_available()
+except ImportError:                      # core install: no torch, NumPy backend only
+    torch = None
+    HAS_CUDA = False
+
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import minigrad.backends  # noqa: E402
+
+minigrad.backends.set_checked(True)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("MINIGRAD_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared data not found at {d} (set MINIGRAD_DATA to its path)")
+    return d
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a real CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "slow: long-running; still part of the default run")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run with one: pytest -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
