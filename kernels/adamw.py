@@ -1,0 +1,224 @@
+"""The AdamW update, one fused elementwise pass per parameter (or per group of parameters).
+
+Math (torch.optim.AdamW, decoupled weight decay; t = step, bias corrections on the host):
+    p  = p * (1 - lr * wd)
+    m  = m + (1 - b1) * (g - m)                 (torch's lerp, i.e. b1 m + (1-b1) g)
+    v  = b2 * v + (1 - b2) * g * g
+    p  = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+With `master` (float32 weights of a bfloat16/float16 parameter) the update reads and writes
+master, and param receives master rounded to its own dtype.
+
+Work split: a 1-D grid of BLOCK-element programs over the flattened tensors; every element
+is independent. `adamw_step_multi_` updates a list of parameters in ONE launch: the host
+builds a small int64 table (the five data pointers and the size of each tensor, plus one
+(tensor, start) entry per MULTI_CHUNK-element chunk), copies it to the device, and each program
+looks up its chunk and casts the stored addresses back to typed pointers. The tensors of
+one launch must share their dtypes (the launcher groups them by dtype automatically).
+
+Bytes moved per element: read p (or master), g, m, v; write p (and master), m, v:
+fp32 = 28 bytes; bf16 param + fp32 master + bf16 grad = 4+2+4+4 read, 4+2+4+4 write = 28.
+Bandwidth bound.
+
+Requirements: all tensors of one parameter have the same number of elements and are
+contiguous (optimizer state is always allocated contiguous; a non-contiguous one raises
+ValueError). exp_avg/exp_avg_sq/master are float32 (float64 for a float64 parameter,
+whose hyper-parameters are still passed to the kernel as float32 scalars). Accumulation is
+float32 (float64 for float64).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK = 1024
+# Elements per program of the multi-tensor kernel (keeps the host-built chunk table short:
+# ~2K entries for GPT-2 small's 124M parameters).
+MULTI_CHUNK = 64 * BLOCK
+FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+# ---------------------------------------------------------------------------- kernels
+@triton.jit
+def _adamw_update(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2,
+                  step_size, bc2_sqrt, eps):
+    """The AdamW formulas on loaded blocks (shared by both kernels)."""
+    p = p * decay
+    m = m + one_minus_beta1 * (g - m)
+    v = v * beta2 + one_minus_beta2 * g * g
+    denom = tl.sqrt(v) / bc2_sqrt + eps
+    p = p - step_size * (m / denom)
+    return p, m, v
+
+
+@triton.jit
+def _adamw_step_kernel(param_ptr, master_ptr, exp_avg_ptr, exp_avg_sq_ptr,
+                       grad_ptr,
+                       n,
+                       decay,             # 1 - lr * weight_decay
+                       one_minus_beta1, beta2, one_minus_beta2,
+                       step_size,         # lr / (1 - beta1^step)
+                       bc2_sqrt,          # sqrt(1 - beta2^step)
+                       eps,
+                       HAS_MASTER: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if HAS_MASTER:
+        p = tl.load(master_ptr + offs, mask=mask).to(ACC)
+    else:
+        p = tl.load(param_ptr + offs, mask=mask).to(ACC)
+    g = tl.load(grad_ptr + offs, mask=mask).to(ACC)
+    m = tl.load(exp_avg_ptr + offs, mask=mask).to(ACC)
+    v = tl.load(exp_avg_sq_ptr + offs, mask=mask).to(ACC)
+    p, m, v = _adamw_update(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2,
+                            step_size, bc2_sqrt, eps)
+    tl.store(exp_avg_ptr + offs, m.to(exp_avg_ptr.dtype.element_ty), mask=mask)
+    tl.store(exp_avg_sq_ptr + offs, v.to(exp_avg_sq_ptr.dtype.element_ty), mask=mask)
+    if HAS_MASTER:
+        tl.store(master_ptr + offs, p.to(master_ptr.dtype.element_ty), mask=mask)
+    tl.store(param_ptr + offs, p.to(param_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _adamw_step_multi_kernel(table_ptr,      # (T, 6) int64: param, master, m, v, grad addresses, numel
+                             chunk_ptr,      # (n_chunks, 2) int64: tensor index, first element
+                             decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps,
+                             P_DTYPE: tl.constexpr, S_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr,
+                             HAS_MASTER: tl.constexpr, ACC: tl.constexpr,
+                             CHUNK: tl.constexpr,    # elements per program, a multiple of BLOCK
+                             BLOCK: tl.constexpr):
+    """One CHUNK of one tensor of the group per program (see module doc)."""
+    pid = tl.program_id(0)
+    t = tl.load(chunk_ptr + pid * 2)
+    start = tl.load(chunk_ptr + pid * 2 + 1)
+    row = table_ptr + t * 6
+    param_ptr = tl.load(row + 0).to(tl.pointer_type(P_DTYPE))
+    master_ptr = tl.load(row + 1).to(tl.pointer_type(S_DTYPE))
+    exp_avg_ptr = tl.load(row + 2).to(tl.pointer_type(S_DTYPE))
+    exp_avg_sq_ptr = tl.load(row + 3).to(tl.pointer_type(S_DTYPE))
+    grad_ptr = tl.load(row + 4).to(tl.pointer_type(G_DTYPE))
+    n = tl.load(row + 5)
+    for inner in range(0, CHUNK, BLOCK):
+        offs = start + inner + tl.arange(0, BLOCK)
+        mask = offs < n
+        if HAS_MASTER:
+            p = tl.load(master_ptr + offs, mask=mask).to(ACC)
+        else:
+            p = tl.load(param_ptr + offs, mask=mask).to(ACC)
+        g = tl.load(grad_ptr + offs, mask=mask).to(ACC)
+        m = tl.load(exp_avg_ptr + offs, mask=mask).to(ACC)
+        v = tl.load(exp_avg_sq_ptr + offs, mask=mask).to(ACC)
+        p, m, v = _adamw_update(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2,
+                                step_size, bc2_sqrt, eps)
+        tl.store(exp_avg_ptr + offs, m.to(S_DTYPE), mask=mask)
+        tl.store(exp_avg_sq_ptr + offs, v.to(S_DTYPE), mask=mask)
+        if HAS_MASTER:
+            tl.store(master_ptr + offs, p.to(S_DTYPE), mask=mask)
+        tl.store(param_ptr + offs, p.to(P_DTYPE), mask=mask)
+
+
+# ---------------------------------------------------------------------------- helpers
+_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
+       torch.float64: tl.float64}
+
+
+def _scalars(lr, beta1, beta2, eps, weight_decay, step):
+    """Host-side scalars, computed in Python double precision like torch does."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the first update is step 1), got {step}")
+    return (1.0 - lr * weight_decay, 1.0 - beta1, float(beta2), 1.0 - beta2,
+            lr / (1.0 - beta1 ** step), math.sqrt(1.0 - beta2 ** step), float(eps))
+
+
+def _check_param(param, grad, exp_avg, exp_avg_sq, master, where=""):
+    tensors = {"param": param, "grad": grad, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    if master is not None:
+        tensors["master"] = master
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}{where} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in FLOATS:
+            raise TypeError(f"{name}{where} must be a float tensor, got {t.dtype}")
+        if t.numel() != param.numel():
+            raise ValueError(f"{name}{where} has {t.numel()} elements, param has {param.numel()}")
+        if t.device != param.device:
+            raise ValueError(f"{name}{where} is on {t.device}, param on {param.device}")
+        if not t.is_contiguous():
+            raise ValueError(f"{name}{where} must be contiguous (shape {tuple(t.shape)}, strides "
+                             f"{tuple(t.stride())})")
+    state_dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+    for name in ("exp_avg", "exp_avg_sq", "master"):
+        if name in tensors and tensors[name].dtype != state_dtype:
+            raise TypeError(f"{name}{where} must be {state_dtype} for a {param.dtype} param, "
+                            f"got {tensors[name].dtype}")
+
+
+# ---------------------------------------------------------------------------- launchers
+def adamw_step_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+                exp_avg_sq: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float,
+                weight_decay: float, step: int, master: Optional[torch.Tensor] = None) -> None:
+    """One AdamW step of one parameter, in place (param, exp_avg, exp_avg_sq, master).
+
+    `step` counts from 1. With `master` (float32), master is updated and param (e.g.
+    bfloat16) gets its rounded copy. grad may have any float dtype.
+    """
+    _check_param(param, grad, exp_avg, exp_avg_sq, master)
+    n = param.numel()
+    if n == 0:
+        return
+    scalars = _scalars(lr, beta1, beta2, eps, weight_decay, step)
+    _adamw_step_kernel[(triton.cdiv(n, BLOCK),)](
+        param, param if master is None else master, exp_avg, exp_avg_sq, grad, n, *scalars,
+        HAS_MASTER=master is not None,
+        ACC=tl.float64 if param.dtype == torch.float64 else tl.float32,
+        BLOCK=BLOCK, num_warps=4)
+
+
+def adamw_step_multi_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                      exp_avgs: Sequence[torch.Tensor], exp_avg_sqs: Sequence[torch.Tensor],
+                      lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                      step: int, masters: Optional[Sequence[Optional[torch.Tensor]]] = None,
+                      multi_chunk: Optional[int] = None) -> None:
+    """adamw_step_ for many parameters (same hyper-parameters and step) in one launch per
+    dtype group. The lists are parallel; `masters` is None or a list with None entries for
+    parameters without master weights. See the module doc for the pointer table.
+    `multi_chunk` (a multiple of BLOCK) overrides the elements per program (tests)."""
+    n_params = len(params)
+    for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs)):
+        if len(lst) != n_params:
+            raise ValueError(f"{name} has {len(lst)} entries, params has {n_params}")
+    if masters is None:
+        masters = [None] * n_params
+    elif len(masters) != n_params:
+        raise ValueError(f"masters has {len(masters)} entries, params has {n_params}")
+    groups: dict[tuple, list[int]] = {}
+    for i in range(n_params):
+        _check_param(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], masters[i], where=f"[{i}]")
+        if params[i].numel() == 0:
+            continue
+        key = (params[i].dtype, grads[i].dtype, exp_avgs[i].dtype, masters[i] is not None,
+               params[i].device)
+        groups.setdefault(key, []).append(i)
+    scalars = _scalars(lr, beta1, beta2, eps, weight_decay, step)
+    chunk = multi_chunk if multi_chunk is not None else MULTI_CHUNK
+    if chunk < BLOCK or chunk % BLOCK:
+        raise ValueError(f"multi_chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
+    for (p_dtype, g_dtype, s_dtype, has_master, device), members in groups.items():
+        table, chunks = [], []
+        for slot, i in enumerate(members):
+            n = params[i].numel()
+            master = masters[i] if has_master else params[i]
+            table.append([params[i].data_ptr(), master.data_ptr(), exp_avgs[i].data_ptr(),
+                          exp_avg_sqs[i].data_ptr(), grads[i].data_ptr(), n])
+            chunks.extend([slot, start] for start in range(0, n, chunk))
+        # host -> device copies of the small index tables (no math on data)
+        table_t = torch.tensor(table, dtype=torch.int64, device=device)
+        chunks_t = torch.tensor(chunks, dtype=torch.int64, device=device)
+        _adamw_step_multi_kernel[(len(chunks),)](
+            table_t, chunks_t, *scalars,
+            P_DTYPE=_TL[p_dtype], S_DTYPE=_TL[s_dtype], G_DTYPE=_TL[g_dtype],
+            HAS_MASTER=has_master, ACC=tl.float64 if p_dtype == torch.float64 else tl.float32,
+            CHUNK=chunk, BLOCK=BLOCK, num_warps=4)
