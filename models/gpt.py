@@ -1,0 +1,571 @@
+"""GPT: a decoder-only transformer on minigrad, written to read like nanoGPT's model.py.
+
+    config = GPTConfig(block_size=256, vocab_size=50257, n_layer=6, n_head=6, n_embd=384)
+    model = GPT(config)
+    logits, loss = model(idx, targets)          # idx, targets: int64 (B, T)
+    out = model.generate(idx, max_new_tokens=100, temperature=0.8, top_k=200)
+
+What it is: pre-norm blocks (x + attn(norm(x)), x + mlp(norm(x))), causal self-attention
+through minigrad's fused F.scaled_dot_product_attention, GPT-2 parameter names
+(transformer.wte / wpe / h.{i}.ln_1 / attn.c_attn / attn.c_proj / ln_2 / mlp.c_fc / mlp.c_proj /
+ln_f, lm_head), weight tying, nanoGPT's scaled residual init, decay/no-decay parameter groups,
+an MFU estimate and KV-cached generation. The options cover GPT-2 and modern small models:
+GELU/SiLU/SwiGLU, LayerNorm/RMSNorm, learned positions/RoPE, biases on/off/qkv-only.
+
+Decisions worth knowing (see docs/model.md too):
+- Padded vocabulary: wte and lm_head have `padded_vocab_size` rows (vocab_size rounded up to
+  pad_vocab_multiple, for matmul-friendly shapes), but forward() returns logits sliced to the
+  TRUE vocab_size, (B, T, vocab_size). So the loss and sampling never see the padded columns
+  and a padded id can never be generated (nanoGPT instead keeps them and relies on training to
+  push them down). Their rows get no gradient from the loss.
+- activation "gelu" is GPT-2's tanh approximation (HF "gelu_new"); "gelu_exact" is the erf form
+  (torch's nn.GELU() default, which nanoGPT uses).
+- SwiGLU: mlp.c_fc is ONE fused Linear(C, 2H); the first H outputs are the gate, the last H the
+  up projection: c_proj(silu(gate) * up). H = ffn_hidden, or 2/3 * mlp_ratio * C rounded up to a
+  multiple of 64 (8/3 C for mlp_ratio 4, as Llama).
+- RoPE: the rotate-half form of GPT-NeoX / HF Llama over the whole head dim, frequencies
+  theta^(-2i/hs); cos/sin tables are computed on the host in float64 and cast to the model dtype.
+- KV cache: per layer k, v (B, nh, S, hs), extended with minigrad.cat each step; the new
+  token's query attends to all S cached keys through is_causal=True's bottom-right alignment.
+  Past block_size tokens the cache is dropped and each step recomputes from the last
+  block_size tokens (the absolute positions a model was trained on end at block_size).
+
+Not here: multi-query/grouped attention, sliding windows, mixture of experts, loading OpenAI's
+GPT-2 checkpoints (models/hf_export.py reads and writes the HF GPT-2 layout).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+
+import minigrad
+from minigrad import Tensor, nn
+from minigrad.nn import functional as F
+from minigrad.nn import init
+
+from .sampling import sample_next, to_numpy_rng
+
+_ACTIVATIONS = ("gelu", "gelu_exact", "silu", "swiglu")
+_NORMS = ("layernorm", "rmsnorm")
+_POSITIONS = ("learned", "rope")
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return ((n + multiple - 1) // multiple) * multiple if multiple > 1 else n
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024          # longest sequence (context length)
+    vocab_size: int = 50257         # true vocabulary; see padded_vocab_size
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0            # embedding, attention-probability and residual dropout
+    bias: bool = True               # biases in every Linear and LayerNorm (GPT-2); False = none...
+    qkv_bias: bool = False          # ...except, when True, attn.c_attn's (Qwen-style)
+    activation: str = "gelu"        # "gelu" (tanh approx, GPT-2) | "gelu_exact" | "silu" | "swiglu"
+    norm: str = "layernorm"         # "layernorm" | "rmsnorm"
+    pos: str = "learned"            # "learned" (wpe) | "rope"
+    rope_theta: float = 10000.0
+    tie_weights: bool = True        # lm_head.weight is transformer.wte.weight
+    pad_vocab_multiple: int = 64    # wte/lm_head rows = vocab_size rounded up to this
+    norm_eps: float = 1e-5
+    mlp_ratio: int = 4              # MLP hidden = mlp_ratio * n_embd (swiglu: 2/3 of that, /64)
+    ffn_hidden: Optional[int] = None  # explicit MLP hidden size (overrides mlp_ratio)
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "mlp_ratio",
+                     "pad_vocab_multiple"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"GPTConfig.activation must be one of {_ACTIVATIONS}, got "
+                             f"{self.activation!r}")
+        if self.norm not in _NORMS:
+            raise ValueError(f"GPTConfig.norm must be one of {_NORMS}, got {self.norm!r}")
+        if self.pos not in _POSITIONS:
+            raise ValueError(f"GPTConfig.pos must be one of {_POSITIONS}, got {self.pos!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"RoPE needs an even head size, got n_embd/n_head = "
+                             f"{self.n_embd // self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.ffn_hidden is not None and int(self.ffn_hidden) < 1:
+            raise ValueError(f"GPTConfig.ffn_hidden must be >= 1 or None, got {self.ffn_hidden}")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return _round_up(self.vocab_size, self.pad_vocab_multiple)
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        """H: the width of the MLP's hidden activation (for SwiGLU, of each of gate and up)."""
+        if self.ffn_hidden is not None:
+            return int(self.ffn_hidden)
+        if self.activation == "swiglu":
+            return _round_up(int(2 * self.mlp_ratio * self.n_embd / 3), 64)
+        return self.mlp_ratio * self.n_embd
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of the fields (for checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far: per layer (B, nh, S, hs), S = self.length."""
+
+    def __init__(self, n_layer: int):
+        self.k: list[Optional[Tensor]] = [None] * n_layer
+        self.v: list[Optional[Tensor]] = [None] * n_layer
+        self.length = 0
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append this step's k, v (B, nh, T, hs) to the layer's cache; return the full ones."""
+        if self.k[layer] is not None:
+            k = minigrad.cat([self.k[layer], k], dim=2)                  # (B, nh, S + T, hs)
+            v = minigrad.cat([self.v[layer], v], dim=2)                  # (B, nh, S + T, hs)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+def rope_tables(n_pos: int, head_size: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin (n_pos, head_size) in float64 for the rotate-half form: angle[p, i] =
+    p * theta^(-2 (i mod hs/2) / hs), i.e. the hs/2 frequencies repeated for both halves."""
+    inv_freq = 1.0 / theta ** (np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
+    ang = np.outer(np.arange(n_pos, dtype=np.float64), inv_freq)         # (n_pos, hs/2)
+    ang = np.concatenate([ang, ang], axis=-1)                            # (n_pos, hs)
+    return np.cos(ang), np.sin(ang)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x (B, nh, T, hs) by position: x * cos + rotate_half(x) * sin, with cos/sin (T, hs)
+    and rotate_half(x) = cat(-x2, x1) where x1, x2 are the two halves of the head dim."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]                                      # (B, nh, T, hs/2) each
+    rotated = minigrad.cat([-x2, x1], dim=-1)                            # (B, nh, T, hs)
+    return x * cos + rotated * sin
+
+
+def _norm(config: GPTConfig, device, dtype) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps, device=device, dtype=dtype)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias, device=device,
+                        dtype=dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, device=None, dtype=None):
+        super().__init__()
+        C = config.n_embd
+        # q, k, v projections for all heads in one matmul
+        self.c_attn = nn.Linear(C, 3 * C, bias=config.bias or config.qkv_bias, device=device,
+                                dtype=dtype)
+        self.c_proj = nn.Linear(C, C, bias=config.bias, device=device, dtype=dtype)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, C, config.dropout
+
+    def forward(self, x: Tensor, rope: Optional[tuple] = None, kv_cache: Optional[KVCache] = None,
+                layer: int = 0) -> Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)                         # (B, T, C) each
+        q = q.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
+        v = v.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)                          # (B, nh, S, hs), S >= T
+        # causal with bottom-right alignment: query t (of T) sees keys j <= t + S - T
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().reshape(B, T, C)              # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig, device=None, dtype=None):
+        super().__init__()
+        C, H = config.n_embd, config.mlp_hidden
+        self.activation, self.hidden = config.activation, H
+        width = 2 * H if config.activation == "swiglu" else H           # swiglu: gate and up fused
+        self.c_fc = nn.Linear(C, width, bias=config.bias, device=device, dtype=dtype)
+        self.c_proj = nn.Linear(H, C, bias=config.bias, device=device, dtype=dtype)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.c_fc(x)                                                 # (B, T, H) or (B, T, 2H)
+        if self.activation == "swiglu":
+            gate, up = h.split(self.hidden, dim=-1)                      # (B, T, H) each
+            h = F.silu(gate) * up
+        elif self.activation == "gelu":
+            h = F.gelu(h, approximate="tanh")
+        elif self.activation == "gelu_exact":
+            h = F.gelu(h)
+        else:
+            h = F.silu(h)
+        return self.dropout(self.c_proj(h))                              # (B, T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, device=None, dtype=None):
+        super().__init__()
+        self.ln_1 = _norm(config, device, dtype)
+        self.attn = CausalSelfAttention(config, device, dtype)
+        self.ln_2 = _norm(config, device, dtype)
+        self.mlp = MLP(config, device, dtype)
+
+    def forward(self, x: Tensor, rope=None, kv_cache: Optional[KVCache] = None, layer: int = 0):
+        x = x + self.attn(self.ln_1(x), rope, kv_cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+# Dense (no sparsity) peak FLOP/s from the vendors' data sheets, by dtype. "float32" is the
+# TF32 tensor-core peak where the GPU has one (what minigrad's float32 matmuls may use).
+GPU_PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "H100 SXM": {"bfloat16": 989e12, "float16": 989e12, "float32": 494.7e12},
+    "H100 NVL": {"bfloat16": 835e12, "float16": 835e12, "float32": 417.5e12},
+    "H100 PCIe": {"bfloat16": 756e12, "float16": 756e12, "float32": 378e12},
+    "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 494.7e12},
+    "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 156e12},
+    "L40S": {"bfloat16": 362e12, "float16": 362e12, "float32": 183e12},
+    "L4": {"bfloat16": 121e12, "float16": 121e12, "float32": 60e12},
+    "RTX 4090": {"bfloat16": 165.2e12, "float16": 165.2e12, "float32": 82.6e12},
+    "RTX 3090": {"bfloat16": 71e12, "float16": 71e12, "float32": 35.6e12},
+    "V100": {"float16": 125e12, "float32": 15.7e12},
+    "T4": {"float16": 65e12, "float32": 8.1e12},
+}
+
+
+def peak_flops(device_name: Optional[str], dtype: str = "bfloat16") -> Optional[float]:
+    """Dense peak FLOP/s of a device from GPU_PEAK_FLOPS (a key matched as a substring of the
+    name, longest key first; an H100 that is neither PCIe nor NVL, e.g. "NVIDIA H100 80GB HBM3",
+    is the SXM part), or None for CPUs and unknown devices."""
+    if not device_name:
+        return None
+    name = device_name.upper()
+    if "H100" in name and not any(k in name for k in ("PCIE", "NVL")):
+        name = name + " H100 SXM"                  # "NVIDIA H100 80GB HBM3" is the SXM part
+    for key in sorted(GPU_PEAK_FLOPS, key=len, reverse=True):
+        if key.upper() in name:
+            return GPU_PEAK_FLOPS[key].get(dtype)
+    return None
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        Vp, C = config.padded_vocab_size, config.n_embd
+        modules = dict(wte=nn.Embedding(Vp, C, device=device, dtype=dtype))
+        if config.pos == "learned":
+            modules["wpe"] = nn.Embedding(config.block_size, C, device=device, dtype=dtype)
+        modules["drop"] = nn.Dropout(config.dropout)
+        modules["h"] = nn.ModuleList([Block(config, device, dtype) for _ in range(config.n_layer)])
+        modules["ln_f"] = _norm(config, device, dtype)
+        self.transformer = nn.ModuleDict(modules)
+        self.lm_head = nn.Linear(C, Vp, bias=False, device=device, dtype=dtype)
+        if config.tie_weights:
+            # one Parameter under two names: the input embedding is the output projection
+            self.lm_head.weight = self.transformer.wte.weight
+        self._rope_cache: dict = {}
+        self._init_weights()
+
+    # ------------------------------------------------------------------ construction
+    def _init_weights(self) -> None:
+        """N(0, 0.02) for Linear and Embedding weights, N(0, 0.02/sqrt(2 n_layer)) for the
+        c_proj weights that write into the residual stream (GPT-2's scaled init), zero biases,
+        norms at weight 1 / bias 0 (their constructors' default)."""
+        std = 0.02
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear):
+                s = std / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj") else std
+                if not (m is self.lm_head and self.config.tie_weights):   # tied: init as wte
+                    init.normal_(m.weight, 0.0, s)
+                if m.bias is not None:
+                    init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                init.normal_(m.weight, 0.0, std)
+
+    @classmethod
+    def from_config_dict(cls, d: dict, device=None, dtype=None) -> "GPT":
+        """A freshly initialised GPT from GPTConfig.to_dict() output (e.g. from a checkpoint)."""
+        return cls(GPTConfig.from_dict(d), device=device, dtype=dtype)
+
+    @property
+    def device(self) -> str:
+        return self.transformer.wte.weight.device
+
+    @property
+    def dtype(self) -> str:
+        return self.transformer.wte.weight.dtype
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Number of parameters (a tied weight counted once, padded rows included).
+
+        non_embedding=True leaves out the lookup-only tables, as nanoGPT: wpe, and wte when it is
+        not tied (a tied wte is also the lm_head matmul, so it stays in)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            if self.config.pos == "learned":
+                n -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_weights:
+                n -= self.transformer.wte.weight.numel()
+        return n
+
+    # ------------------------------------------------------------------ forward
+    def _check_idx(self, idx, what: str = "idx", max_len: Optional[int] = None) -> Tensor:
+        if not isinstance(idx, Tensor):
+            arr = np.asarray(idx)
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
+            idx = Tensor(arr.astype(np.int64), device=self.device)
+        if idx.dtype != "int64":
+            raise TypeError(f"{what} must be an int64 tensor of token ids, got {idx.dtype}")
+        if idx.ndim != 2:
+            raise ValueError(f"{what} must have shape (B, T), got shape {idx.shape}")
+        if idx.shape[0] == 0 or idx.shape[1] == 0:
+            raise ValueError(f"{what} must be non-empty, got shape {idx.shape}")
+        if max_len is not None and idx.shape[1] > max_len:
+            raise ValueError(f"cannot forward a sequence of length {idx.shape[1]}: block_size is "
+                             f"only {max_len} (GPTConfig.block_size={self.config.block_size})")
+        if idx.device != self.device:
+            raise ValueError(f"{what} is on '{idx.device}' but the model is on '{self.device}'")
+        lo, hi = int(idx.amin().item()), int(idx.amax().item())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise IndexError(f"{what}: token ids must be in [0, {self.config.vocab_size - 1}] "
+                             f"(vocab_size={self.config.vocab_size}), got values in [{lo}, {hi}]")
+        return idx
+
+    def _on_device(self, idx):
+        """A prompt Tensor on another device is copied to the model's (prompts are small)."""
+        return idx.to(self.device) if isinstance(idx, Tensor) and idx.device != self.device else idx
+
+    def _rope(self, start: int, T: int) -> tuple[Tensor, Tensor]:
+        """cos, sin (T, hs) for absolute positions start..start+T-1, in the model's dtype."""
+        key = (self.device, self.dtype)
+        if key not in self._rope_cache:
+            cos, sin = rope_tables(self.config.block_size, self.config.head_size,
+                                   self.config.rope_theta)
+            self._rope_cache = {key: tuple(Tensor(a, device=self.device, dtype=self.dtype)
+                                           for a in (cos, sin))}
+        cos, sin = self._rope_cache[key]                                 # (block_size, hs)
+        return cos[start:start + T], sin[start:start + T]                # (T, hs)
+
+    def forward(self, idx, targets=None, ignore_index: int = -100, last_only: bool = False,
+                kv_cache: Optional[KVCache] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """idx int64 (B, T), T <= block_size -> (logits, loss).
+
+        logits: (B, T, vocab_size) — the TRUE vocab: the padded columns are sliced off, so they
+        can never be sampled or enter the loss. last_only=True (ignored when targets are given)
+        returns (B, 1, vocab_size) for the last position only, skipping the lm_head matmul for
+        the others (what generation needs). loss: mean cross-entropy over targets (B, T) that
+        are != ignore_index, or None without targets.
+
+        kv_cache: decode with a KVCache — idx holds the T new tokens at absolute positions
+        kv_cache.length .. kv_cache.length + T - 1; their keys/values are appended to the cache.
+        """
+        start = kv_cache.length if kv_cache is not None else 0
+        idx = self._check_idx(idx, max_len=self.config.block_size - start)
+        B, T = idx.shape
+        cfg = self.config
+        x = self.transformer.wte(idx)                                    # (B, T, C)
+        if cfg.pos == "learned":
+            pos = minigrad.arange(start, start + T, device=self.device)  # (T,)
+            x = x + self.transformer.wpe(pos)                            # (B, T, C) + (T, C)
+        rope = self._rope(start, T) if cfg.pos == "rope" else None
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, rope, kv_cache, i)                              # (B, T, C)
+        x = self.transformer.ln_f(x)                                     # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.length += T
+        loss = None
+        if targets is None and last_only:
+            x = x[:, -1:, :]                                             # (B, 1, C)
+        logits = self.lm_head(x)                                         # (B, T, Vp)
+        if cfg.padded_vocab_size != cfg.vocab_size:
+            logits = logits[..., :cfg.vocab_size]                        # (B, T, V)
+        if targets is not None:
+            if not isinstance(targets, Tensor):
+                targets = Tensor(np.asarray(targets, dtype=np.int64), device=self.device)
+            if tuple(targets.shape) != (B, T):
+                raise ValueError(f"targets must have the shape of idx {(B, T)}, got {targets.shape}")
+            loss = F.cross_entropy(logits.reshape(B * T, cfg.vocab_size),  # (B*T, V)
+                                   targets.reshape(B * T), ignore_index=ignore_index)
+        return logits, loss
+
+    # ------------------------------------------------------------------ optimizer
+    def decay_groups(self, decay_embeddings: bool = False) -> tuple[list, list]:
+        """([(name, param)] with weight decay, [(name, param)] without).
+
+        Decay: the 2-d matmul weights (every Linear's weight; an untied lm_head too). No decay:
+        norm weights/biases, every bias, and the embedding tables (wte, wpe) unless
+        decay_embeddings. A tied wte/lm_head weight counts as an embedding."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        matmul = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if id(p) in embeddings:
+                (decay if decay_embeddings else no_decay).append((name, p))
+            elif id(p) in matmul and p.ndim == 2:
+                decay.append((name, p))
+            else:
+                no_decay.append((name, p))
+        return decay, no_decay
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas: tuple = (0.9, 0.95), eps: float = 1e-8,
+                             decay_embeddings: bool = False):
+        """AdamW over two parameter groups: decay (weight_decay) and no decay (0.0); see
+        decay_groups for which parameter goes where."""
+        decay, no_decay = self.decay_groups(decay_embeddings)
+        groups = [{"params": [p for _, p in decay], "weight_decay": weight_decay},
+                  {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+        return minigrad.optim.AdamW(groups, lr=learning_rate, betas=tuple(betas), eps=eps)
+
+    # ------------------------------------------------------------------ MFU
+    def flops_per_token(self, T: Optional[int] = None) -> float:
+        """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT:
+        6 N + 12 L C T, with N = get_num_params(non_embedding=True), L layers, C = n_embd
+        (= n_head * head_size) and T the sequence length (default block_size). 6N is the
+        weight matmuls (2 forward + 4 backward per weight); 12 L C T the attention scores and
+        the weighted sum of values, counted over the full T x T square as PaLM and nanoGPT do
+        (a causal kernel does about half of that work)."""
+        cfg = self.config
+        T = cfg.block_size if T is None else T
+        return 6 * self.get_num_params(non_embedding=True) + 12 * cfg.n_layer * cfg.n_embd * T
+
+    def estimate_mfu(self, tokens_per_second: float, peak_flops: Optional[float] = None,
+                     device_name: Optional[str] = None, dtype: Optional[str] = None,
+                     T: Optional[int] = None) -> Optional[float]:
+        """Model FLOPs utilisation in [0, 1]: flops_per_token(T) * tokens_per_second / peak.
+
+        peak_flops (FLOP/s) overrides the table; otherwise the peak of `device_name` (e.g.
+        "NVIDIA H100 80GB HBM3") for `dtype` (default: the model's; float32 -> TF32 peak) from
+        GPU_PEAK_FLOPS. Returns None when no peak is known (CPU, unknown GPU): pass peak_flops.
+        """
+        if peak_flops is None:
+            peak_flops = _peak(device_name, dtype or self.dtype, self.device)
+            if peak_flops is None:
+                return None
+        return self.flops_per_token(T) * tokens_per_second / peak_flops
+
+    # ------------------------------------------------------------------ generation
+    def _next_logits(self, seq: np.ndarray, cache: Optional[KVCache], use_cache: bool):
+        """Logits (B, V) float64 for the token after seq (B, S); returns them and the cache.
+
+        With the cache: it holds every token of seq but the last (just sampled), so one token is
+        forwarded. When the cache is empty or full (block_size tokens), the last block_size
+        tokens of seq are forwarded afresh into a new cache."""
+        bs = self.config.block_size
+        if use_cache and cache is not None and cache.length + 1 <= bs:
+            new = Tensor(seq[:, -1:], device=self.device)                # (B, 1)
+            logits, _ = self(new, kv_cache=cache)                        # (B, 1, V)
+        else:
+            cache = KVCache(self.config.n_layer) if use_cache else None
+            ctx = Tensor(np.ascontiguousarray(seq[:, -bs:]), device=self.device)  # (B, <=bs)
+            logits, _ = self(ctx, last_only=True, kv_cache=cache)        # (B, 1, V)
+        return logits.reshape(logits.shape[0], logits.shape[-1]).numpy().astype(np.float64), cache
+
+    def _generate_steps(self, idx, max_new_tokens: int, temperature: float, top_k, top_p,
+                        repetition_penalty: float, eos_token, generator,
+                        use_cache: bool) -> Iterator[np.ndarray]:
+        """Yield the next ids (B,) int64 once per step. Grad mode and train/eval are switched
+        per step, never across a yield, so the caller's code between steps is unaffected."""
+        idx = self._check_idx(self._on_device(idx), "prompt")
+        seq = idx.numpy().astype(np.int64)                               # (B, T0) on the host
+        rng = to_numpy_rng(generator)
+        finished = np.zeros(seq.shape[0], dtype=bool)
+        cache = None
+        for _ in range(int(max_new_tokens)):
+            was_training = self.training
+            self.eval()
+            try:
+                with minigrad.no_grad():
+                    logits, cache = self._next_logits(seq, cache, use_cache)  # (B, V)
+            finally:
+                self.train(was_training)
+            nxt = sample_next(logits, temperature, top_k, top_p, repetition_penalty,
+                              prev_ids=seq, generator=rng)               # (B,)
+            if eos_token is not None:
+                nxt = np.where(finished, eos_token, nxt)                 # finished rows pad with eos
+                finished |= nxt == eos_token
+            seq = np.concatenate([seq, nxt[:, None]], axis=1)            # (B, S + 1)
+            yield nxt
+            if eos_token is not None and finished.all():
+                return
+
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 repetition_penalty: float = 1.0, eos_token: Optional[int] = None,
+                 generator=None, use_cache: bool = True) -> Tensor:
+        """Continue each prompt of idx int64 (B, T) by up to max_new_tokens sampled ids and return
+        the full ids (B, T + n) on the model's device.
+
+        temperature 0 = greedy; top_k / top_p / repetition_penalty: see models/sampling.py (the
+        penalty applies to every id already in the row: prompt and generated so far, as CTRL/HF).
+        Each step's logits (B, vocab_size) are copied to the host and sampled there.
+        eos_token: a row that emits it is finished (it then repeats eos_token); generation stops
+        early once every row is. generator: None (minigrad's global generator), an int seed, a
+        minigrad.Generator or a numpy Generator. Runs in eval mode without a graph; prompts
+        longer than block_size are conditioned on their last block_size tokens.
+        """
+        idx = self._check_idx(self._on_device(idx), "prompt")
+        steps = list(self._generate_steps(idx, max_new_tokens, temperature, top_k, top_p,
+                                          repetition_penalty, eos_token, generator, use_cache))
+        if not steps:
+            return idx
+        new = np.stack(steps, axis=1)                                    # (B, n)
+        return minigrad.cat([idx, Tensor(new, device=self.device)], dim=1)  # (B, T + n)
+
+    def generate_stream(self, idx, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: Optional[int] = None, top_p: Optional[float] = None,
+                        repetition_penalty: float = 1.0, eos_token: Optional[int] = None,
+                        generator=None, use_cache: bool = True) -> Iterator[int]:
+        """Like generate for one prompt (B == 1), yielding each new token id (a Python int) as
+        soon as it is sampled; the eos_token, if emitted, is yielded and then the stream ends."""
+        if not isinstance(idx, Tensor):
+            idx = np.asarray(idx)
+            idx = idx[None] if idx.ndim == 1 else idx
+        if idx.shape[0] != 1:
+            raise ValueError(f"generate_stream takes one prompt (B == 1), got batch size "
+                             f"{idx.shape[0]}; use generate() for batches")
+        for nxt in self._generate_steps(idx, max_new_tokens, temperature, top_k, top_p,
+                                        repetition_penalty, eos_token, generator, use_cache):
+            yield int(nxt[0])
+
+
+def _peak(device_name: Optional[str], dtype: str, device: str) -> Optional[float]:
+    """Peak FLOP/s for estimate_mfu. Without a device_name, a "cuda" model asks the torch
+    runtime that the Triton backend has already loaded (torch is never imported from here)."""
+    if device_name is None and device == "cuda":
+        backend = minigrad.get_backend(device)
+        name = getattr(backend, "device_name", None)
+        if name is not None:
+            device_name = name() if callable(name) else name
+        else:
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                device_name = torch.cuda.get_device_name()
+    return peak_flops(device_name, dtype)
