@@ -16,6 +16,8 @@ import contextlib
 import threading
 from typing import Any, Optional
 
+from .dtypes import FLOATS
+
 _state = threading.local()
 
 
@@ -87,7 +89,9 @@ class Function:
         fn = cls()
         fn.backend = backend
         out = fn.forward(*[x.data if isinstance(x, Tensor) else x for x in inputs], **kwargs)
-        requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        # integer and bool results (e.g. a cast to int64) are not differentiable, as in torch
+        requires_grad = (is_grad_enabled() and any(t.requires_grad for t in tensors)
+                         and backend.dtype(out) in FLOATS)
         result = Tensor._wrap(out, backend, requires_grad=requires_grad)
         if requires_grad:
             fn.parents = tuple(tensors)

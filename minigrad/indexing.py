@@ -32,13 +32,15 @@ def _expand_index(x, index) -> list:
     if not isinstance(index, tuple):
         index = (index,)
     # bool masks stand for the integer positions of their True entries (one entry per mask dim)
-    expanded = []
+    expanded, masks = [], []          # masks: (position of its first entry in expanded, shape)
     for item in index:
         if isinstance(item, Tensor) and item.dtype == "bool" or \
                 isinstance(item, np.ndarray) and item.dtype == np.bool_:
             mask = item.numpy() if isinstance(item, Tensor) else item
+            masks.append((len(expanded), mask.shape))
             expanded.extend(np.nonzero(mask))
         elif isinstance(item, list) and item and all(isinstance(v, bool) for v in item):
+            masks.append((len(expanded), (len(item),)))
             expanded.extend(np.nonzero(np.asarray(item)))
         else:
             expanded.append(item)
@@ -47,13 +49,20 @@ def _expand_index(x, index) -> list:
         raise IndexError("an index can only have a single ellipsis (...)")
     if n_consuming > x.ndim:
         raise IndexError(f"too many indices for a tensor of dimension {x.ndim}")
+    for k, shape in masks:            # a mask must match the dims it covers (else wrong answers)
+        d = sum(1 for it in expanded[:k] if it is not None and it is not Ellipsis)
+        if any(it is Ellipsis for it in expanded[:k]):
+            d += x.ndim - n_consuming
+        if tuple(shape) != tuple(x.shape[d:d + len(shape)]):
+            raise IndexError(f"bool mask of shape {tuple(shape)} does not match dims {d}.."
+                             f"{d + len(shape) - 1} of a tensor of shape {x.shape}")
     out = []
     for it in expanded:
         if it is Ellipsis:
             out.extend([slice(None)] * (x.ndim - n_consuming))
         else:
             out.append(it)
-    if Ellipsis not in expanded:
+    if not any(it is Ellipsis for it in expanded):     # identity test: `in` would call Tensor.__eq__
         out.extend([slice(None)] * (x.ndim - n_consuming))
     return out
 

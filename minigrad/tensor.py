@@ -766,6 +766,9 @@ def where(condition: Tensor, x, y) -> Tensor:
         dt = t.dtype if dt is None else dtypes.promote(dt, t.dtype)
     if dt is None:
         dt = _default_dtype
+    for v in xs:
+        if not isinstance(v, Tensor):            # an int tensor with a float scalar -> float
+            dt = dtypes.promote_scalar(dt, v)
     shape = broadcast_shapes(condition.shape, *[t.shape for t in tens])
     cond = condition._broadcast_to(shape).contiguous()
     args = []

@@ -85,6 +85,11 @@ class NumpyBackend(Backend):
     # ------------------------------------------------------------------ elementwise
     def unary(self, op, x):
         assert op in UNARY_OPS, op
+        # NumPy ufuncs turn 0-d arrays into scalars; the contract says arrays in, arrays out.
+        return np.asarray(self._unary(op, x), dtype=x.dtype)
+
+    @staticmethod
+    def _unary(op, x):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if op == "neg":
                 return -x
@@ -139,8 +144,8 @@ class NumpyBackend(Backend):
     def compare(self, op, a, b):
         assert op in COMPARE_OPS, op
         a, b = self._operands(a, b)
-        return {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-                "gt": np.greater, "ge": np.greater_equal}[op](a, b)
+        return np.asarray({"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+                           "gt": np.greater, "ge": np.greater_equal}[op](a, b))
 
     def where(self, cond, a, b):
         if isinstance(a, np.ndarray):
@@ -174,7 +179,7 @@ class NumpyBackend(Backend):
         return np.broadcast_to(x, shape)   # read-only stride-0 view: nothing writes into it
 
     def slice(self, x, index):
-        return x[index]
+        return x[tuple(index) + (Ellipsis,)]   # the trailing ... keeps an all-int index a 0-d view
 
     def slice_backward(self, grad, shape, index):
         out = np.zeros(shape, dtype=grad.dtype)
@@ -194,7 +199,7 @@ class NumpyBackend(Backend):
         return np.concatenate(list(xs), axis=axis)
 
     def contiguous(self, x):
-        return np.ascontiguousarray(x)
+        return x if x.flags["C_CONTIGUOUS"] else np.ascontiguousarray(x)   # (0-d stays 0-d)
 
     def is_contiguous(self, x):
         return bool(x.flags["C_CONTIGUOUS"])
@@ -265,9 +270,9 @@ class NumpyBackend(Backend):
     def gelu_fwd(self, x, approximate):
         if approximate == "tanh":
             k = math.sqrt(2 / math.pi)
-            return (0.5 * x * (1 + np.tanh(k * (x + 0.044715 * x ** 3)))).astype(x.dtype)
+            return np.asarray(0.5 * x * (1 + np.tanh(k * (x + 0.044715 * x ** 3))), dtype=x.dtype)
         if approximate == "none":
-            return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+            return np.asarray(0.5 * x * (1 + _erf(x / math.sqrt(2))), dtype=x.dtype)
         raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
 
     def gelu_bwd(self, dy, x, approximate):
@@ -282,21 +287,21 @@ class NumpyBackend(Backend):
             d = cdf + x * pdf
         else:
             raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
-        return (dy * d).astype(x.dtype)
+        return np.asarray(dy * d, dtype=x.dtype)
 
     def silu_fwd(self, x):
-        return (x * self.unary("sigmoid", x)).astype(x.dtype)
+        return np.asarray(x * self.unary("sigmoid", x), dtype=x.dtype)
 
     def silu_bwd(self, dy, x):
         s = self.unary("sigmoid", x)
-        return (dy * s * (1 + x * (1 - s))).astype(x.dtype)
+        return np.asarray(dy * s * (1 + x * (1 - s)), dtype=x.dtype)
 
     def dropout_fwd(self, x, p, seed):
-        mask = np.random.default_rng(seed).random(x.shape) >= p
-        return (x * mask / (1 - p)).astype(x.dtype), mask
+        mask = np.asarray(np.random.default_rng(seed).random(x.shape) >= p)
+        return np.asarray(x * mask / (1 - p), dtype=x.dtype), mask
 
     def dropout_bwd(self, dy, mask, p):
-        return (dy * mask / (1 - p)).astype(dy.dtype)
+        return np.asarray(dy * mask / (1 - p), dtype=dy.dtype)
 
     # ------------------------------------------------------------------ fused: embedding, loss
     def embedding_fwd(self, weight, idx):

@@ -246,7 +246,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
     k4 = k.reshape((B, 1, S, k.shape[-1])) if k.ndim != 4 else k
     v4 = v.reshape((B, 1, S, v.shape[-1])) if v.ndim != 4 else v
     if bias is not None:
-        full = broadcast_shapes(bias.shape, lead + (T, S))
+        try:
+            full = broadcast_shapes(bias.shape, lead + (T, S))
+        except ValueError:
+            full = None
         if full != lead + (T, S):
             raise ValueError(f"attn_mask shape {attn_mask.shape} does not broadcast to "
                              f"{lead + (T, S)}")

@@ -49,23 +49,26 @@ class Unary(Function):
 
 class Add(Function):
     def forward(self, a, b):
+        self.a_arr = _is_arr(a)
         return self.backend.binary("add", a, b)
 
     def backward(self, g):
-        return g, g
+        return _per_tensor(self, g, g)
 
 
 class Sub(Function):
     def forward(self, a, b):
+        self.a_arr = _is_arr(a)
         return self.backend.binary("sub", a, b)
 
     def backward(self, g):
-        return g, self.backend.unary("neg", g)
+        db = self.backend.unary("neg", g) if self.needs_input_grad[-1] else None
+        return _per_tensor(self, g, db)
 
 
 class Mul(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.a, self.b, self.a_arr = a, b, _is_arr(a)
         return self.backend.binary("mul", a, b)
 
     def backward(self, g):
@@ -77,7 +80,7 @@ class Mul(Function):
 
 class Div(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.a, self.b, self.a_arr = a, b, _is_arr(a)
         return self.backend.binary("div", a, b)
 
     def backward(self, g):
@@ -94,7 +97,7 @@ class Pow(Function):
     """a ** b with a tensor base and a tensor or scalar exponent, or a scalar base."""
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.a, self.b, self.a_arr = a, b, _is_arr(a)
         self.y = self.backend.binary("pow", a, b)
         return self.y
 
@@ -118,7 +121,7 @@ class Maximum(Function):
     op = "maximum"
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.a, self.b, self.a_arr = a, b, _is_arr(a)
         return self.backend.binary(self.op, a, b)
 
     def backward(self, g):
@@ -186,8 +189,9 @@ class Cast(Function):
 
 
 def _per_tensor(fn: Function, da, db):
-    """Binary Functions may have a scalar operand, which is not a Tensor input: drop its slot."""
+    """Binary Functions may have a scalar operand, which is not a Tensor input: drop its slot.
+    Each binary forward records `self.a_arr` (whether its first operand is an array)."""
     n = len(fn.needs_input_grad)
     if n == 2:
         return da, db
-    return (da,) if _is_arr(fn.a) else (db,)
+    return (da,) if fn.a_arr else (db,)

@@ -1,0 +1,121 @@
+"""The dependency arrows of DESIGN.md, enforced.
+
+    tokenizer/   knows nothing of minigrad (nor of kernels, torch, triton)
+    kernels/     knows nothing of minigrad
+    minigrad/    imports nothing from kernels/, torch or triton, except
+                 minigrad/backends/triton_backend.py (loaded on first use of device "cuda")
+    `import minigrad` imports neither torch nor triton.
+
+Import statements are found with `ast`, so imports inside functions count too; relative
+imports are resolved to absolute module names before checking.
+"""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Lazy imports that are deliberate, each with its reason. Keep this list short.
+ALLOWED = {
+    # cuda_is_available() imports torch only after importlib.util.find_spec says torch and
+    # triton are installed, and only when called: `import minigrad` stays torch-free (checked below).
+    ("minigrad/backends/__init__.py", "torch"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported_modules(path: Path) -> set:
+    """Absolute names of every module imported anywhere in the file (including `from x import y`
+    as both x and x.y, since y may be a submodule)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    mod = _module_name(path)
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:                       # relative: climb level - 1 packages
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    raise AssertionError(f"{path}: relative import beyond the top level")
+                base = parts[:len(parts) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _files(folder: str) -> list:
+    files = sorted((REPO / folder).rglob("*.py"))
+    return [f for f in files if "__pycache__" not in f.parts]
+
+
+def _violations(folder: str, forbidden: set, skip=()) -> list:
+    out = []
+    for f in _files(folder):
+        rel = f.relative_to(REPO).as_posix()
+        if rel in skip:
+            continue
+        for name in sorted(imported_modules(f)):
+            if _top(name) in forbidden and (rel, _top(name)) not in ALLOWED:
+                out.append(f"{rel} imports {name}")
+    return sorted(set(out))
+
+
+def test_import_minigrad_does_not_import_torch_or_triton():
+    code = ("import sys, minigrad, minigrad.nn.functional, minigrad.optim, minigrad.backends; "
+            "x = minigrad.randn(2, 3, requires_grad=True); (x * x).sum().backward(); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton', 'kernels')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"import minigrad pulled in {r.stdout.strip()} {r.stderr[-2000:]}"
+
+
+def test_tokenizer_knows_nothing_of_minigrad():
+    assert _files("tokenizer"), "tokenizer/ not found"
+    assert _violations("tokenizer", {"minigrad", "kernels", "models", "torch", "triton"}) == []
+
+
+def test_kernels_know_nothing_of_minigrad():
+    if not (REPO / "kernels").is_dir():
+        pytest.skip("kernels/ not present yet")
+    assert _violations("kernels", {"minigrad", "models", "tokenizer"}) == []
+
+
+def test_minigrad_imports_only_the_backend_interface():
+    assert _violations("minigrad", {"kernels", "torch", "triton", "models", "tokenizer"},
+                       skip={"minigrad/backends/triton_backend.py"}) == []
+
+
+def test_allowlist_entries_are_still_needed():
+    """An allowlist entry whose import is gone should be removed (keep the list honest)."""
+    for rel, top in ALLOWED:
+        names = imported_modules(REPO / rel)
+        assert any(_top(n) == top for n in names), f"ALLOWED entry ({rel}, {top}) is stale"
+
+
+def test_the_scanner_sees_lazy_and_relative_imports():
+    """The checker itself: imports inside functions and relative imports are resolved."""
+    names = imported_modules(REPO / "minigrad" / "ops" / "elementwise.py")
+    assert "minigrad.autograd" in names                      # `from ..autograd import Function`
+    names = imported_modules(REPO / "minigrad" / "backends" / "__init__.py")
+    assert "torch" in names                                  # imported inside cuda_is_available()
+    assert "minigrad.backends.triton_backend" in names       # `from .triton_backend import ...`
