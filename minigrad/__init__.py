@@ -19,6 +19,7 @@ from .tensor import (Tensor, broadcast_shapes, cat, get_default_device, get_defa
                      set_default_device, set_default_dtype, stack, where)
 
 from . import nn, optim  # noqa: E402  (after Tensor exists)
+from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 

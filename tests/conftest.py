@@ -9,6 +9,10 @@
 from __future__ import annotations
 
 import os
+
+# Tiny matmuls are far slower with a pool of BLAS threads fighting over 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 
 import pytest

@@ -1,2 +1,10 @@
-"""minigrad.nn: modules and the functional API (filled in by nn/modules)."""
+"""minigrad.nn: modules (Module, Parameter, layers, containers), init, utils and the functional API."""
 from . import functional  # noqa: F401
+from . import init, utils  # noqa: F401
+from .containers import ModuleDict, ModuleList, Sequential
+from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, RMSNorm, SiLU, Tanh
+from .module import Module, Parameter
+
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Embedding", "LayerNorm",
+           "RMSNorm", "Dropout", "GELU", "SiLU", "ReLU", "Tanh", "Identity", "Sequential",
+           "ModuleList", "ModuleDict"]
