@@ -1,0 +1,151 @@
+"""Dropout with the random mask drawn inside the kernel (seeded Philox), never on the host.
+
+What it computes
+    forward   r = uniform[0, 1) from Philox(seed, flat index);  keep = r >= p
+              y = keep ? x / (1 - p) : 0          returns (y, mask = keep as bool)
+    backward  dx = dy * mask / (1 - p)
+    The random number of an element depends only on (seed, its row-major index in x's
+    logical shape), so the mask is the same whether x is contiguous or a strided view, and
+    the same on the GPU and in the interpreter for a given seed (Philox is counter based).
+
+How work is split
+    Like elementwise.py: each program handles BLOCK flat indices, reads x (any strided view,
+    dims collapsed in the launcher) and writes y and the bool mask contiguously.
+
+Bytes moved
+    forward: numel * (2 * itemsize + 1) (read x, write y and mask); backward: numel *
+    (2 * itemsize + 1). Saving the mask (1 byte) instead of re-drawing it keeps the backward a
+    plain elementwise pass; re-generation from the seed would save that byte per element.
+
+Limits
+    p in [0, 1]; p == 1 drops everything (y = 0, mask all False). The mask stream is Triton's
+    tl.rand (Philox 4x32, 10 rounds); it is not the same stream as numpy's or torch's.
+
+References: Srivastava et al. 2014 (dropout); the Triton tutorial "low-memory dropout";
+Salmon et al. 2011 (Philox).
+"""
+from __future__ import annotations
+
+import struct
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.copy import (_flat_index, _offset, _unravel, block_size, check_rank, check_tensor,
+                          collapse_dims, needs_int64, pad_sizes, pad_strides)
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+@triton.jit
+def _decode_double(bits):
+    """A float64 passed as its int64 bit pattern (exact for float64 inputs)."""
+    return tl.cast(bits, tl.int64).to(tl.float64, bitcast=True)
+
+
+@triton.jit(do_not_specialize=["seed", "scale_bits"])
+def _dropout_fwd_kernel(
+    y_ptr, mask_ptr, x_ptr,
+    x_s0, x_s1, x_s2, x_s3, x_s4, x_s5,      # x strides (elements); y and mask are contiguous
+    d1, d2, d3, d4, d5, N,
+    p,                                       # drop probability (float32; 2.0 means drop all)
+    scale_bits,                              # 1 / (1 - p) as float64 bits
+    seed,                                    # Philox key
+    COMPUTE: tl.constexpr, RANK: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr,
+):
+    idx = _flat_index(BLOCK, INDEX64)                                            # (BLOCK,)
+    in_bounds = idx < N
+    i0, i1, i2, i3, i4, i5 = _unravel(idx, d1, d2, d3, d4, d5, RANK)
+    x_off = _offset(i0, i1, i2, i3, i4, i5, x_s0, x_s1, x_s2, x_s3, x_s4, x_s5, RANK)
+    x = tl.load(x_ptr + x_off, mask=in_bounds, other=0).to(COMPUTE)
+    r = tl.rand(seed, idx)                    # uniform [0, 1), keyed by the logical index
+    keep = r >= p
+    scale = _decode_double(scale_bits).to(COMPUTE)
+    y = tl.where(keep, x * scale, 0.0)
+    tl.store(y_ptr + idx, y.to(y_ptr.dtype.element_ty), mask=in_bounds)
+    tl.store(mask_ptr + idx, keep, mask=in_bounds)
+
+
+@triton.jit(do_not_specialize=["scale_bits"])
+def _dropout_bwd_kernel(
+    dx_ptr, dy_ptr, mask_ptr,
+    g_s0, g_s1, g_s2, g_s3, g_s4, g_s5,      # dy strides
+    m_s0, m_s1, m_s2, m_s3, m_s4, m_s5,      # mask strides
+    d1, d2, d3, d4, d5, N,
+    scale_bits,
+    COMPUTE: tl.constexpr, RANK: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr,
+):
+    idx = _flat_index(BLOCK, INDEX64)
+    in_bounds = idx < N
+    i0, i1, i2, i3, i4, i5 = _unravel(idx, d1, d2, d3, d4, d5, RANK)
+    g_off = _offset(i0, i1, i2, i3, i4, i5, g_s0, g_s1, g_s2, g_s3, g_s4, g_s5, RANK)
+    m_off = _offset(i0, i1, i2, i3, i4, i5, m_s0, m_s1, m_s2, m_s3, m_s4, m_s5, RANK)
+    dy = tl.load(dy_ptr + g_off, mask=in_bounds, other=0).to(COMPUTE)
+    keep = tl.load(mask_ptr + m_off, mask=in_bounds, other=0) != 0
+    scale = _decode_double(scale_bits).to(COMPUTE)
+    dx = tl.where(keep, dy * scale, 0.0)
+    tl.store(dx_ptr + idx, dx.to(dx_ptr.dtype.element_ty), mask=in_bounds)
+
+
+def _check_p(p: float) -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    return p
+
+
+def _scale_bits(p: float) -> int:
+    scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
+    return struct.unpack("<q", struct.pack("<d", scale))[0]
+
+
+def _compute(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def dropout_fwd(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (y, mask): y = x * mask / (1 - p), mask bool (True = kept), both contiguous."""
+    check_tensor(x, "dropout_fwd x")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dropout_fwd: x must be a float tensor, got {x.dtype}")
+    p = _check_p(p)
+    y = torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
+    mask = torch.empty(tuple(x.shape), dtype=torch.bool, device=x.device)
+    n = x.numel()
+    if n == 0:
+        return y, mask
+    sizes, (x_st,) = collapse_dims(tuple(x.shape), [x.stride()])
+    check_rank(sizes, "dropout_fwd")
+    block = block_size(x.dtype)
+    _dropout_fwd_kernel[(triton.cdiv(n, block),)](
+        y, mask, x, *pad_strides(x_st), *pad_sizes(sizes), n,
+        2.0 if p >= 1.0 else p, _scale_bits(p), int(seed),
+        COMPUTE=_compute(x.dtype), RANK=len(sizes), INDEX64=needs_int64(sizes, [x_st]),
+        BLOCK=block, num_warps=4)
+    return y, mask
+
+
+def dropout_bwd(dy: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """dx = dy * mask / (1 - p) (contiguous, dy's dtype)."""
+    check_tensor(dy, "dropout_bwd dy")
+    check_tensor(mask, "dropout_bwd mask")
+    if tuple(dy.shape) != tuple(mask.shape):
+        raise ValueError(f"dropout_bwd: shape mismatch, dy {tuple(dy.shape)} vs mask {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"dropout_bwd: mask must be bool, got {mask.dtype}")
+    if dy.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dropout_bwd: dy must be a float tensor, got {dy.dtype}")
+    p = _check_p(p)
+    dx = torch.empty(tuple(dy.shape), dtype=dy.dtype, device=dy.device)
+    n = dy.numel()
+    if n == 0:
+        return dx
+    sizes, (g_st, m_st) = collapse_dims(tuple(dy.shape), [dy.stride(), mask.stride()])
+    check_rank(sizes, "dropout_bwd")
+    block = block_size(dy.dtype)
+    _dropout_bwd_kernel[(triton.cdiv(n, block),)](
+        dx, dy, mask, *pad_strides(g_st), *pad_strides(m_st), *pad_sizes(sizes), n,
+        _scale_bits(p), COMPUTE=_compute(dy.dtype), RANK=len(sizes),
+        INDEX64=needs_int64(sizes, [g_st, m_st]), BLOCK=block, num_warps=4)
+    return dx
