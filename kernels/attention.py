@@ -1,0 +1,612 @@
+"""Fused scaled dot-product attention, forward and backward (FlashAttention-2 style).
+
+Forward, per (batch b, head h), with q (T, D), k and v (S, D):
+
+    s = scale * q @ k^T (+ bias)          (T, S), masked to -inf where not allowed
+    p = softmax(s, -1);  o = p @ v        (T, D)
+    lse[i] = logsumexp_j s[i, j]          (T,)  float32, saved for backward
+
+`causal` masks s[i, j] for j > i + (S - T): bottom-right alignment, so the last query row sees
+every key (a query block at the end of a KV cache); equal to torch's is_causal when T == S.
+A row whose keys are all masked (causal with T > S, or a bias full of -inf) gives o = 0 and
+lse = -inf, without NaNs.
+
+Backward (p recomputed from q, k and the saved lse, never stored):
+
+    dv = p^T @ do;   dp = do @ v^T;   delta[i] = sum_d do[i, d] * o[i, d]  (= rowsum(p * dp))
+    ds = p * (dp - delta[:, None]);   dq = scale * ds @ k;   dk = scale * ds^T @ q
+
+The bias gets no gradient.
+
+Work split. The T x S score matrix is never materialised: each program streams over blocks.
+- forward: one program per (BLOCK_M query rows, b*h). It loops over BLOCK_N key blocks with an
+  *online softmax*: keep the running row max m, the running sum l and the unnormalised output
+  acc; for each new block rescale acc and l by exp(m_old - m_new). Scores live in log2 units
+  (scale*log2(e) is folded into one multiply, then exp2, which is what the hardware computes);
+  lse is converted back to natural-log units on store (lse = (m + log2 l) * ln 2).
+- backward, the atomic-free two-kernel scheme of the Triton fused-attention tutorial (FA2):
+  1. `_attention_bwd_preprocess_kernel`: delta = rowsum(do * o), one program per query block.
+  2. `_attention_bwd_dkdv_kernel`: one program per (BLOCK_N keys, b*h) holds its k, v block and
+     dk, dv accumulators and loops over query blocks; only this program writes those rows.
+  3. `_attention_bwd_dq_kernel`: one program per (BLOCK_M queries, b*h) holds q, do and a dq
+     accumulator and loops over key blocks. p and ds are recomputed in both: 4 matmuls in
+     kernel 2 (q k^T, p^T do, v do^T, ds^T q) + 3 in kernel 3 (q k^T, do v^T, ds k), i.e. 7
+     instead of FA2's 5, the price of having no atomics on dq.
+- Causal work skipping: key blocks entirely above the diagonal are never visited; blocks
+  entirely below it run a mask-free loop; only the blocks that straddle the diagonal (and the
+  key tail when S is not a block multiple) pay for building masks. Same in the backward.
+  Causal query blocks are handed out last-first (they see the most keys) to balance the grid.
+- Tails and padding: the head dim is padded to a power of two >= 16 (so 48, 80, 96 work) with
+  masked loads; rows past T or keys past S are masked on load. In the dk/dv kernel padded and
+  fully-masked query rows get lse = +inf, which makes their p exactly 0 with no extra mask.
+
+Cost: forward 4*T*S*D FLOPs per (b, h) (2 matmuls; halved by causal), backward conventionally
+counted as 10*T*S*D (2.5x forward, 5 matmuls; this scheme executes 7, i.e. 14*T*S*D).
+Memory traffic is O((T + S) * D) per (b, h) plus the bias if given, so attention is
+compute-bound at realistic sizes.
+
+Precision: float32, bfloat16 and float16 inputs, float32 accumulation and softmax statistics;
+tl.dot on float32 inputs uses TF32 on the GPU (tl.dot's default). float64 is not supported
+(clear error; the NumPy backend is the float64 path).
+
+Limits: head dim D <= 256 (<= 128 recommended: larger tiles spill registers); B * H <= 65535
+(grid axis 1); head dims that are not a power of two load with element masks, which stops
+vectorised/pipelined loads (correct, slower); q and k share D, k and v share shape; the bias,
+if given, is (B, H, T, S) (any strides, stride 0 from expand is fine) and is read once per
+(query block, key block) visit.
+
+References: Dao, "FlashAttention-2" (2023); Triton tutorial 06 (fused attention); Milakov &
+Gimelshein, "Online normalizer calculation for softmax" (2018).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
+LOG2E = 1.4426950408889634
+
+
+# ---------------------------------------------------------------------------- helpers
+@triton.jit
+def _load_tile(ptrs, rows, n_rows, cols, n_cols, CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.constexpr):
+    """Load a 2-d tile, masking only the axes that can run past the tensor (compile-time)."""
+    if CHECK_ROWS and CHECK_COLS:
+        return tl.load(ptrs, mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols), other=0.0)
+    elif CHECK_ROWS:
+        return tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
+    elif CHECK_COLS:
+        return tl.load(ptrs, mask=cols[None, :] < n_cols, other=0.0)
+    else:
+        return tl.load(ptrs)
+
+
+@triton.jit
+def _dot(a, b, UPCAST: tl.constexpr):
+    """tl.dot with float32 accumulation. UPCAST works around the interpreter's wrong bf16 dot."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32))
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
+def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+               stride_kn, stride_vn, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
+               MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
+               EVEN_D: tl.constexpr, UPCAST: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Online-softmax sweep over key blocks [lo, hi). MASKED: build causal/tail masks."""
+    k_ptrs += lo * stride_kn
+    v_ptrs += lo * stride_vn
+    if HAS_BIAS:
+        bias_ptrs += lo * stride_bias_s
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n                                               # key indices
+        k = _load_tile(k_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
+        qk = _dot(q, tl.trans(k), UPCAST) * qk_scale                          # (BLOCK_M, BLOCK_N) log2 units
+        if HAS_BIAS:
+            bias = tl.load(bias_ptrs, mask=(offs_m[:, None] < T) & (cols[None, :] < S), other=0.0)
+            qk += bias.to(tl.float32) * 1.4426950408889634
+        if MASKED:
+            keep = cols[None, :] < S
+            if CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
+            qk = tl.where(keep, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        # A row with nothing visible so far has m_new = -inf; subtracting 0 instead keeps
+        # exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN.
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_safe[:, None])                                # (BLOCK_M, BLOCK_N)
+        alpha = tl.math.exp2(m_i - m_safe)                                    # rescales old stats
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, UPCAST)
+        m_i = m_new
+        k_ptrs += BLOCK_N * stride_kn
+        v_ptrs += BLOCK_N * stride_vn
+        if HAS_BIAS:
+            bias_ptrs += BLOCK_N * stride_bias_s
+    return acc, m_i, l_i
+
+
+# ---------------------------------------------------------------------------- forward
+@triton.jit
+def _attention_fwd_kernel(
+    o_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, bias_ptr,
+    stride_ob, stride_oh, stride_ot, stride_od,
+    stride_qb, stride_qh, stride_qt, stride_qd,
+    stride_kb, stride_kh, stride_ks, stride_kd,
+    stride_vb, stride_vh, stride_vs, stride_vd,
+    stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,   # 0 where the bias was expanded
+    H, T, S, D,
+    qk_scale,                      # scale * log2(e): scores go straight to exp2 units
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    D_PAD: tl.constexpr,           # head dim rounded up to a power of two >= 16
+    EVEN_D: tl.constexpr,          # D == D_PAD: no head-dim masks
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
+    # so the last wave of the grid is made of short programs (better load balance).
+    if CAUSAL:
+        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
+    else:
+        start_m = tl.program_id(0) * BLOCK_M
+    pid_bh = tl.program_id(1)
+    off_b = (pid_bh // H).to(tl.int64)
+    off_h = (pid_bh % H).to(tl.int64)
+    q_ptr += off_b * stride_qb + off_h * stride_qh
+    k_ptr += off_b * stride_kb + off_h * stride_kh
+    v_ptr += off_b * stride_vb + off_h * stride_vh
+    o_ptr += off_b * stride_ob + off_h * stride_oh
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, D_PAD)
+    q = _load_tile(q_ptr + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+                   offs_m, T, offs_d, D, True, not EVEN_D)                   # (BLOCK_M, D_PAD)
+    k_ptrs = k_ptr + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd
+    v_ptrs = v_ptr + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd
+    bias_ptrs = bias_ptr
+    if HAS_BIAS:
+        bias_ptrs = (bias_ptr + off_b * stride_bias_b + off_h * stride_bias_h
+                     + offs_m[:, None] * stride_bias_t + offs_n[None, :] * stride_bias_s)
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, D_PAD), dtype=tl.float32)
+
+    # Key ranges: [0, n_full) is seen by every row of this block (no masks), [n_full, hi) needs
+    # masks (diagonal and/or key tail), keys >= hi are invisible to every row.
+    diag = S - T                                      # query i sees key j iff j <= i + diag
+    if CAUSAL:
+        hi = tl.minimum(S, tl.maximum(start_m + BLOCK_M + diag, 0))
+        n_full = tl.minimum(tl.maximum(start_m + diag + 1, 0), S) // BLOCK_N * BLOCK_N
+    else:
+        hi = S
+        n_full = S // BLOCK_N * BLOCK_N
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+                               stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
+                               False, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+                               stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
+                               True, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+
+    # Fully masked rows have l = 0: divide by 1 instead, giving o = 0 and lse = -inf.
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    o = acc / l_safe[:, None]
+    lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453      # log2 units -> natural log
+    tl.store(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, lse, mask=offs_m < T)
+    o_ptrs = o_ptr + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
+    if EVEN_D:
+        tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=offs_m[:, None] < T)
+    else:
+        tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+
+
+# ---------------------------------------------------------------------------- backward
+@triton.jit
+def _attention_bwd_preprocess_kernel(
+    delta_ptr, o_ptr, do_ptr,
+    stride_ob, stride_oh, stride_ot, stride_od,
+    stride_dob, stride_doh, stride_dot, stride_dod,
+    H, T, D,
+    D_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """delta[b, h, i] = sum_d do[b, h, i, d] * o[b, h, i, d] (float32)."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    pid_bh = tl.program_id(1)
+    off_b = (pid_bh // H).to(tl.int64)
+    off_h = (pid_bh % H).to(tl.int64)
+    offs_d = tl.arange(0, D_PAD)
+    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
+    o = tl.load(o_ptr + off_b * stride_ob + off_h * stride_oh
+                + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od, mask=mask, other=0.0)
+    do = tl.load(do_ptr + off_b * stride_dob + off_h * stride_doh
+                 + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod, mask=mask, other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)                  # (BLOCK_M,)
+    tl.store(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, delta, mask=offs_m < T)
+
+
+@triton.jit
+def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
+                    offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
+                    T, S, D, diag, qk_scale, lo, hi,
+                    MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_D: tl.constexpr,
+                    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Accumulate dk, dv of one key block over query blocks [lo, hi). Works transposed:
+    scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes."""
+    q_ptrs += lo * stride_qt
+    do_ptrs += lo * stride_dot
+    if HAS_BIAS:
+        bias_ptrs += lo * stride_bias_t
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m
+        q = _load_tile(q_ptrs, rows, T, offs_d, D, True, not EVEN_D)          # (BLOCK_M, D_PAD)
+        # lse in log2 units; +inf for padded rows (>= T) and fully masked rows (-inf) so that
+        # their p = exp2(s - inf) is exactly 0: no row mask and no NaN.
+        lse = tl.load(lse_ptr + rows, mask=rows < T, other=float("-inf"))
+        lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+        qkT = _dot(k, tl.trans(q), UPCAST) * qk_scale                         # (BLOCK_N, BLOCK_M)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptrs, mask=(rows[None, :] < T) & (offs_n[:, None] < S), other=0.0)
+            qkT += bias.to(tl.float32) * 1.4426950408889634
+        pT = tl.math.exp2(qkT - lse2[None, :])                                # (BLOCK_N, BLOCK_M)
+        if MASKED:   # causal: key j visible to query i iff j <= i + diag
+            pT = tl.where(offs_n[:, None] <= rows[None, :] + diag, pT, 0.0)
+        do = _load_tile(do_ptrs, rows, T, offs_d, D, True, not EVEN_D)        # (BLOCK_M, D_PAD)
+        dv += _dot(pT.to(do.dtype), do, UPCAST)                              # (BLOCK_N, D_PAD)
+        delta = tl.load(delta_ptr + rows, mask=rows < T, other=0.0)
+        dpT = _dot(v, tl.trans(do), UPCAST)                                  # (BLOCK_N, BLOCK_M)
+        dsT = pT * (dpT - delta[None, :])
+        dk += _dot(dsT.to(q.dtype), q, UPCAST)                               # (BLOCK_N, D_PAD)
+        q_ptrs += BLOCK_M * stride_qt
+        do_ptrs += BLOCK_M * stride_dot
+        if HAS_BIAS:
+            bias_ptrs += BLOCK_M * stride_bias_t
+    return dk, dv
+
+
+@triton.jit
+def _attention_bwd_dkdv_kernel(
+    dk_ptr, dv_ptr, q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, bias_ptr,
+    stride_dkb, stride_dkh, stride_dks, stride_dkd,   # dk and dv share these (both contiguous)
+    stride_qb, stride_qh, stride_qt, stride_qd,
+    stride_kb, stride_kh, stride_ks, stride_kd,
+    stride_vb, stride_vh, stride_vs, stride_vd,
+    stride_dob, stride_doh, stride_dot, stride_dod,
+    stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
+    H, T, S, D,
+    scale, qk_scale,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    start_n = tl.program_id(0) * BLOCK_N
+    pid_bh = tl.program_id(1)
+    off_b = (pid_bh // H).to(tl.int64)
+    off_h = (pid_bh % H).to(tl.int64)
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, D_PAD)
+    k = _load_tile(k_ptr + off_b * stride_kb + off_h * stride_kh
+                   + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd,
+                   offs_n, S, offs_d, D, True, not EVEN_D)                    # (BLOCK_N, D_PAD)
+    v = _load_tile(v_ptr + off_b * stride_vb + off_h * stride_vh
+                   + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd,
+                   offs_n, S, offs_d, D, True, not EVEN_D)
+    q_ptrs = (q_ptr + off_b * stride_qb + off_h * stride_qh
+              + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd)
+    do_ptrs = (do_ptr + off_b * stride_dob + off_h * stride_doh
+               + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod)
+    bias_ptrs = bias_ptr
+    if HAS_BIAS:   # laid out (BLOCK_N, BLOCK_M) like the transposed scores
+        bias_ptrs = (bias_ptr + off_b * stride_bias_b + off_h * stride_bias_h
+                     + offs_m[None, :] * stride_bias_t + offs_n[:, None] * stride_bias_s)
+    lse_ptr += pid_bh.to(tl.int64) * T
+    delta_ptr += pid_bh.to(tl.int64) * T
+    dk = tl.zeros((BLOCK_N, D_PAD), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, D_PAD), dtype=tl.float32)
+
+    # Query ranges for this key block: rows < lo see none of it, rows in [lo, m_full) see part
+    # of it (mask), rows >= m_full see all of it. Padded keys (>= S) produce garbage dk/dv
+    # rows that are never stored, so keys need no mask here.
+    diag = S - T
+    if CAUSAL:
+        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
+        m_full = tl.cdiv(tl.maximum(start_n + BLOCK_N - 1 - diag, lo), BLOCK_M) * BLOCK_M
+        m_full = tl.minimum(m_full, T)
+    else:
+        lo = 0
+        m_full = 0
+    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
+                             offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
+                             T, S, D, diag, qk_scale, lo, m_full,
+                             True, HAS_BIAS, EVEN_D, UPCAST, BLOCK_M)
+    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
+                             offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
+                             T, S, D, diag, qk_scale, tl.maximum(m_full, lo), T,
+                             False, HAS_BIAS, EVEN_D, UPCAST, BLOCK_M)
+
+    dk *= scale                                     # ds is d(loss)/d(s); s = scale * q.k
+    out_offs = (off_b * stride_dkb + off_h * stride_dkh
+                + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd)
+    mask = (offs_n[:, None] < S) & (offs_d[None, :] < D)
+    tl.store(dk_ptr + out_offs, dk.to(dk_ptr.dtype.element_ty), mask=mask)
+    tl.store(dv_ptr + out_offs, dv.to(dv_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+                  stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
+                  MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  EVEN_D: tl.constexpr, UPCAST: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Accumulate dq of one query block over key blocks [lo, hi)."""
+    k_ptrs += lo * stride_ks
+    v_ptrs += lo * stride_vs
+    if HAS_BIAS:
+        bias_ptrs += lo * stride_bias_s
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k = _load_tile(k_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
+        v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)
+        qk = _dot(q, tl.trans(k), UPCAST) * qk_scale                          # (BLOCK_M, BLOCK_N)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptrs, mask=(offs_m[:, None] < T) & (cols[None, :] < S), other=0.0)
+            qk += bias.to(tl.float32) * 1.4426950408889634
+        p = tl.math.exp2(qk - lse2[:, None])
+        if MASKED:   # keys past S (their p would be exp2(0 - lse), not 0) and causal diagonal
+            keep = cols[None, :] < S
+            if CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
+            p = tl.where(keep, p, 0.0)
+        dp = _dot(do, tl.trans(v), UPCAST)                                   # (BLOCK_M, BLOCK_N)
+        ds = p * (dp - delta[:, None])
+        dq += _dot(ds.to(k.dtype), k, UPCAST)                                # (BLOCK_M, D_PAD)
+        k_ptrs += BLOCK_N * stride_ks
+        v_ptrs += BLOCK_N * stride_vs
+        if HAS_BIAS:
+            bias_ptrs += BLOCK_N * stride_bias_s
+    return dq
+
+
+@triton.jit
+def _attention_bwd_dq_kernel(
+    dq_ptr, q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, bias_ptr,
+    stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+    stride_qb, stride_qh, stride_qt, stride_qd,
+    stride_kb, stride_kh, stride_ks, stride_kd,
+    stride_vb, stride_vh, stride_vs, stride_vd,
+    stride_dob, stride_doh, stride_dot, stride_dod,
+    stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
+    H, T, S, D,
+    scale, qk_scale,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
+    # so the last wave of the grid is made of short programs (better load balance).
+    if CAUSAL:
+        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
+    else:
+        start_m = tl.program_id(0) * BLOCK_M
+    pid_bh = tl.program_id(1)
+    off_b = (pid_bh // H).to(tl.int64)
+    off_h = (pid_bh % H).to(tl.int64)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, D_PAD)
+    q = _load_tile(q_ptr + off_b * stride_qb + off_h * stride_qh
+                   + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
+    do = _load_tile(do_ptr + off_b * stride_dob + off_h * stride_doh
+                    + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
+                    offs_m, T, offs_d, D, True, not EVEN_D)
+    lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=float("-inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)   # p = 0 rows
+    delta = tl.load(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    k_ptrs = (k_ptr + off_b * stride_kb + off_h * stride_kh
+              + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd)
+    v_ptrs = (v_ptr + off_b * stride_vb + off_h * stride_vh
+              + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd)
+    bias_ptrs = bias_ptr
+    if HAS_BIAS:
+        bias_ptrs = (bias_ptr + off_b * stride_bias_b + off_h * stride_bias_h
+                     + offs_m[:, None] * stride_bias_t + offs_n[None, :] * stride_bias_s)
+    dq = tl.zeros((BLOCK_M, D_PAD), dtype=tl.float32)
+
+    diag = S - T                                      # same key ranges as the forward
+    if CAUSAL:
+        hi = tl.minimum(S, tl.maximum(start_m + BLOCK_M + diag, 0))
+        n_full = tl.minimum(tl.maximum(start_m + diag + 1, 0), S) // BLOCK_N * BLOCK_N
+    else:
+        hi = S
+        n_full = S // BLOCK_N * BLOCK_N
+    dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+                       stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
+                       False, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+    dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
+                       stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
+                       True, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+    dq *= scale
+    tl.store(dq_ptr + off_b * stride_dqb + off_h * stride_dqh
+             + offs_m[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,
+             dq.to(dq_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+
+
+# ---------------------------------------------------------------------------- configs
+def _cfgs(pairs):
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in pairs]
+
+
+# (BLOCK_M, BLOCK_N, warps, stages). Forward: big query tiles amortise the q load and the
+# softmax bookkeeping; the dk/dv kernel prefers big key tiles and thin query tiles, the dq
+# kernel the reverse (as in the Triton tutorial's BLOCK_M1/N1, BLOCK_M2/N2).
+# The last entry of each list is small enough to fit shared memory even for float32 D = 256;
+# configs that do not fit are skipped by the autotuner.
+_FWD_CONFIGS = _cfgs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4),
+                      (64, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 32, 4, 2)])
+_DKDV_CONFIGS = _cfgs([(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3),
+                       (32, 128, 8, 2), (16, 128, 4, 3), (16, 64, 4, 2)])
+_DQ_CONFIGS = _cfgs([(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3),
+                     (128, 32, 8, 2), (128, 16, 4, 3), (64, 16, 4, 2)])
+_KEY = ["T", "S", "D_PAD", "CAUSAL", "HAS_BIAS"]
+
+_attention_fwd_autotuned = triton.autotune(_FWD_CONFIGS, key=_KEY)(_attention_fwd_kernel)
+# The dk/dv and dq kernels overwrite (never accumulate into) their outputs, so re-running them
+# while tuning is harmless.
+_attention_bwd_dkdv_autotuned = triton.autotune(_DKDV_CONFIGS, key=_KEY)(_attention_bwd_dkdv_kernel)
+_attention_bwd_dq_autotuned = triton.autotune(_DQ_CONFIGS, key=_KEY)(_attention_bwd_dq_kernel)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _use_autotune() -> bool:
+    return AUTOTUNE and not _interpreting()
+
+
+def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
+    """Block sizes when not autotuning (interpreter: tiny blocks so small tests hit every path).
+
+    On the GPU the tiles shrink as a row of q/k/v grows (d_pad * itemsize bytes) so that the
+    pipelined shared-memory buffers fit the 228 KB of an H100 SM (checked by compiling for sm_90).
+    """
+    if _interpreting():
+        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
+    row_bytes = d_pad * itemsize
+    table = {   # row_bytes limit: (fwd, dkdv, dq) as (BLOCK_M, BLOCK_N, warps, stages)
+        128: ((128, 64, 4, 3), (32, 128, 4, 3), (128, 32, 4, 3)),
+        256: ((128, 64, 8, 3), (32, 128, 4, 3), (128, 32, 4, 3)),
+        512: ((64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)),
+        1024: ((64, 32, 4, 2), (16, 64, 4, 2), (64, 16, 4, 2)),
+    }
+    limit = min(lim for lim in table if row_bytes <= lim)
+    m, n, w, st = table[limit][("fwd", "dkdv", "dq").index(kind)]
+    return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=st)
+
+
+# ---------------------------------------------------------------------------- launch
+def _check(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+           bias: Optional[torch.Tensor]) -> tuple[int, int, int, int, int]:
+    for n, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(f"{name}: {n} must be a 4-d tensor (B, H, T|S, D); got "
+                             f"{getattr(t, 'shape', type(t).__name__)}")
+    if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise TypeError(f"{name}: supports float32/bfloat16/float16; got {q.dtype}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"{name}: q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"{name}: q, k, v must be on one device; got {q.device}, {k.device}, {v.device}")
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    if k.shape != (B, H, S, D) or v.shape != (B, H, S, D):
+        raise ValueError(f"{name}: expected k and v of shape (B, H, S, D) = ({B}, {H}, S, {D}) "
+                         f"matching q {tuple(q.shape)}; got k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if B * H > 65535:
+        raise ValueError(f"{name}: B * H = {B * H} exceeds the 65535 programs of grid axis 1")
+    if not 1 <= D <= 256:
+        raise ValueError(f"{name}: head dim must be in [1, 256]; got {D}")
+    if bias is not None:
+        if bias.shape != (B, H, T, S):
+            raise ValueError(f"{name}: bias must have shape (B, H, T, S) = {(B, H, T, S)} (expand it "
+                             f"first); got {tuple(bias.shape)}")
+        if not bias.is_floating_point() or bias.device != q.device:
+            raise TypeError(f"{name}: bias must be a floating tensor on {q.device}; got "
+                            f"{bias.dtype} on {bias.device}")
+    return B, H, T, S, D
+
+
+def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor]) -> dict:
+    d_pad = max(16, triton.next_power_of_2(D))
+    return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None,
+                UPCAST=_interpreting() and q.dtype == torch.bfloat16,
+                D_PAD=d_pad, EVEN_D=d_pad == D)
+
+
+def _bias_args(bias: Optional[torch.Tensor], fallback: torch.Tensor) -> tuple:
+    if bias is None:
+        return fallback, 0, 0, 0, 0
+    return (bias, *bias.stride())
+
+
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
+                  bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
+    (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
+
+    Returns o (B, H, T, D) contiguous in q's dtype and lse (B, H, T) float32 (natural log;
+    -inf for rows with every key masked, whose o is 0).
+    """
+    B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
+    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+    if o.numel() == 0:
+        return o, lse
+    # S == 0 runs too: no key block is visited, so every row gets o = 0 and lse = -inf.
+    meta = _meta(q, D, causal, bias)
+    bias_t, *bias_strides = _bias_args(bias, q)
+    args = (o, lse, q, k, v, bias_t, *o.stride(), *q.stride(), *k.stride(), *v.stride(),
+            *bias_strides, H, T, S, D, float(scale) * LOG2E)
+
+    def grid(META):
+        return (triton.cdiv(T, META["BLOCK_M"]), B * H)
+
+    if _use_autotune():
+        _attention_fwd_autotuned[grid](*args, **meta)
+    else:
+        _attention_fwd_kernel[grid](*args, **meta, **_fixed("fwd", meta["D_PAD"], q.element_size()))
+    return o, lse
+
+
+def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
+                  bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
+    q, k, v, causal, scale, bias as given to it. Returns (dq, dk, dv), contiguous, in q's dtype
+    with the shapes of q, k, v (the bias gets no gradient)."""
+    B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
+    for n, t in (("do", do), ("o", o)):
+        if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
+            raise ValueError(f"attention_bwd: {n} must be {tuple(q.shape)} {q.dtype} on {q.device}; "
+                             f"got {tuple(t.shape)} {t.dtype} on {t.device}")
+    if lse.shape != (B, H, T) or lse.dtype != torch.float32 or not lse.is_contiguous():
+        raise ValueError(f"attention_bwd: lse must be contiguous ({B}, {H}, {T}) float32 (from "
+                         f"attention_fwd); got {tuple(lse.shape)} {lse.dtype}")
+    if T == 0 or S == 0 or B * H * D == 0:   # one side is empty: every gradient is zero
+        return (torch.zeros((B, H, T, D), dtype=q.dtype, device=q.device),
+                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device),
+                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device))
+    dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+    # dk and dv are passed one set of strides, so they must be allocated alike (contiguous).
+    dk = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
+    dv = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
+    meta = _meta(q, D, causal, bias)
+    d_pad = meta["D_PAD"]
+    delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+    _attention_bwd_preprocess_kernel[(triton.cdiv(T, 64), B * H)](
+        delta, o, do, *o.stride(), *do.stride(), H, T, D, D_PAD=d_pad, BLOCK_M=64)
+
+    bias_t, *bias_strides = _bias_args(bias, q)
+    common = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), *bias_strides,
+              H, T, S, D, float(scale), float(scale) * LOG2E)
+    dkdv_args = (dk, dv, q, k, v, do, lse, delta, bias_t, *dk.stride(), *common)
+    dq_args = (dq, q, k, v, do, lse, delta, bias_t, *dq.stride(), *common)
+
+    def grid_dkdv(META):
+        return (triton.cdiv(S, META["BLOCK_N"]), B * H)
+
+    def grid_dq(META):
+        return (triton.cdiv(T, META["BLOCK_M"]), B * H)
+
+    if _use_autotune():
+        _attention_bwd_dkdv_autotuned[grid_dkdv](*dkdv_args, **meta)
+        _attention_bwd_dq_autotuned[grid_dq](*dq_args, **meta)
+    else:
+        _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **meta, **_fixed("dkdv", d_pad, q.element_size()))
+        _attention_bwd_dq_kernel[grid_dq](*dq_args, **meta, **_fixed("dq", d_pad, q.element_size()))
+    return dq, dk, dv

@@ -1,0 +1,336 @@
+"""Batched matrix multiply with a fused bias + activation epilogue.
+
+    c[..., m, n] = act( sum_k a[..., m, k] * b[..., k, n]  + bias[n] )
+
+a is (..., M, K), b is (..., K, N), both any strided view (transposed, sliced, batch dims
+expanded with stride 0); c is (..., M, N) in the inputs' dtype, accumulated in float32
+(float64 for float64 inputs). There is no backward kernel: the backward of c = a @ b is two more
+matmuls (dA = dC @ B^T, dB = A^T @ dC), done by calling `matmul` on transposed *views*, which is
+why both operands may be transposed without a copy. The fused activation is forward-only
+(the caller that wants its gradient keeps the pre-activation itself).
+
+Work split (as in the Triton matmul tutorial): one program per (BLOCK_M, BLOCK_N) tile of c per
+batch entry. Each walks K in BLOCK_K steps, loads an a-tile and a b-tile and feeds `tl.dot`
+(tensor cores: wgmma on Hopper, mma on Ampere). Tiles are visited in *grouped* order: GROUP_M
+consecutive tile-rows are swept column by column, so the a-rows of a group and the b-columns
+in flight stay in L2 and each operand is read from HBM about once per group instead of once per
+tile. The batch index is the slowest-moving part of the program id so a whole matrix finishes
+before the next starts.
+
+Tails: rows/columns past M/N are clamped with a modulo (`offs % M`) so their loads stay in
+bounds without masks (their results are simply not stored); the K tail is one masked step peeled
+out of the main loop (skipped at compile time when K % BLOCK_K == 0), so the main loop's loads
+stay unmasked, vectorised and software-pipelined.
+
+Batch dims: all leading dims are collapsed *jointly* for a, b and c into as few dims as the
+strides allow (dims of size 1 dropped; neighbours merged when every tensor's strides nest).
+The kernel takes two batch dims with their own strides (this covers contiguous, transposed,
+expanded-stride-0 and (B, H)-style batches); when more than two remain after collapsing, the
+launch function loops over the extra leading ones on the host, one launch per index, with
+zero-copy `as_strided` views. Offsets are int32 unless some tensor spans more than 2**31
+elements, then int64 (a compile-time switch).
+
+Precision: float32 inputs use tl.dot's default precision on the GPU, which is **TF32**
+(10-bit mantissa products, float32 accumulation, ~1e-3 relative error); set the module flag
+`ALLOW_TF32 = False` for IEEE float32 (slower). The interpreter always computes in IEEE.
+float64 inputs do not use tl.dot (fp64 tensor-core dot support varies across Triton versions
+and GPUs): they take a plain multiply-and-`tl.sum` path in float64, correct but slow; it exists
+so the float64 reference runs can go through the same entry point.
+
+Cost: 2*M*N*K FLOPs per batch entry; bytes ~ (M*K + K*N)*(reuse-dependent) + M*N*itemsize. At
+GPT-2 sizes it is compute-bound; the benchmark reports TFLOP/s against measured cuBLAS.
+
+Limits: a and b must share dtype and device; batch dims must be equal (broadcast above with
+`expand`); `out`, when given, must not overlap itself (no stride-0 dims).
+
+References: Triton tutorial 03 (matrix multiplication), "grouped ordering" section;
+CUTLASS's threadblock swizzle for the same L2 idea.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+# Launch-time switches (read on every call, never at import).
+AUTOTUNE = True        # on the GPU pick the tile config by timing; tests/interpreter use fixed ones
+ALLOW_TF32 = True      # float32 inputs: TF32 tensor cores (True) or IEEE float32 dot (False)
+
+ACTIVATIONS = (None, "relu", "silu", "gelu", "gelu_tanh", "gelu_exact")
+
+
+@triton.jit
+def _apply_activation(x, ACTIVATION: tl.constexpr):
+    """Elementwise activation on the float32/float64 accumulator tile."""
+    if ACTIVATION == "relu":
+        x = tl.maximum(x, 0.0)
+    elif ACTIVATION == "silu":
+        x = x * tl.sigmoid(x)
+    elif ACTIVATION == "gelu_tanh":
+        # 0.5 * x * (1 + tanh(z)) == x * sigmoid(2z), z = sqrt(2/pi) * (x + 0.044715 x^3);
+        # the sigmoid form needs no tanh (absent from core tl) and is stable for large |x|.
+        z = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        x = x * tl.sigmoid(2.0 * z)
+    elif ACTIVATION == "gelu_exact":
+        x = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+    return x
+
+
+@triton.jit
+def _mma(acc, a, b, FP64_FMA: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """acc += a @ b for one (BLOCK_M, BLOCK_K) x (BLOCK_K, BLOCK_N) step."""
+    if FP64_FMA:     # float64: broadcast product (BLOCK_M, BLOCK_K, BLOCK_N) summed over K
+        return acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    elif UPCAST_DOT:  # interpreter only: its bfloat16 tl.dot is wrong
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
+    else:
+        return tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
+def _matmul_fwd_kernel(
+    c_ptr, a_ptr, b_ptr, bias_ptr,
+    stride_c0, stride_c1, stride_cm, stride_cn,      # c viewed as (B0, B1, M, N)
+    stride_a0, stride_a1, stride_am, stride_ak,      # a viewed as (B0, B1, M, K); may be 0/transposed
+    stride_b0, stride_b1, stride_bk, stride_bn,      # b viewed as (B0, B1, K, N)
+    stride_bias,
+    M, N, K, B1,                                     # B1: size of the inner batch dim
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+    FP64_FMA: tl.constexpr,       # float64 inputs: multiply + tl.sum in float64 instead of tl.dot
+    DOT_PRECISION: tl.constexpr,  # "tf32" (default on GPU) or "ieee" for float32 inputs
+    UPCAST_DOT: tl.constexpr,     # interpreter only: its bf16 tl.dot is wrong, so dot in float32
+    INDEX_64: tl.constexpr,       # some tensor spans >= 2**31 elements: int64 offsets
+    EVEN_K: tl.constexpr,         # K % BLOCK_K == 0: no K-tail mask
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    tiles = num_pid_m * num_pid_n
+    pid_batch = pid // tiles
+    pid_tile = pid % tiles
+
+    # Grouped ordering: walk GROUP_M tile-rows column by column (L2 reuse of a and b tiles).
+    pids_per_group = GROUP_M * num_pid_n
+    group_id = pid_tile // pids_per_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid_tile % pids_per_group) % group_size_m)
+    pid_n = (pid_tile % pids_per_group) // group_size_m
+
+    # Batch offsets in int64: batch * stride overflows int32 for big batched tensors.
+    b0 = (pid_batch // B1).to(tl.int64)
+    b1 = (pid_batch % B1).to(tl.int64)
+    a_ptr += b0 * stride_a0 + b1 * stride_a1
+    b_ptr += b0 * stride_b0 + b1 * stride_b1
+    c_ptr += b0 * stride_c0 + b1 * stride_c1
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Wrap out-of-range rows/cols back into range (results there are never stored): loads need
+    # no M/N masks. No contiguity hints here: in a tail tile the wrapped offsets are not one
+    # contiguous run, and a false hint would let a vector load read past the tensor.
+    offs_am = offs_m % M
+    offs_bn = offs_n % N
+    offs_k = tl.arange(0, BLOCK_K)
+    if INDEX_64:
+        offs_am = offs_am.to(tl.int64)
+        offs_bn = offs_bn.to(tl.int64)
+        offs_k = offs_k.to(tl.int64)
+    a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak    # (BLOCK_M, BLOCK_K)
+    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn    # (BLOCK_K, BLOCK_N)
+
+    if FP64_FMA:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # Main loop over whole K blocks, mask-free: unmasked loads vectorise, which is what lets the
+    # compiler pipeline them (cp.async / TMA need >= 4-byte pieces; an element-wise K mask
+    # would make every load scalar and switch multi-stage pipelining off).
+    for kb in range(0, K // BLOCK_K):
+        a = tl.load(a_ptrs)                                                  # (BLOCK_M, BLOCK_K)
+        b = tl.load(b_ptrs)                                                  # (BLOCK_K, BLOCK_N)
+        acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+    if not EVEN_K:   # the K tail, peeled out of the loop: one masked step
+        k_left = K % BLOCK_K
+        a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
+
+    # Epilogue on the accumulator (float32): bias, activation, then one rounding to c's dtype.
+    if INDEX_64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)   # (BLOCK_N,)
+        acc += bias.to(acc.dtype)[None, :]
+    acc = _apply_activation(acc, ACTIVATION)
+    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+
+
+def _config(bm: int, bn: int, bk: int, group_m: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group_m},
+                         num_warps=warps, num_stages=stages)
+
+
+# Tried in order by the autotuner; configs that do not fit shared memory are skipped by it.
+# The first group is Hopper-friendly (large tiles, BLOCK_K 64 feeds wgmma well); the rest are the
+# tutorial's Ampere list, which wins for skinny or small problems.
+_AUTOTUNE_CONFIGS = [
+    _config(128, 256, 64, 8, 8, 3),
+    _config(128, 256, 64, 8, 8, 4),
+    _config(256, 128, 64, 8, 8, 3),
+    _config(128, 128, 64, 8, 8, 3),
+    _config(128, 128, 64, 8, 4, 4),
+    _config(64, 256, 32, 8, 4, 4),
+    _config(64, 128, 64, 8, 4, 4),
+    _config(128, 128, 32, 8, 4, 4),
+    _config(128, 64, 32, 8, 4, 4),
+    _config(64, 128, 32, 8, 4, 4),
+    _config(128, 32, 32, 8, 4, 4),
+    _config(64, 32, 32, 8, 2, 5),
+    _config(32, 64, 32, 8, 2, 5),
+]
+
+_matmul_fwd_autotuned = triton.autotune(
+    configs=_AUTOTUNE_CONFIGS,
+    # Layout changes the best tile, so the strides of the contraction dims are part of the key.
+    key=["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn"],
+)(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_fwd_kernel))
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _fixed_config(dtype: torch.dtype) -> dict:
+    """One configuration for runs without autotuning (tests, interpreter, AUTOTUNE=False)."""
+    if _interpreting():
+        return dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=2, num_warps=4, num_stages=1)
+    if dtype == torch.float64:
+        # the 3-d product tile (BLOCK_M, BLOCK_K, BLOCK_N) lives in registers: keep it small
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=8, GROUP_M=8, num_warps=4, num_stages=2)
+    if dtype == torch.float32:
+        return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
+    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
+
+
+def _collapse_batch(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> list[tuple[int, list[int]]]:
+    """Merge batch dims jointly for several tensors: [(size, [stride per tensor]), ...].
+
+    Size-1 dims vanish; dims i and i+1 merge when every tensor has stride[i] == stride[i+1] *
+    size[i+1] (true for contiguous batches and for stride-0 expanded ones alike).
+    """
+    merged: list[tuple[int, list[int]]] = []
+    for i, size in enumerate(shape):
+        if size == 1:
+            continue
+        st = [s[i] for s in strides]
+        if merged and all(ps == s * size for ps, s in zip(merged[-1][1], st)):
+            merged[-1] = (merged[-1][0] * size, st)
+        else:
+            merged.append((size, st))
+    return merged
+
+
+def _max_offset(t: torch.Tensor) -> int:
+    return sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
+
+
+def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+            activation: Optional[str]) -> None:
+    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N)."""
+    B0, B1, M, K = a4.shape
+    N = b4.shape[3]
+    dtype = a4.dtype
+    interp = _interpreting()
+    index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
+    meta = dict(
+        HAS_BIAS=bias is not None,
+        ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
+        FP64_FMA=dtype == torch.float64,
+        DOT_PRECISION="tf32" if (ALLOW_TF32 or dtype != torch.float32) else "ieee",
+        UPCAST_DOT=interp and dtype == torch.bfloat16,
+        INDEX_64=index_64,
+    )
+    args = (c4, a4, b4, bias if bias is not None else c4,
+            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
+            M, N, K, B1)
+    batch = B0 * B1
+
+    def grid(META):
+        return (triton.cdiv(M, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"]) * batch,)
+
+    if AUTOTUNE and not interp and dtype != torch.float64:
+        _matmul_fwd_autotuned[grid](*args, **meta)
+    else:
+        cfg = _fixed_config(dtype)
+        _matmul_fwd_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           activation: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
+
+    a, b: same dtype (float32, bfloat16, float16 or float64) and device, equal batch dims, any
+    strides (transposed / sliced / stride-0 expanded views are read in place, never copied).
+    bias: optional (N,) in a's dtype. activation: None, "relu", "silu", "gelu" (= "gelu_tanh",
+    the tanh approximation, as GPT-2 uses), "gelu_tanh" or "gelu_exact" (erf).
+    out: optional preallocated (..., M, N) result of a's dtype (may be a strided view).
+    Returns c (contiguous unless `out` was given) in a's dtype; accumulation in float32
+    (float64 for float64). float32 uses TF32 on the GPU unless ALLOW_TF32 is False.
+    """
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TypeError(f"matmul expects torch tensors, got {type(a).__name__} and {type(b).__name__}")
+    if a.dim() < 2 or b.dim() < 2:
+        raise ValueError(f"matmul needs a (..., M, K) and b (..., K, N); got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"matmul operands must share a dtype; got a {a.dtype} and b {b.dtype}")
+    if a.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        raise TypeError(f"matmul supports float32/bfloat16/float16/float64; got {a.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"matmul operands must be on one device; got {a.device} and {b.device}")
+    if a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul shape mismatch: a {tuple(a.shape)} @ b {tuple(b.shape)} "
+                         f"(expected (..., M, K) @ (..., K, N) with equal batch dims)")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    batch_shape = tuple(a.shape[:-2])
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    if bias is not None:
+        if bias.shape != (N,) or bias.dtype != a.dtype or bias.device != a.device:
+            raise ValueError(f"bias must be ({N},) {a.dtype} on {a.device}; got "
+                             f"{tuple(bias.shape)} {bias.dtype} on {bias.device}")
+    if out is None:
+        out = torch.empty(*batch_shape, M, N, dtype=a.dtype, device=a.device)
+    elif out.shape != (*batch_shape, M, N) or out.dtype != a.dtype or out.device != a.device:
+        raise ValueError(f"out must be {(*batch_shape, M, N)} {a.dtype} on {a.device}; got "
+                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
+    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+        raise ValueError(f"out must not be an expanded (stride-0) view; got strides {out.stride()}")
+    if out.numel() == 0:
+        return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
+
+    dims = _collapse_batch(batch_shape, [a.stride()[:-2], b.stride()[:-2], out.stride()[:-2]])
+    while len(dims) < 2:
+        dims.insert(0, (1, [0, 0, 0]))
+    outer, inner = dims[:-2], dims[-2:]
+    sizes = [d[0] for d in inner]
+    for idx in itertools.product(*[range(d[0]) for d in outer]):   # one iteration unless > 2 dims
+        views = []
+        for ti, (t, rows, cols) in enumerate(((a, M, K), (b, K, N), (out, M, N))):
+            offset = t.storage_offset() + sum(i * d[1][ti] for i, d in zip(idx, outer))
+            strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
+            views.append(t.as_strided((*sizes, rows, cols), strides, offset))
+        a4, b4, c4 = views
+        _launch(c4, a4, b4, bias, activation)
+    return out

@@ -1,0 +1,251 @@
+"""kernels/matmul.py against torch.matmul (the oracle, in float64 on the same inputs).
+
+Under the interpreter (no GPU) the kernel uses 16x16x16 tiles, so small shapes already hit the
+multi-tile, M/N-tail and K-tail paths. Covered: sizes 1, tails (17, 33, 65), transposed and
+sliced operands, batched with contiguous / stride-0 / non-collapsible batch dims, the bias +
+activation epilogue, `out=`, K == 0, float64's FMA path, bad input. GPU-marked tests run
+realistic sizes with autotuning.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from kernels import matmul as K  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Per-dtype tolerances (atol, rtol) of c against float64 torch on the same (rounded) inputs.
+# bfloat16 is loose also because the interpreter truncates (not rounds) float32 -> bfloat16.
+TOL = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-4),      # IEEE float32 (tests switch TF32 off)
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (5e-2, 2e-2),
+}
+TF32_TOL = (2e-2, 1e-2)               # float32 through TF32 tensor cores (GPU default)
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def fixed_config_ieee(monkeypatch):
+    """Tests use the fixed tile config and IEEE float32 unless a test says otherwise."""
+    monkeypatch.setattr(K, "AUTOTUNE", False)
+    monkeypatch.setattr(K, "ALLOW_TF32", False)
+
+
+def _rand(*shape, dtype=torch.float32):
+    return torch.randn(*shape, device=DEVICE, dtype=torch.float32).to(dtype)
+
+
+def _ref(a, b, bias=None, activation=None):
+    c = torch.matmul(a.double(), b.double())
+    if bias is not None:
+        c = c + bias.double()
+    if activation == "relu":
+        c = F.relu(c)
+    elif activation == "silu":
+        c = F.silu(c)
+    elif activation in ("gelu", "gelu_tanh"):
+        c = F.gelu(c, approximate="tanh")
+    elif activation == "gelu_exact":
+        c = F.gelu(c)
+    return c
+
+
+def _check(c, a, b, bias=None, activation=None, tol=None):
+    atol, rtol = tol or TOL[a.dtype]
+    assert c.dtype == a.dtype
+    assert c.shape == (*a.shape[:-2], a.shape[-2], b.shape[-1])
+    torch.testing.assert_close(c.double(), _ref(a, b, bias, activation), atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("M,N,K_", [(1, 1, 1), (17, 33, 65), (33, 17, 16), (16, 32, 48), (65, 1, 17)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tails_and_sizes(M, N, K_, dtype):
+    a, b = _rand(M, K_, dtype=dtype), _rand(K_, N, dtype=dtype)
+    _check(K.matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precisions(dtype):
+    a, b = _rand(33, 40, dtype=dtype), _rand(40, 18, dtype=dtype)
+    _check(K.matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_transposed_and_sliced_views(dtype):
+    x, y = _rand(40, 19, dtype=dtype), _rand(23, 40, dtype=dtype)   # stored (K, M) and (N, K)
+    a, b = x.t(), y.t()                                             # a (19, 40), b (40, 23)
+    assert not a.is_contiguous() and not b.is_contiguous()
+    _check(K.matmul(a, b), a, b)
+    big = _rand(50, 70, dtype=dtype)
+    a2 = big[3:20, 1:61:2]                                          # (17, 30), column stride 2
+    b2 = big[10:40, 5:35].t()                                       # (30, 30), transposed slice
+    _check(K.matmul(a2, b2), a2, b2)
+
+
+def test_batched_contiguous_and_expanded():
+    a = _rand(2, 3, 17, 20)
+    b = _rand(2, 3, 20, 18)
+    _check(K.matmul(a, b), a, b)
+    w = _rand(20, 18).expand(2, 3, 20, 18)                          # stride-0 batch dims
+    _check(K.matmul(a, w), a, w)
+    a1 = _rand(1, 20).expand(4, 5, 20).unsqueeze(1)                 # (4, 1, 5, 20), M stride 0 too
+    b1 = _rand(4, 1, 20, 7)
+    _check(K.matmul(a1, b1), a1, b1)
+
+
+def test_batch_dims_that_do_not_collapse():
+    # (2, 4, 3) batch: a is permuted, b sliced in N, c contiguous -> 3 batch dims stay separate
+    a = _rand(2, 3, 4, 9, 8).permute(0, 2, 1, 3, 4)
+    b = _rand(2, 4, 3, 8, 12)[..., :5]
+    c_strides = torch.empty(2, 4, 3, 9, 5).stride()[:-2]
+    assert len(K._collapse_batch(a.shape[:-2], [a.stride()[:-2], b.stride()[:-2], c_strides])) == 3
+    _check(K.matmul(a, b), a, b)
+
+
+def test_attention_style_transposed_batch():
+    # q @ k^T with q, k (B, H, T, D) views of a (B, T, H, D) tensor: both batch dims strided
+    x = _rand(2, 17, 3, 16)
+    q = x.permute(0, 2, 1, 3)                                       # (2, 3, 17, 16)
+    kT = x.permute(0, 2, 3, 1)                                      # (2, 3, 16, 17)
+    _check(K.matmul(q, kT), q, kT)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "silu", "gelu", "gelu_tanh", "gelu_exact"])
+def test_bias_activation_epilogue(activation):
+    a, b, bias = _rand(19, 24), _rand(24, 33), _rand(33)
+    _check(K.matmul(a, b, bias=bias, activation=activation), a, b, bias, activation)
+
+
+def test_bias_activation_bf16_batched():
+    dtype = torch.bfloat16
+    a, b, bias = _rand(2, 18, 32, dtype=dtype), _rand(2, 32, 20, dtype=dtype), _rand(20, dtype=dtype)
+    _check(K.matmul(a, b, bias=bias, activation="gelu"), a, b, bias, "gelu")
+
+
+def test_bias_activation_float64():
+    f64 = torch.float64
+    a, b, bias = _rand(9, 20, dtype=f64), _rand(20, 5, dtype=f64), _rand(5, dtype=f64)
+    _check(K.matmul(a, b, bias=bias, activation="gelu_exact"), a, b, bias, "gelu_exact")
+
+
+def test_out_argument_strided():
+    a, b = _rand(17, 20), _rand(20, 9)
+    buf = torch.full((17, 30), 7.0, device=DEVICE)
+    out = buf[:, 3:12]                                              # non-contiguous destination
+    c = K.matmul(a, b, out=out)
+    assert c.data_ptr() == out.data_ptr()
+    _check(c, a, b)
+    assert (buf[:, :3] == 7).all() and (buf[:, 12:] == 7).all()    # nothing written outside
+
+
+def test_k_zero_gives_activation_of_bias():
+    a, b, bias = _rand(5, 0), _rand(0, 7), _rand(7)
+    c = K.matmul(a, b, bias=bias, activation="relu")
+    torch.testing.assert_close(c, F.relu(bias).expand(5, 7))
+    assert K.matmul(_rand(0, 4), _rand(4, 3)).shape == (0, 3)
+
+
+def test_bad_inputs():
+    a = _rand(4, 5)
+    with pytest.raises(TypeError, match="share a dtype"):
+        K.matmul(a, _rand(5, 3, dtype=torch.float16))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        K.matmul(a, _rand(4, 3))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        K.matmul(_rand(2, 4, 5), _rand(3, 5, 3))
+    with pytest.raises(ValueError, match="activation"):
+        K.matmul(a, _rand(5, 3), activation="tanh")
+    with pytest.raises(ValueError, match="bias"):
+        K.matmul(a, _rand(5, 3), bias=_rand(4))
+    with pytest.raises(TypeError, match="float32"):
+        K.matmul(a.to(torch.int64), _rand(5, 3).to(torch.int64))
+    with pytest.raises(ValueError, match="stride-0"):
+        K.matmul(a, _rand(5, 3), out=_rand(1, 3).expand(4, 3))
+
+
+# Compiles the GPU code path for an H100 (sm_90) with Triton's bundled ptxas, no GPU needed:
+# the interpreter never runs the compiler, so this is what catches GPU-only compile errors in
+# CI. Runs in a subprocess because TRITON_INTERPRET=1 is already set in this process.
+_SM90_SCRIPT = r"""
+import sys
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+except ImportError as e:
+    print("triton compile API unavailable:", e); sys.exit(3)
+from kernels import matmul as M
+fn = M._matmul_fwd_kernel
+unit = {"stride_ak", "stride_bn", "stride_cn"}        # specialised to 1 at run time
+for dt, (bm, bn, bk, w, st), act in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh"),
+                                     ("fp32", (128, 128, 32, 8, 3), "gelu_exact"),
+                                     ("fp64", (32, 32, 8, 4, 2), "silu")]:
+    const = dict(HAS_BIAS=True, ACTIVATION=act, FP64_FMA=dt == "fp64", DOT_PRECISION="tf32",
+                 UPCAST_DOT=False, INDEX_64=False, EVEN_K=False,
+                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8, **{u: 1 for u in unit})
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in const:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name], attrs[(i,)] = "*" + dt, [["tt.divisibility", 16]]
+        else:
+            sig[name], attrs[(i,)] = "i32", [["tt.divisibility", 16]]
+    k = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": w, "num_stages": st})
+    print(dt, "ok, shared memory", k.metadata.shared)
+"""
+
+
+def test_gpu_code_path_compiles_for_sm90():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", _SM90_SCRIPT], env=env, cwd=repo,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode == 3:
+        pytest.skip(r.stdout.strip())
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+
+
+# ---------------------------------------------------------------------------- GPU, realistic sizes
+@gpu
+@pytest.mark.gpu
+def test_gpu_large_bf16_autotuned(monkeypatch):
+    monkeypatch.setattr(K, "AUTOTUNE", True)
+    a, b = _rand(4096, 4096, dtype=torch.bfloat16), _rand(4096, 4096, dtype=torch.bfloat16)
+    c = K.matmul(a, b)
+    torch.testing.assert_close(c.float(), torch.matmul(a, b).float(), atol=0.25, rtol=2e-2)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("transpose", ["none", "a", "b", "both"])
+def test_gpu_gpt2_shapes_layouts(monkeypatch, transpose):
+    monkeypatch.setattr(K, "AUTOTUNE", True)
+    x, w = _rand(8192, 768, dtype=torch.bfloat16), _rand(768, 2304, dtype=torch.bfloat16)
+    a = x.t().contiguous().t() if transpose in ("a", "both") else x
+    b = w.t().contiguous().t() if transpose in ("b", "both") else w
+    bias = _rand(2304, dtype=torch.bfloat16)
+    c = K.matmul(a, b, bias=bias, activation="gelu")
+    ref = F.gelu(torch.matmul(a.float(), b.float()) + bias.float(), approximate="tanh")
+    torch.testing.assert_close(c.float(), ref, atol=0.1, rtol=2e-2)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_float32_tf32_and_float64(monkeypatch):
+    monkeypatch.setattr(K, "ALLOW_TF32", True)
+    a, b = _rand(1000, 520), _rand(520, 777)
+    _check(K.matmul(a, b), a, b, tol=TF32_TOL)
+    a64, b64 = a.double()[:300], b.double()[:, :200]
+    _check(K.matmul(a64, b64), a64, b64)
