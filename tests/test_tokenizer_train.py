@@ -1,0 +1,217 @@
+"""Training: a hand-worked example, agreement with a naive reference trainer, specials, errors, streaming.
+
+The reference trainer below recounts every pair of the whole corpus before each merge, the
+plain way, and breaks ties the same documented way (highest count, then the lexicographically
+greatest pair of byte strings). The real trainer must produce exactly the same merges.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenizer import BPETokenizer
+from tokenizer.count import count_chunks, expand_sources
+from tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
+from tokenizer.train import learn_merges
+
+
+def data_dir() -> Path:
+    env = os.environ.get("MINIGRAD_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def need(name: str) -> Path:
+    path = data_dir() / name
+    if not path.exists():
+        pytest.skip(f"shared data {path} is absent (set MINIGRAD_DATA to the folder holding it)")
+    return path
+
+
+# Used when the shared data is absent, so that a fresh clone still exercises everything that does
+# not need GPT-2's files: varied words, digits, punctuation, newlines and non-ASCII text.
+FALLBACK_TEXT = "".join(
+    f"Line {i}: the {w} of {v} isn't what it'd seem, said {n}; {i * 37 % 1000} naïve cafés — 東京 😀!\n"
+    for i, (w, v, n) in enumerate(
+        zip(["king", "queen", "house", "river", "stone", "night"] * 200,
+            ["morning", "evening", "battle", "garden", "letters"] * 240,
+            ["ROMEO", "Juliet", "Pierre", "Natasha"] * 300)
+    )
+)
+
+
+def sample_text(chars: int) -> str:
+    """The start of Tiny Shakespeare, or FALLBACK_TEXT when the shared data is absent."""
+    path = data_dir() / "tinyshakespeare.txt"
+    return path.read_text(encoding="utf-8")[:chars] if path.exists() else FALLBACK_TEXT[:chars]
+
+
+def naive_train(
+    texts: list[str], num_merges: int, pattern: str, specials: list[str] = ()
+) -> list[tuple[bytes, bytes]]:
+    """Reference BPE trainer: recount all pairs for every merge, apply the merge everywhere."""
+    words: Counter = Counter()
+    for text in texts:
+        parts = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
+        for part in parts:
+            for chunk in regex.findall(pattern, part):
+                words[tuple(bytes([b]) for b in chunk.encode("utf-8"))] += 1
+    merges = []
+    for _ in range(num_merges):
+        pairs: Counter = Counter()
+        for word, freq in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += freq
+        if not pairs:
+            break
+        best = max(pairs, key=lambda p: (pairs[p], p))  # highest count, then greatest (bytes, bytes)
+        merges.append(best)
+        merged: Counter = Counter()
+        for word, freq in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += freq
+        words = merged
+    return merges
+
+
+def train(texts, vocab_size, specials=(), pattern="gpt4", **kw) -> BPETokenizer:
+    return BPETokenizer.train(
+        texts, vocab_size, special_tokens=specials, pattern=pattern, verbose=False, **kw
+    )
+
+
+def test_hand_worked_example():
+    # "aaabdaaabac" is one chunk (all letters). Worked by hand:
+    #  pairs aa:4 ab:2 bd:1 da:1 ba:1 ac:1              -> merge (a, a):      aa a b d aa a b a c
+    #  (aa,a):2 (a,b):2 ...  tie at 2: ("aa","a") > ("a","b") -> (aa, a):     aaa b d aaa b a c
+    #  (aaa,b):2, the rest 1                            -> (aaa, b):          aaab d aaab a c
+    #  all 1: greatest first part "d"                   -> (d, aaab):         aaab daaab a c
+    #  all 1: "daaab" > "aaab" > "a"                    -> (daaab, a):        aaab daaaba c
+    #  all 1: "daaaba" > "aaab"                         -> (daaaba, c):       aaab daaabac
+    #  one pair left                                    -> (aaab, daaabac)
+    expected = [
+        (b"a", b"a"), (b"aa", b"a"), (b"aaa", b"b"), (b"d", b"aaab"),
+        (b"daaab", b"a"), (b"daaaba", b"c"), (b"aaab", b"daaabac"),
+    ]
+    tok = train(["aaabdaaabac"], 256 + len(expected))
+    assert tok.merges == expected
+    assert tok.encode("aaabdaaabac") == [256 + len(expected) - 1]
+    assert tok.vocab[256] == b"aa" and tok.vocab[262] == b"aaabdaaabac"
+    assert naive_train(["aaabdaaabac"], 10, GPT4_SPLIT_PATTERN) == expected
+
+
+def test_frequencies_across_chunks_by_hand():
+    # GPT-2 split: "ab", " ab", " ab", " ba" -> (a,b):3 ( ,a):2 ( ,b):1 (b,a):1 -> merge (a,b);
+    # then " ab" = [ ][ab] twice -> ( ,ab):2, ( ,b):1 (b,a):1 -> merge ( , ab); then ( ,b) vs (b,a)
+    # at 1: ("b","a") > (" ","b").
+    tok = train(["ab ab ab ba"], 259, pattern="gpt2")
+    assert tok.merges == [(b"a", b"b"), (b" ", b"ab"), (b"b", b"a")]
+
+
+def test_special_tokens_split_training_text_and_are_never_merged():
+    tok = train(["xy<|endoftext|>xy<|endoftext|>"], 257 + 1, specials=["<|endoftext|>"])
+    assert tok.merges == [(b"x", b"y")]  # no pair with "<" or across the boundary exists
+    assert tok.special_tokens == {"<|endoftext|>": 257}
+    assert tok.eot_token == 257
+    assert tok.vocab_size == 258
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="only supports 1 merges"):
+            train(["xy<|endoftext|>xy"], 300, specials=["<|endoftext|>"])
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_same_merges_as_naive_trainer_on_shakespeare(pattern):
+    text = sample_text(30_000)
+    texts = [text[:15_000] + "<|endoftext|>" + text[15_000:]]
+    tok = train(texts, 256 + 150 + 1, specials=["<|endoftext|>"], pattern=pattern)
+    assert tok.merges == naive_train(texts, 150, resolve_pattern(pattern), ["<|endoftext|>"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="abc d\n", max_size=40), min_size=1, max_size=5), st.integers(1, 30))
+def test_same_merges_as_naive_trainer_random(texts, num_merges):
+    # A tiny alphabet makes many equal counts, so the tie-break is exercised constantly.
+    counts = Counter()
+    for t in texts:
+        counts.update(regex.findall(GPT4_SPLIT_PATTERN, t))
+    assert learn_merges(counts, num_merges) == naive_train(texts, num_merges, GPT4_SPLIT_PATTERN)
+
+
+def test_training_is_deterministic_and_parallel_equals_serial(tmp_path):
+    text = sample_text(200_000)
+    path = tmp_path / "a.txt"
+    path.write_text(text, encoding="utf-8")
+    serial = train([path], 600, processes=1)
+    parallel = train([path], 600, processes=2, block_chars=10_000)
+    in_memory = train([text], 600)
+    assert serial.merges == parallel.merges == in_memory.merges
+
+
+def test_streaming_counts_equal_whole_text_counts(tmp_path):
+    text = need("books/poe_complete_works.txt").read_text(encoding="utf-8")[:300_000]
+    path = tmp_path / "poe.txt"
+    path.write_text(text, encoding="utf-8")
+    specials = frozenset({"<|endoftext|>"})
+    for pattern in (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN):
+        whole = Counter(regex.findall(pattern, text))
+        for block_chars in (1_000, 37_000):
+            assert count_chunks([path], pattern, specials, processes=1, block_chars=block_chars) == whole
+
+
+def test_folder_input_reads_txt_files(tmp_path):
+    (tmp_path / "a.txt").write_text("hello hello", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("world", encoding="utf-8")
+    (tmp_path / "ignored.md").write_text("zzzz", encoding="utf-8")
+    assert [p.name for p in expand_sources(tmp_path)] == ["a.txt", "b.txt"]
+    tok = train(tmp_path, 260)
+    assert len(tok.merges) == 4
+    assert tok.decode(tok.encode("hello world")) == "hello world"
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"at least 256 \(bytes\) \+ 2 \(special tokens\) = 258, got 257"):
+        train(["abc"], 257, specials=["<a>", "<b>"])
+    with pytest.raises(ValueError, match="corpus is empty"):
+        train([""], 300)
+    with pytest.raises(ValueError, match="corpus is empty"):
+        train(["<|endoftext|><|endoftext|>"], 300, specials=["<|endoftext|>"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train([Path("/nonexistent/file.txt")], 300)
+    with pytest.raises(TypeError, match="str \\(text\\) or pathlib.Path"):
+        train([b"bytes"], 300)
+    with pytest.raises(ValueError, match="not a valid `regex`"):
+        train(["abc"], 300, pattern="(unclosed")
+    with pytest.raises(ValueError, match="non-empty strings"):
+        train(["abc"], 300, specials=[""])
+
+
+def test_bad_file_stops_parallel_counting_cleanly(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("hello world " * 1000, encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"valid start \xff\xfe not utf-8")
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        train([good, bad], 300, processes=2, block_chars=1000)
+
+
+def test_progress_bar_only_when_verbose(capsys):
+    BPETokenizer.train(["some text to train on, " * 20], 270, verbose=True)
+    err = capsys.readouterr().err
+    assert "counting chunks" in err and "merging" in err and "100.0%" in err
+    train(["some text to train on, " * 20], 270)
+    assert capsys.readouterr().err == ""
