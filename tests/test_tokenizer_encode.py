@@ -292,3 +292,27 @@ def test_decode_errors_and_replacement(gpt2):
     assert gpt2.decode(ids[:1]) == enc.decode(ids[:1]) and "\ufffd" in gpt2.decode(ids[:1])
     assert gpt2.decode_bytes(ids) == "😀".encode()
     assert gpt2.decode([]) == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the word-level fast path (str.split(" ") + word cache) against the plain regex split
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=hard_text)
+def test_word_split_path_equals_regex_path(trained, text):
+    # Wrapping the pattern in a group keeps its matches but makes it "custom", so that tokenizer
+    # takes the regex-only path; the built-in one takes the word path.
+    for tok in trained.values():
+        assert tok._words is not None
+        plain = BPETokenizer(tok.vocab, tok.merges, tok.special_tokens, f"(?:{tok.pattern})")
+        assert plain._words is None
+        for t in (text, " " + text, text + "  x", "a  \n  b " + text + " \t "):
+            assert tok.encode_ordinary(t) == plain.encode_ordinary(t)
+
+
+def test_isspace_covers_regex_whitespace():
+    # _WordCache relies on str.isspace being true for every character the patterns' \s matches.
+    import regex
+    ws = regex.compile(r"\s")
+    assert not [c for c in map(chr, range(0x110000)) if ws.match(c) and not c.isspace()]

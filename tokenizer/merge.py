@@ -18,35 +18,42 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
+from itertools import repeat
+from operator import add
 
 # Chunks longer than this use the heap version; below it the linear scan (in C) wins.
 LONG_CHUNK = 256
 # Stands for "this pair is not a token" in the scan: above every real rank.
 NO_RANK = 1 << 62
+# _SINGLE_BYTES[b] == bytes([b]): the one-byte parts a chunk starts from.
+_SINGLE_BYTES = [bytes([b]) for b in range(256)]
 
 
 def bpe_ranks(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
     """Token ids of one chunk's bytes. Every single byte must be in `ranks`."""
     if len(piece) > LONG_CHUNK:
         return _bpe_heap(piece, ranks)
-    parts = [piece[i : i + 1] for i in range(len(piece))]
     get = ranks.get
-    # pair_ranks[i] is the rank of parts[i] + parts[i + 1] (NO_RANK if it is not a token). Only
-    # the two neighbours of a merge change, and finding the lowest rank is a C-level min +
-    # index, which also picks the leftmost pair on ties, as tiktoken does.
-    pair_ranks = [get(piece[i : i + 2], NO_RANK) for i in range(len(piece) - 1)]
+    # Start from single bytes. Iterating bytes gives ints, and map over a table lookup builds
+    # the list in C rather than slicing byte by byte in a Python loop.
+    parts = list(map(_SINGLE_BYTES.__getitem__, piece))
+    # pair_ranks[i] is the rank of parts[i] + parts[i + 1] (NO_RANK if it is not a token), also
+    # built in C. Only the two neighbours of a merge change, and finding the lowest rank is a
+    # C-level min + index, which also picks the leftmost pair on ties, as tiktoken does.
+    pair_ranks = list(map(get, map(add, parts, parts[1:]), repeat(NO_RANK)))
     while pair_ranks:
         best = min(pair_ranks)
         if best == NO_RANK:
             break
         i = pair_ranks.index(best)
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        parts[i] += parts[i + 1]
+        del parts[i + 1]
         del pair_ranks[i]
-        if i > 0:
+        if i:
             pair_ranks[i - 1] = get(parts[i - 1] + parts[i], NO_RANK)
         if i < len(pair_ranks):
             pair_ranks[i] = get(parts[i] + parts[i + 1], NO_RANK)
-    return [ranks[p] for p in parts]
+    return list(map(ranks.__getitem__, parts))
 
 
 def _bpe_heap(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:

@@ -27,6 +27,11 @@ GPT4_SPLIT_PATTERN = (
 
 BUILTIN_PATTERNS: dict[str, str] = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
+# Patterns in which no chunk contains a non-whitespace character followed by a space (and with
+# no look-behind), so that encoding may cut the text before any such space: see
+# `bpe._WordCache`. Checked by tests/test_tokenizer_encode.py; a custom pattern is not assumed to.
+SPACE_SPLIT_SAFE = frozenset(BUILTIN_PATTERNS.values())
+
 
 def resolve_pattern(pattern: str) -> str:
     """Return the pattern string for a built-in name ("gpt2", "gpt4") or a custom pattern.
