@@ -558,6 +558,13 @@ class Tensor:
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape} are not aligned "
                              f"({a.shape[-1]} != {b.shape[-2]})")
+        if b.ndim == 2 and a.ndim > 2:
+            # (..., M, K) @ (K, N): fold the batch dims into M, one big matmul instead of a
+            # batch of small ones against an expanded weight - and in backward dW = A^T dC is
+            # a single matmul rather than a batch of them followed by a sum.
+            out = MatMul.apply(a.reshape(-1, a.shape[-1]), b)          # (prod(...)*M, N)
+            out = out.reshape(a.shape[:-1] + (b.shape[-1],))
+            return out.squeeze(-1) if squeeze else out
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         a = a._broadcast_to(batch + a.shape[-2:])
         b = b._broadcast_to(batch + b.shape[-2:])
