@@ -1,0 +1,172 @@
+"""Training checkpoints: one safetensors file, written atomically, checked when read.
+
+A checkpoint (``ckpt_best.safetensors`` / ``ckpt_last.safetensors`` in ``out_dir``) is a
+plain safetensors file, so any safetensors reader can open it:
+
+- tensors: ``model.<parameter name>`` (float32, also when training ran in bfloat16: the
+  values are exact) and ``optim.<param index>.<state name>`` (AdamW's ``exp_avg``,
+  ``exp_avg_sq`` and, for bfloat16 parameters, the fp32 ``master`` weights);
+- ``__metadata__`` (string -> string, as the format requires): ``format`` ("minigrad-checkpoint"),
+  ``version``, ``checksum`` (BLAKE2b of the tensor bytes) and one JSON string per entry of the
+  `meta` dict given to `save_checkpoint` (train.py stores its train config, the model config,
+  the tokenizer, the optimizer's hyperparameters and step counts, the iteration, the best val
+  loss and the RNG states).
+
+Bytes on disk are minigrad/serialization.py's job (its `save_file` writes a temp file in the
+same folder, fsyncs it and renames it over the target, so a crash leaves the old checkpoint or
+the new one, never half of one). This file adds what makes it a *training* checkpoint: the
+format tag and version, the checksum, the required entries and, through `check_shapes`, the
+tensor shapes a model expects. Any problem is a `CheckpointError` that starts with the file's
+name. Tensors here are NumPy arrays; `optimizer_tensors` / `optimizer_state_dict` convert an
+optimizer's state_dict() to and from them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from minigrad.serialization import SafetensorsError, load_numpy_file, read_metadata, save_file
+
+FORMAT = "minigrad-checkpoint"
+VERSION = 1
+REQUIRED_META = ("train_config", "model_config", "tokenizer", "iter_num")
+_RESERVED = ("format", "version", "checksum")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, truncated, of another version, or does not fit the model."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    tensors: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, prefix: str) -> dict[str, np.ndarray]:
+        """The tensors whose names start with `prefix` (e.g. "model."), prefix removed."""
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def _checksum(tensors: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: "str | os.PathLike[str]", tensors: Mapping[str, np.ndarray],
+                    meta: Mapping[str, Any]) -> Path:
+    """Write `tensors` (name -> NumPy array) and `meta` (each value JSON-encoded), atomically."""
+    path = Path(path)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    md = {"format": FORMAT, "version": str(VERSION), "checksum": _checksum(tensors)}
+    for k, v in meta.items():
+        if k in _RESERVED:
+            raise ValueError(f"metadata key {k!r} is reserved")
+        md[k] = json.dumps(v)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path, metadata=md)
+    return path
+
+
+def load_checkpoint(path: "str | os.PathLike[str]", required: tuple = REQUIRED_META) -> Checkpoint:
+    """Read and check a checkpoint written by `save_checkpoint`."""
+    path = Path(path)
+
+    def fail(msg: str) -> CheckpointError:
+        return CheckpointError(f"{path.name}: {msg} (file: {path})")
+
+    if not path.is_file():
+        raise fail("no such checkpoint file")
+    try:
+        md = read_metadata(path)
+        if md.get("format") != FORMAT:
+            raise fail(f"not a minigrad training checkpoint (metadata format={md.get('format')!r}, "
+                       f"expected {FORMAT!r}); a Hugging Face GPT-2 export is read with "
+                       "sample.py --hf=FILE instead")
+        if md.get("version") != str(VERSION):
+            raise fail(f"checkpoint format version {md.get('version')!r}; this code reads version {VERSION}")
+        tensors = load_numpy_file(path)
+    except (SafetensorsError, OSError) as err:
+        msg = str(err).replace(f"{path}: ", "")
+        raise fail(f"corrupt or truncated: {msg}") from None
+    if md.get("checksum") != _checksum(tensors):
+        raise fail("corrupt: the tensor data does not match the checksum written with it")
+    meta = {}
+    for k, v in md.items():
+        if k in _RESERVED:
+            continue
+        try:
+            meta[k] = json.loads(v)
+        except json.JSONDecodeError:
+            raise fail(f"corrupt metadata entry {k!r}: not JSON") from None
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise fail(f"missing metadata {missing}; expected a checkpoint written by train.py")
+    return Checkpoint(path, tensors, meta)
+
+
+def check_shapes(ckpt: Checkpoint, expected: Mapping[str, tuple], prefix: str = "model.") -> None:
+    """Raise CheckpointError unless the `prefix` tensors are exactly `expected` (name -> shape)."""
+    have = {k: tuple(v.shape) for k, v in ckpt.section(prefix).items()}
+    missing = sorted(set(expected) - set(have))
+    extra = sorted(set(have) - set(expected))
+    wrong = [f"{k}: checkpoint {have[k]} vs model {tuple(expected[k])}" for k in sorted(expected)
+             if k in have and have[k] != tuple(expected[k])]
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+        if wrong:
+            parts.append("shape mismatch " + "; ".join(wrong[:5]))
+        raise CheckpointError(f"{ckpt.path.name}: does not match the model configuration: " + ", ".join(parts))
+
+
+def _host(t) -> np.ndarray:
+    """A Tensor or array as a NumPy array; bfloat16/float16 widened to float32 (exactly)."""
+    a = t.numpy() if hasattr(t, "numpy") and not isinstance(t, np.ndarray) else np.asarray(t)
+    return a.astype(np.float32) if a.dtype == np.float16 else a
+
+
+def model_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A module's state_dict() as ``model.<name>`` NumPy arrays (float32 or float64)."""
+    return {f"model.{k}": _host(v) for k, v in state_dict.items()}
+
+
+def optimizer_tensors(state: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+    """An optimizer's state_dict() -> (``optim.<i>.<name>`` arrays, the JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for idx, s in state["state"].items():
+        for k, v in s.items():
+            if hasattr(v, "numpy") or isinstance(v, np.ndarray):
+                tensors[f"optim.{idx}.{k}"] = _host(v)
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_state_dict(ckpt: Checkpoint) -> dict:
+    """Inverse of `optimizer_tensors`: the dict an optimizer's load_state_dict() takes."""
+    info = ckpt.meta.get("optimizer")
+    if not isinstance(info, dict) or "param_groups" not in info:
+        raise CheckpointError(f"{ckpt.path.name}: has no optimizer state (metadata 'optimizer')")
+    state: dict[int, dict] = {}
+    for idx, s in info.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(s)
+    for name, arr in ckpt.section("optim.").items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = arr
+    return {"state": state, "param_groups": info["param_groups"]}

@@ -1,0 +1,443 @@
+"""Training data for train.py: find text, split it, tokenise it once, cache it, cut batches.
+
+The path from a `--data` setting to the arrays a training step reads:
+
+1. `resolve_sources(data, cache_dir)`: "shakespeare" (Tiny Shakespeare, downloaded on first
+   use), "tinystories" (TinyStories' train + valid files, downloaded on first use), a path to
+   one text file, or a path to a folder of ``*.txt`` files (like a shelf of books).
+2. `read_documents` + `split_documents`: documents are the files of a folder, or the pieces of
+   a file separated by ``<|endoftext|>``, or a whole plain file. The validation split never
+   shares a document with the training split:
+   - with many documents (>= `MIN_DOCS_FOR_DOC_SPLIT`), whole documents go to val, chosen by
+     a seeded hash of their index, so no document straddles the split;
+   - with few (one plain file, a handful of books), the tail `val_fraction` of *each*
+     document, cut at a line boundary, is val: one contiguous piece, so no window of text is
+     in both splits.
+   - TinyStories comes with its own valid file, which is used as val as it is.
+3. `build_tokenizer`: "char" (one id per distinct character of the corpus), "bpe" (our
+   byte-level BPE trained on the *training* split only, cached), or "gpt2" (GPT-2's
+   vocab.json + merges.txt from `gpt2_dir`, downloaded on first use otherwise).
+4. `prepare_data`: token ids of each split written once as uint16 memmaps under
+   ``<cache_dir>/tokens/<key>/{train,val}.bin`` (with ``tokenizer.json`` and ``meta.json``),
+   where the key hashes the files' bytes, the tokenizer settings and the split settings, so a
+   second run with the same settings only hashes the files and maps the token files.
+5. `get_batch` / `fixed_batches`: random (B, T) windows of a split, x and y = x shifted by one.
+
+It knows nothing of minigrad: it returns NumPy arrays. Every download failure is a
+`DataError` that says how to point train.py at local files (``--data=PATH``, ``--gpt2_dir``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+ENDOFTEXT = "<|endoftext|>"
+
+TINY_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                        "tinyshakespeare/input.txt")
+TINYSTORIES_URLS = {
+    "train": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-train.txt",
+    "val": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt",
+}
+# GPT-2's own files: encoder.json is Hugging Face's vocab.json, vocab.bpe is its merges.txt.
+GPT2_URLS = {
+    "vocab.json": "https://openaipublic.blob.core.windows.net/gpt-2/models/124M/encoder.json",
+    "merges.txt": "https://openaipublic.blob.core.windows.net/gpt-2/models/124M/vocab.bpe",
+}
+DOWNLOAD_TIMEOUT_S = 30
+
+MIN_DOCS_FOR_DOC_SPLIT = 20          # fewer documents than this: split each one's tail instead
+TOKENIZERS = ("char", "bpe", "gpt2")
+CACHE_VERSION = 1                    # bump when the token files' meaning changes
+
+
+class DataError(RuntimeError):
+    """Data cannot be found, downloaded, read or tokenised; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# downloads
+
+
+def download(url: str, dest: Path, what: str, hint: str) -> Path:
+    """Fetch `url` into `dest` (atomically: a partial download never looks finished).
+
+    `hint` is appended to the error when the download fails, e.g. how to use local files.
+    """
+    dest = Path(dest)
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {what} from {url} -> {dest}")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+            shutil.copyfileobj(r, f, length=1 << 20)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"could not download {what} from {url} ({err}); are you offline? {hint}") from err
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# sources and documents
+
+
+@dataclass
+class Sources:
+    """Where the text comes from. `val_files` is set only when the corpus has its own val split."""
+    name: str                              # what to call it in messages
+    files: list[Path]                      # training text (or all text, to be split)
+    val_files: Optional[list[Path]] = None
+
+
+def resolve_sources(data: str, cache_dir: "str | os.PathLike[str]" = "data") -> Sources:
+    """The files behind a `--data` value (downloading the named datasets on first use)."""
+    cache_dir = Path(cache_dir)
+    local = ("point train.py at local text instead: --data=PATH (a .txt file or a folder of .txt "
+             "files), e.g. `make train DATA=path/to/text.txt`")
+    if data in ("shakespeare", "tinyshakespeare", "shakespeare_char"):
+        path = download(TINY_SHAKESPEARE_URL, cache_dir / "tinyshakespeare.txt", "Tiny Shakespeare", local)
+        return Sources("Tiny Shakespeare", [path])
+    if data == "tinystories":
+        train = download(TINYSTORIES_URLS["train"], cache_dir / "TinyStories-train.txt",
+                         "TinyStories (train, ~1.9 GB)", local)
+        val = download(TINYSTORIES_URLS["val"], cache_dir / "TinyStories-valid.txt",
+                       "TinyStories (valid)", local)
+        return Sources("TinyStories", [train], [val])
+    path = Path(data).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not files:
+            raise DataError(f"--data={data}: the folder has no .txt files; expected a text file or a "
+                            "folder of .txt files")
+        return Sources(str(path), files)
+    if path.is_file():
+        return Sources(str(path), [path])
+    raise DataError(f"--data={data}: no such file or folder, and not a known dataset name "
+                    "('shakespeare', 'tinystories'); expected a .txt file or a folder of .txt files")
+
+
+def read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+
+
+def read_documents(files: Sequence[Path]) -> list[str]:
+    """One document per file, except that ``<|endoftext|>`` separates documents within a file."""
+    docs: list[str] = []
+    for f in files:
+        text = read_text(f)
+        if ENDOFTEXT in text:
+            docs += [p.strip("\n") for p in text.split(ENDOFTEXT) if p.strip()]
+        elif text.strip():
+            docs.append(text)
+    return docs
+
+
+def _tail_split(doc: str, val_fraction: float) -> tuple[str, str]:
+    """Cut one document so the last ~val_fraction of it (from a line start) is val."""
+    cut = int(len(doc) * (1.0 - val_fraction))
+    nl = doc.rfind("\n", 0, cut + 1)
+    if nl > 0 and cut - nl < max(1000, len(doc) // 20):   # a nearby line start; else cut mid-line
+        cut = nl + 1
+    return doc[:cut], doc[cut:]
+
+
+def _doc_in_val(index: int, seed: int, val_fraction: float) -> bool:
+    h = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2.0 ** 64 < val_fraction
+
+
+def split_documents(docs: Sequence[str], val_fraction: float, seed: int = 0,
+                    mode: str = "auto") -> tuple[list[str], list[str], str]:
+    """Train and val documents plus the mode used ('document' or 'tail'); see the module docstring.
+
+    `mode`: 'auto' (document split with enough documents, tail split otherwise), 'document' or 'tail'.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if mode not in ("auto", "document", "tail"):
+        raise DataError(f"split must be 'auto', 'document' or 'tail', got {mode!r}")
+    if mode == "auto":
+        mode = "document" if len(docs) >= MIN_DOCS_FOR_DOC_SPLIT else "tail"
+    if val_fraction == 0.0:
+        return list(docs), [], mode
+    if mode == "tail":
+        pairs = [_tail_split(d, val_fraction) for d in docs]
+        return [a for a, _ in pairs if a], [b for _, b in pairs if b], mode
+    train, val = [], []
+    for i, d in enumerate(docs):
+        (val if _doc_in_val(i, seed, val_fraction) else train).append(d)
+    if not val or not train:                 # tiny corpora: make sure both splits exist
+        train, val = list(docs[:-1]), [docs[-1]]
+    return train, val, mode
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizers
+
+
+class CharTokenizer:
+    """One id per distinct character (nanoGPT's shakespeare_char), ids in sorted character order."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str]):
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        if len(self.stoi) != len(self.chars):
+            raise ValueError("CharTokenizer: characters must be distinct")
+
+    @classmethod
+    def from_text(cls, texts: Sequence[str]) -> "CharTokenizer":
+        chars: set[str] = set()
+        for t in texts:
+            chars.update(t)
+        return cls(sorted(chars))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    n_vocab = vocab_size
+
+    @property
+    def eot_token(self) -> None:
+        return None
+
+    def encode(self, text: str, **_) -> list[int]:
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError as err:
+            raise ValueError(f"character {err.args[0]!r} is not in this character vocabulary "
+                             f"({len(self.chars)} characters)") from None
+
+    encode_ordinary = encode
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": "char", "chars": "".join(self.chars)})
+
+
+def tokenizer_to_json(tok) -> str:
+    """A tokenizer as one JSON string (for checkpoints): char vocab, or our BPE model file text."""
+    if isinstance(tok, CharTokenizer):
+        return tok.to_json()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tok.model"
+        tok.save(path)
+        text = path.read_text(encoding="utf-8")
+    return json.dumps({"kind": getattr(tok, "kind", "bpe"), "model": text})
+
+
+def tokenizer_from_json(s: str):
+    """Inverse of `tokenizer_to_json`."""
+    from tokenizer import BPETokenizer
+    d = json.loads(s)
+    if d.get("kind") == "char":
+        return CharTokenizer(list(d["chars"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tok.model"
+        path.write_text(d["model"], encoding="utf-8")
+        tok = BPETokenizer.load(path)
+    tok.kind = d.get("kind", "bpe")
+    return tok
+
+
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def gpt2_files(gpt2_dir: Optional[str], cache_dir: "str | os.PathLike[str]" = "data") -> tuple[Path, Path]:
+    """(vocab.json, merges.txt): from `gpt2_dir` when given, else downloaded into <cache>/gpt2/."""
+    hint = ("point train.py at local copies with --gpt2_dir=DIR (a folder holding GPT-2's vocab.json "
+            "and merges.txt), or use --tokenizer=bpe or --tokenizer=char")
+    if gpt2_dir:
+        d = Path(gpt2_dir).expanduser()
+        vocab, merges = d / "vocab.json", d / "merges.txt"
+        missing = [p.name for p in (vocab, merges) if not p.is_file()]
+        if missing:
+            raise DataError(f"--gpt2_dir={gpt2_dir}: missing {', '.join(missing)}; expected GPT-2's "
+                            "vocab.json and merges.txt there")
+        return vocab, merges
+    d = Path(cache_dir) / "gpt2"
+    return (download(GPT2_URLS["vocab.json"], d / "vocab.json", "GPT-2's vocab.json", hint),
+            download(GPT2_URLS["merges.txt"], d / "merges.txt", "GPT-2's merges.txt", hint))
+
+
+def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str], vocab_size: int,
+                    gpt2_dir: Optional[str] = None, cache_dir: "str | os.PathLike[str]" = "data"):
+    """A tokenizer of `kind` ('char', 'bpe', 'gpt2') with `.kind` set.
+
+    'bpe' learns `vocab_size` tokens (``<|endoftext|>`` included) from `train_docs` only and
+    caches the model file under <cache>/tokenizers/. 'char' takes its characters from
+    `all_docs` (both splits), so validation text never holds an unknown character.
+    """
+    from tokenizer import BPETokenizer
+    if kind == "char":
+        return CharTokenizer.from_text(all_docs)
+    if kind == "gpt2":
+        vocab, merges = gpt2_files(gpt2_dir, cache_dir)
+        tok = BPETokenizer.from_gpt2_files(vocab, merges)
+        tok.kind = "gpt2"
+        return tok
+    if kind == "bpe":
+        key = _sha("bpe", vocab_size, "gpt4", *train_docs)
+        path = Path(cache_dir) / "tokenizers" / f"bpe-{vocab_size}-{key}.model"
+        if path.is_file():
+            tok = BPETokenizer.load(path)
+        else:
+            print(f"training a BPE tokenizer with {vocab_size} tokens on the training split")
+            tok = BPETokenizer.train(list(train_docs), vocab_size, special_tokens=[ENDOFTEXT],
+                                     verbose=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tok.save(tmp)
+            os.replace(tmp, path)
+            tmp.with_suffix(".vocab").replace(path.with_suffix(".vocab"))
+        tok.kind = "bpe"
+        return tok
+    raise DataError(f"tokenizer must be one of {TOKENIZERS}, got {kind!r}")
+
+
+def encode_documents(tok, docs: Sequence[str]) -> np.ndarray:
+    """Token ids of `docs` as uint16, with the end-of-text token between documents when it exists."""
+    if tok.vocab_size > 65536:
+        raise DataError(f"vocab_size {tok.vocab_size} does not fit the uint16 token files (max 65536)")
+    eot = tok.eot_token
+    chunks = []
+    for i, d in enumerate(docs):
+        if i and eot is not None:
+            chunks.append(np.array([eot], dtype=np.uint16))
+        chunks.append(np.asarray(tok.encode_ordinary(d), dtype=np.uint16))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole preparation, cached
+
+
+@dataclass
+class PreparedData:
+    train: np.ndarray            # uint16 memmap of the training tokens
+    val: np.ndarray              # uint16 memmap of the validation tokens (may be empty)
+    tokenizer: object
+    cache_path: Path             # the folder holding train.bin, val.bin, meta.json
+    meta: dict
+
+
+def _write_bin(path: Path, ids: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(np.ascontiguousarray(ids, dtype=np.uint16).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _memmap(path: Path) -> np.ndarray:
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=np.uint16)
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
+def _hash_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val_fraction: float = 0.1,
+                 seed: int = 1337, cache_dir: "str | os.PathLike[str]" = "data",
+                 gpt2_dir: Optional[str] = None, split: str = "auto") -> PreparedData:
+    """Resolve, read, split, tokenise and cache `data`; returns memmaps and the tokenizer.
+
+    The cache key is computed before any text is read (the files' bytes, the tokenizer kind and
+    size or GPT-2's files, the split settings), so a second run only hashes the files and maps
+    ``train.bin`` / ``val.bin``; the tokenizer comes back from ``tokenizer.json`` beside them.
+    """
+    if tokenizer not in TOKENIZERS:
+        raise DataError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    cache_dir = Path(cache_dir)
+    src = resolve_sources(data, cache_dir)
+    all_files = src.files + (src.val_files or [])
+    tok_id: tuple = (tokenizer, vocab_size if tokenizer == "bpe" else "")
+    if tokenizer == "gpt2":
+        tok_id = ("gpt2", _hash_files(gpt2_files(gpt2_dir, cache_dir)))
+    key = _sha(CACHE_VERSION, _hash_files(all_files), *tok_id, split, val_fraction, seed)
+    out = cache_dir / "tokens" / key
+    train_bin, val_bin, tok_path, meta_path = (out / "train.bin", out / "val.bin", out / "tokenizer.json",
+                                               out / "meta.json")
+    if meta_path.is_file():
+        tok = tokenizer_from_json(tok_path.read_text(encoding="utf-8"))
+    else:
+        docs = read_documents(src.files)
+        if not docs:
+            raise DataError(f"--data={data}: no text found in {[str(f) for f in src.files]}")
+        if src.val_files is not None:
+            train_docs, val_docs, mode = docs, read_documents(src.val_files), "given"
+        else:
+            train_docs, val_docs, mode = split_documents(docs, val_fraction, seed, split)
+        tok = build_tokenizer(tokenizer, train_docs, list(train_docs) + list(val_docs), vocab_size,
+                              gpt2_dir, cache_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        train_ids = encode_documents(tok, train_docs)
+        val_ids = encode_documents(tok, val_docs)
+        _write_bin(train_bin, train_ids)
+        _write_bin(val_bin, val_ids)
+        tok_path.write_text(tokenizer_to_json(tok), encoding="utf-8")
+        meta = {"data": data, "source": src.name, "tokenizer": tokenizer, "vocab_size": tok.vocab_size,
+                "split": mode, "val_fraction": val_fraction, "train_docs": len(train_docs),
+                "val_docs": len(val_docs), "train_tokens": int(train_ids.size), "val_tokens": int(val_ids.size)}
+        tmp = meta_path.with_name(f"meta.json.{os.getpid()}.tmp")   # written last: marks the cache done
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, meta_path)
+    meta = json.loads(meta_path.read_text())
+    return PreparedData(_memmap(train_bin), _memmap(val_bin), tok, out, meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# batches
+
+
+def get_batch(data: np.ndarray, batch_size: int, block_size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`batch_size` random windows of `block_size + 1` tokens: x = (B, T) int64, y = x shifted by one."""
+    if len(data) <= block_size:
+        raise DataError(f"the split has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}; "
+                        "use more text, a smaller --block_size or a smaller --val_fraction share")
+    ix = rng.integers(0, len(data) - block_size, size=batch_size)
+    x = np.stack([np.asarray(data[i:i + block_size], dtype=np.int64) for i in ix])          # (B, T)
+    y = np.stack([np.asarray(data[i + 1:i + 1 + block_size], dtype=np.int64) for i in ix])  # (B, T)
+    return x, y
+
+
+def fixed_batches(data: np.ndarray, n: int, batch_size: int, block_size: int,
+                  seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`n` batches drawn once with their own seed, so every eval sees the same windows."""
+    rng = np.random.default_rng(seed)
+    return [get_batch(data, batch_size, block_size, rng) for _ in range(n)]

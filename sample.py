@@ -1,0 +1,159 @@
+"""Sample text from a trained GPT, and convert it to and from the Hugging Face GPT-2 layout.
+
+    python sample.py --out_dir=out                         # ckpt_best.safetensors in out/
+    python sample.py --ckpt=out/ckpt_last.safetensors --prompt="ROMEO:" --num_samples=3
+    python sample.py --out_dir=out --prompt=FILE:prompt.txt --temperature=0.7 --top_p=0.9
+    python sample.py --out_dir=out --export_hf=out/hf      # model.safetensors + config.json + tokenizer
+    python sample.py --hf=out/hf --prompt="Once upon"      # sample from such an export
+
+Settings are the fields of `SampleConfig`, as `--name=value` (the sampling names match
+train.py's). Tokens are printed as they are sampled (`--stream`, on by default), with the KV
+cache (`--use_cache`); a sample ends at `max_new_tokens` or at the end-of-text token. A fixed
+`--seed` gives the same text every time.
+
+The Hugging Face GPT-2 layout (what `GPT2LMHeadModel.from_pretrained` reads) can express
+learned positions, LayerNorm, biases everywhere (`bias=True`), tied embeddings and the
+activations gelu / gelu_exact / silu; other models (RoPE, RMSNorm, SwiGLU, `bias=False`) are
+refused with a message naming the option (models/hf_export.py). The export folder also gets
+the tokenizer: `minigrad_tokenizer.json` (exact, any kind) and, for BPE kinds, GPT-2-style
+`vocab.json` + `merges.txt`.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import minigrad
+from models.checkpoint import CheckpointError, check_shapes, load_checkpoint
+from models.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
+from models.gpt import GPT, GPTConfig
+from train import parse_config, resolve_device_dtype
+
+
+@dataclass
+class SampleConfig:
+    out_dir: str = "out"                # where train.py wrote its checkpoints
+    ckpt: str = ""                      # a checkpoint file (overrides out_dir/which)
+    which: str = "best"                 # "best" or "last" checkpoint of out_dir
+    hf: str = ""                        # load a Hugging Face GPT-2 export (folder or .safetensors) instead
+    gpt2_dir: str = ""                  # GPT-2 vocab.json + merges.txt for an --hf file without a tokenizer
+    prompt: str = ""                    # text, or FILE:path to read it from a file; "" = end-of-text
+    num_samples: int = 1
+    max_new_tokens: int = 500
+    temperature: float = 0.8            # 0 = greedy
+    top_k: int = 200                    # 0 = off
+    top_p: float = 1.0                  # 1.0 = off
+    repetition_penalty: float = 1.0     # 1.0 = off
+    seed: int = 1337
+    stream: bool = True                 # print each token as it is sampled
+    use_cache: bool = True              # KV cache
+    device: str = "auto"
+    dtype: str = "auto"
+    export_hf: str = ""                 # write the model in the HF GPT-2 layout to this folder and exit
+
+
+def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]:
+    """(model in eval mode, tokenizer) from --hf, --ckpt or out_dir/ckpt_<which>.safetensors."""
+    if cfg.hf:
+        from models.hf_export import load_hf_gpt2
+        folder = Path(cfg.hf) if Path(cfg.hf).is_dir() else Path(cfg.hf).parent
+        model = load_hf_gpt2(cfg.hf, device=device, dtype=dtype)
+        if (folder / "minigrad_tokenizer.json").is_file():
+            tok = tokenizer_from_json((folder / "minigrad_tokenizer.json").read_text())
+        else:
+            from tokenizer import BPETokenizer
+            has_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+            vocab, merges = (folder / "vocab.json", folder / "merges.txt") if has_files \
+                else gpt2_files(cfg.gpt2_dir or None)
+            tok = BPETokenizer.from_gpt2_files(vocab, merges)
+        return model.eval(), tok
+    if cfg.which not in ("best", "last"):
+        raise ValueError(f"--which must be best or last, got {cfg.which!r}")
+    path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.out_dir) / f"ckpt_{cfg.which}.safetensors"
+    ckpt = load_checkpoint(path)
+    try:
+        mcfg = GPTConfig.from_dict(ckpt.meta["model_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path.name}: invalid model configuration: {err}") from None
+    model = GPT(mcfg, device=device, dtype=dtype)
+    check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
+    model.load_state_dict(ckpt.section("model."))
+    tok = tokenizer_from_json(ckpt.meta["tokenizer"])
+    if tok.vocab_size > mcfg.vocab_size:
+        raise CheckpointError(f"{path.name}: tokenizer has {tok.vocab_size} tokens but the model only "
+                              f"{mcfg.vocab_size}")
+    return model.eval(), tok
+
+
+def export(model: GPT, tok, folder: str) -> Path:
+    """The HF GPT-2 layout in `folder`, plus the tokenizer files (see the module docstring)."""
+    from models.hf_export import export_hf_gpt2
+    eot = tok.eot_token
+    path = export_hf_gpt2(model, folder, dtype="float32", bos_token_id=eot, eos_token_id=eot)
+    (path.parent / "minigrad_tokenizer.json").write_text(tokenizer_to_json(tok))
+    if not isinstance(tok, CharTokenizer):
+        tok.save_gpt2_files(path.parent / "vocab.json", path.parent / "merges.txt")
+    return path
+
+
+def read_prompt(cfg: SampleConfig) -> str:
+    if cfg.prompt.startswith("FILE:"):
+        return Path(cfg.prompt[5:]).read_text(encoding="utf-8")
+    return cfg.prompt
+
+
+def main(argv: Optional[list[str]] = None, out=None) -> list[str]:
+    """Sample (or export) as the command line says; returns the generated texts (prompt excluded)."""
+    cfg, _ = parse_config(SampleConfig, sys.argv[1:] if argv is None else list(argv))
+    out = out or sys.stdout
+    device, dtype = resolve_device_dtype(cfg)
+    model, tok = load_model(cfg, device, dtype)
+    if cfg.export_hf:
+        path = export(model, tok, cfg.export_hf)
+        print(f"exported to {path} (+ config.json and tokenizer files beside it)", file=out)
+        return []
+
+    text = read_prompt(cfg)
+    if text:
+        ids = tok.encode(text) if isinstance(tok, CharTokenizer) else tok.encode(text, allowed_special="all")
+    elif tok.eot_token is not None:
+        ids = [tok.eot_token]
+    else:
+        ids = tok.encode("\n") if "\n" in tok.stoi else [0]
+    eos = tok.eot_token
+    generator = minigrad.Generator(cfg.seed)
+    kwargs = dict(temperature=cfg.temperature, top_k=cfg.top_k or None,
+                  top_p=cfg.top_p if cfg.top_p < 1.0 else None, repetition_penalty=cfg.repetition_penalty,
+                  eos_token=eos, generator=generator, use_cache=cfg.use_cache)
+    samples = []
+    for _ in range(cfg.num_samples):
+        new: list[int] = []
+        printed = ""
+        if cfg.stream:
+            out.write(text)
+        for t in model.generate_stream([ids], cfg.max_new_tokens, **kwargs):
+            if t == eos:
+                break
+            new.append(t)
+            if cfg.stream:                          # print the text once its bytes are complete
+                so_far = tok.decode(new)
+                if not so_far.endswith("\ufffd"):
+                    out.write(so_far[len(printed):])
+                    out.flush()
+                    printed = so_far
+        sample = tok.decode(new)
+        if cfg.stream:
+            out.write(sample[len(printed):] + "\n---------------\n")
+        else:
+            out.write(text + sample + "\n---------------\n")
+        samples.append(sample)
+    return samples
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (CheckpointError, DataError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,108 @@
+"""models/checkpoint.py: safetensors layout, atomic writes, and clear errors on bad files."""
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from models.checkpoint import (Checkpoint, CheckpointError, check_shapes, load_checkpoint,
+                               save_checkpoint)
+
+META = {"train_config": {"n_layer": 2}, "model_config": {"n_embd": 8}, "tokenizer": "{}", "iter_num": 7}
+
+
+def _tensors():
+    rng = np.random.default_rng(0)
+    return {"model.wte.weight": rng.standard_normal((5, 3)).astype(np.float32),
+            "model.ln_f.bias": np.zeros(3, np.float32),
+            "optim.0.exp_avg": rng.standard_normal((5, 3)),
+            "optim.0.step": np.array([3], np.int64),
+            "empty": np.zeros((0, 4), np.float32)}
+
+
+def test_roundtrip_and_sections(tmp_path):
+    path = save_checkpoint(tmp_path / "ckpt.safetensors", _tensors(), META)
+    ck = load_checkpoint(path)
+    for k, v in _tensors().items():
+        np.testing.assert_array_equal(ck.tensors[k], v)
+        assert ck.tensors[k].dtype == v.dtype
+    assert ck.meta == META
+    assert set(ck.section("model.")) == {"wte.weight", "ln_f.bias"}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
+
+
+def test_file_is_standard_safetensors(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    path = save_checkpoint(tmp_path / "c.safetensors", _tensors(), META)
+    loaded = st.load_file(str(path))
+    np.testing.assert_array_equal(loaded["model.wte.weight"], _tensors()["model.wte.weight"])
+    st.save_file({"x": np.ones(2, np.float32)}, str(tmp_path / "hf.safetensors"))
+    with pytest.raises(CheckpointError, match="not a minigrad training checkpoint"):
+        load_checkpoint(tmp_path / "hf.safetensors")
+
+
+def test_optimizer_state_roundtrip(tmp_path):
+    from models.checkpoint import optimizer_state_dict, optimizer_tensors
+    state = {"state": {0: {"step": 3, "exp_avg": np.ones((2, 2), np.float32)},
+                       1: {"step": 3, "exp_avg": np.zeros(2, np.float32)}},
+             "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0, 1]}]}
+    tensors, info = optimizer_tensors(state)
+    assert set(tensors) == {"optim.0.exp_avg", "optim.1.exp_avg"}
+    path = save_checkpoint(tmp_path / "c.safetensors", tensors, dict(META, optimizer=info))
+    back = optimizer_state_dict(load_checkpoint(path))
+    assert back["param_groups"][0]["betas"] == [0.9, 0.99] and back["state"][1]["step"] == 3
+    np.testing.assert_array_equal(back["state"][0]["exp_avg"], np.ones((2, 2)))
+
+
+def test_overwrite_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "c.safetensors", _tensors(), META)
+    before = path.read_bytes()
+    import os
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"x": np.ones(3, np.float32)}, META)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp")) \
+        and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda b: b[:4], "truncated"),
+    (lambda b: b[:len(b) - 10], "truncated"),
+    (lambda b: b[:8] + b"{not json" + b[17:], "not valid"),
+    (lambda b: b[:-4] + bytes(x ^ 0xFF for x in b[-4:]), "checksum"),
+    (lambda b: struct.pack("<Q", 10 ** 12) + b[8:], "header"),
+])
+def test_corrupt_files_raise_clear_errors(tmp_path, damage, match):
+    path = save_checkpoint(tmp_path / "ckpt_last.safetensors", _tensors(), META)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_checkpoint(path)
+    assert str(e.value).startswith("ckpt_last.safetensors: ")
+
+
+def test_missing_file_version_and_metadata(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    path = save_checkpoint(tmp_path / "c.safetensors", _tensors(), {"iter_num": 1})
+    with pytest.raises(CheckpointError, match="missing metadata"):
+        load_checkpoint(path)
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = raw[8:8 + n].replace(b'"version":"1"', b'"version":"9"')
+    path.write_bytes(raw[:8] + header + raw[8 + n:])
+    with pytest.raises(CheckpointError, match="version '9'"):
+        load_checkpoint(path)
+
+
+def test_check_shapes_names_the_mismatch(tmp_path):
+    ck = Checkpoint(tmp_path / "ckpt_best.safetensors", _tensors(), META)
+    check_shapes(ck, {"wte.weight": (5, 3), "ln_f.bias": (3,)})
+    with pytest.raises(CheckpointError, match=r"wte.weight: checkpoint \(5, 3\) vs model \(6, 3\)"):
+        check_shapes(ck, {"wte.weight": (6, 3), "ln_f.bias": (3,)})
+    with pytest.raises(CheckpointError, match="missing tensors"):
+        check_shapes(ck, {"wte.weight": (5, 3), "ln_f.bias": (3,), "lm_head.weight": (5, 3)})

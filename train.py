@@ -1,0 +1,501 @@
+"""Train a small GPT on text, from a raw file to checkpoints and samples. Read it top to bottom.
+
+    python train.py                                    # Tiny Shakespeare, char-level, minutes on a CPU
+    python train.py --data=my_books/ --tokenizer=bpe   # a folder of .txt files, BPE learned on them
+    python train.py --preset=shakespeare-char          # nanoGPT's GPU config
+    python train.py --out_dir=out --resume             # continue the run saved in out/
+
+Settings are the fields of `TrainConfig` (nanoGPT's names), each settable as `--name=value`;
+`--preset=NAME` first applies one of PRESETS, then the explicit settings win. On a GPU
+(`--device=auto` finds one) the model runs on minigrad's Triton backend in bfloat16 with fp32
+master weights in AdamW; on a CPU it runs on the NumPy backend in float32.
+
+Each eval (every `eval_interval` iterations and at the end) measures the loss on fixed train
+and val batches, appends one JSON line to out_dir/log.jsonl (and a row to log.csv), writes
+ckpt_last.safetensors (and ckpt_best.safetensors when val improved), prints a sample, and
+stops early after `patience` evals without improvement. `--resume` continues from
+ckpt_last exactly: same weights, optimizer moments, data order and dropout masks.
+
+What it deliberately does not do: distributed training, torch.compile-like graph capture,
+multiple data loaders. The pieces live elsewhere: models/data.py (text -> token memmaps ->
+batches), models/checkpoint.py (the checkpoint file), models/gpt.py (the model).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, get_type_hints
+
+import numpy as np
+
+import minigrad
+from minigrad.nn.utils import clip_grad_norm_
+from minigrad.optim import cosine_with_warmup
+from models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
+                               optimizer_state_dict, optimizer_tensors, save_checkpoint)
+from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
+from models.gpt import GPT, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    # I/O and data
+    out_dir: str = "out"                # checkpoints, log.jsonl, log.csv, loss.png
+    data: str = "shakespeare"           # "shakespeare", "tinystories", a .txt file or a folder of .txt
+    data_cache: str = "data"            # downloads, tokenizers and token memmaps are cached here
+    tokenizer: str = "char"             # "char", "bpe" (learned on the training split) or "gpt2"
+    vocab_size: int = 8000              # for tokenizer=bpe (char and gpt2 have their own)
+    gpt2_dir: str = ""                  # a folder with GPT-2's vocab.json + merges.txt (else downloaded)
+    val_fraction: float = 0.1           # share of the text held out for validation
+    split: str = "auto"                 # "auto", "document" (whole documents) or "tail" (see models/data.py)
+    # model (see models/gpt.py's GPTConfig)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64                # context length
+    dropout: float = 0.0
+    bias: bool = False
+    qkv_bias: bool = False
+    activation: str = "gelu"            # "gelu" (tanh approx), "gelu_exact", "silu", "swiglu"
+    norm: str = "layernorm"             # "layernorm" or "rmsnorm"
+    pos: str = "learned"                # "learned" or "rope"
+    tie_weights: bool = True
+    pad_vocab_multiple: int = 1         # round the embedding rows up (64 suits GPU matmuls)
+    # optimisation
+    batch_size: int = 12
+    grad_accum_steps: int = 1
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4                # the cosine decays to this floor
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0             # 0: decay over max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0              # 0: no clipping
+    # evaluation, logging, samples
+    eval_interval: int = 250
+    eval_iters: int = 20                # batches per split per eval (fixed: drawn once)
+    log_interval: int = 10              # progress line every N iterations
+    patience: int = 0                   # stop after this many evals without a better val loss (0: never)
+    sample_tokens: int = 200            # tokens printed at each eval (0: none)
+    sample_prompt: str = ""             # "" starts from end-of-text (or a newline for char)
+    progress: bool = True               # a live progress bar when stderr is a terminal
+    plot: bool = True                   # out_dir/loss.png (needs matplotlib)
+    wandb_log: bool = False             # log to Weights & Biases when wandb is installed
+    wandb_project: str = "minigrad"
+    # system
+    device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
+    dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"
+    seed: int = 1337
+    resume: bool = False                # continue from out_dir/ckpt_last.safetensors
+    preset: str = ""                    # the preset this config came from (informational)
+
+
+# Presets: the seed projects and the classic anchors. "source" and "expected" are documented in
+# docs/training.md; sizes that take hours on a CPU say so there.
+PRESETS: dict[str, dict[str, Any]] = {
+    # nanoGPT's config/train_shakespeare_char.py (a GPU run: val loss ~1.47 after 5000 iters)
+    "shakespeare-char": dict(
+        data="shakespeare", tokenizer="char", n_layer=6, n_head=6, n_embd=384, block_size=256,
+        dropout=0.2, batch_size=64, max_iters=5000, lr_decay_iters=5000, learning_rate=1e-3,
+        min_lr=1e-4, beta2=0.99, warmup_iters=100, eval_interval=250, eval_iters=200,
+        activation="gelu_exact"),
+    # the same with nanoGPT README's CPU overrides (val loss ~1.88 after 2000 iters)
+    "shakespeare-char-cpu": dict(
+        data="shakespeare", tokenizer="char", n_layer=4, n_head=4, n_embd=128, block_size=64,
+        dropout=0.0, batch_size=12, max_iters=2000, lr_decay_iters=2000, learning_rate=1e-3,
+        min_lr=1e-4, beta2=0.99, warmup_iters=100, eval_interval=250, eval_iters=20,
+        activation="gelu_exact"),
+    # "got"-like: a shelf of books, BPE 8000, SiLU, 80/20 split
+    "books": dict(
+        tokenizer="bpe", vocab_size=8000, n_layer=3, n_head=4, n_embd=256, block_size=256,
+        activation="silu", val_fraction=0.2, dropout=0.1, batch_size=32, max_iters=5000,
+        learning_rate=6e-4, min_lr=6e-5, warmup_iters=200, eval_interval=250),
+    # "hp"-like: GPT-2's vocabulary, qkv bias, early stopping
+    "hp": dict(
+        tokenizer="gpt2", n_layer=4, n_head=4, n_embd=256, block_size=128, qkv_bias=True,
+        pad_vocab_multiple=64, dropout=0.1, batch_size=32, max_iters=5000, learning_rate=6e-4,
+        min_lr=6e-5, warmup_iters=200, eval_interval=200, patience=5),
+    # TinyStories: 6x6x384, GPT-2 vocab, tied weights, bf16, effective batch 32 x 32
+    "tinystories": dict(
+        data="tinystories", tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=128,
+        tie_weights=True, pad_vocab_multiple=64, dtype="bfloat16", batch_size=32,
+        grad_accum_steps=32, max_iters=5000, learning_rate=6e-4, min_lr=6e-5, warmup_iters=200,
+        beta2=0.95, eval_interval=250, eval_iters=50),
+    # "valyrian"-like: a tiny BPE (~500 tokens) on a small constructed language, heavy dropout
+    "valyrian": dict(
+        tokenizer="bpe", vocab_size=500, n_layer=4, n_head=4, n_embd=128, block_size=64,
+        dropout=0.2, batch_size=32, max_iters=3000, learning_rate=1e-3, min_lr=1e-4,
+        eval_interval=200),
+    # GPT-2 small (124M) for throughput work: nanoGPT's train_gpt2.py hyperparameters
+    "gpt2-124m": dict(
+        tokenizer="gpt2", n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=True,
+        pad_vocab_multiple=64, dtype="bfloat16", batch_size=8, grad_accum_steps=8,
+        max_iters=600000, lr_decay_iters=600000, learning_rate=6e-4, min_lr=6e-5,
+        warmup_iters=2000, beta2=0.95, eval_interval=1000, eval_iters=20, sample_tokens=0),
+}
+
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "qkv_bias",
+              "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
+# settings a resumed run must share with its checkpoint (the model and the data it saw)
+FIXED_ON_RESUME = MODEL_KEYS + ("data", "tokenizer", "vocab_size", "val_fraction", "split")
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration from the command line
+
+
+def _parse_value(name: str, text: str, typ) -> Any:
+    if typ is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--{name}: expected true or false, got {text!r}")
+    try:
+        if typ is int:
+            f = float(text)
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        return typ(text)
+    except ValueError:
+        raise ValueError(f"--{name}: expected {typ.__name__}, got {text!r}") from None
+
+
+def parse_config(cls, argv: list[str], presets: Optional[dict] = None):
+    """`--name=value` (or `--name value`, `--flag` for true) over the fields of dataclass `cls`,
+    after `--preset=NAME` from `presets` -> (config, names given explicitly)."""
+    types = get_type_hints(cls)
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}: settings look like --name=value")
+        name, eq, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in types:
+            close = difflib.get_close_matches(name, types, n=3)
+            hint = f"; did you mean {', '.join('--' + c for c in close)}?" if close else ""
+            raise ValueError(f"unknown setting --{name}{hint} (the settings are the fields of "
+                             f"{cls.__name__})")
+        if not eq:
+            if types[name] is bool and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                value = "true"
+            elif i + 1 < len(argv):
+                i, value = i + 1, argv[i + 1]
+            else:
+                raise ValueError(f"--{name} needs a value")
+        pairs.append((name, value))
+        i += 1
+    cfg = cls()
+    chosen = [v for k, v in pairs if k == "preset"]
+    if chosen and presets is not None:
+        if chosen[-1] not in presets:
+            raise ValueError(f"unknown preset {chosen[-1]!r}; presets: {', '.join(presets)}")
+        cfg = dataclasses.replace(cfg, preset=chosen[-1], **presets[chosen[-1]])
+    given = set()
+    for name, value in pairs:
+        if name != "preset" or presets is None:
+            setattr(cfg, name, _parse_value(name, value, types[name]))
+            given.add(name)
+    return cfg, given
+
+
+def resolve_device_dtype(cfg: TrainConfig) -> tuple[str, str]:
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if minigrad.cuda_is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {cfg.device!r}")
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    if dtype not in ("float32", "bfloat16", "float64"):
+        raise ValueError(f"--dtype must be auto, float32, bfloat16 or float64, got {cfg.dtype!r}")
+    if dtype == "bfloat16" and device == "cpu":
+        print("note: bfloat16 needs the GPU backend; training in float32 on the CPU instead")
+        dtype = "float32"
+    if dtype == "float64" and device == "cuda":
+        raise ValueError("--dtype=float64 is for the NumPy backend only (--device=cpu)")
+    return device, dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers: RNG state, progress bar, logs, plot
+
+
+def rng_state(data_rng: np.random.Generator) -> dict:
+    py = random.getstate()
+    return {"minigrad": minigrad.get_rng_state(), "data": data_rng.bit_generator.state,
+            "python": [py[0], list(py[1]), py[2]]}
+
+
+def set_rng_state(state: dict, data_rng: np.random.Generator) -> None:
+    minigrad.set_rng_state(state["minigrad"])
+    data_rng.bit_generator.state = state["data"]
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+class ProgressBar:
+    """One self-rewriting line on a terminal; a plain line every `every` iterations otherwise."""
+
+    def __init__(self, total: int, live: bool, every: int):
+        self.total, self.live, self.every, self.t0 = total, live, max(1, every), time.time()
+
+    def update(self, it: int, text: str) -> None:
+        if self.live:
+            frac = it / max(1, self.total)
+            bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
+            sys.stderr.write(f"\r{it:>6}/{self.total} [{bar}] {text}  ")
+            sys.stderr.flush()
+        elif it % self.every == 0:
+            print(f"iter {it}: {text}")
+
+    def clear(self) -> None:
+        if self.live:
+            sys.stderr.write("\r" + " " * 110 + "\r")
+            sys.stderr.flush()
+
+
+def append_logs(out_dir: Path, row: dict) -> None:
+    with open(out_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    path = out_dir / "log.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_log(out_dir: Path) -> list[dict]:
+    path = out_dir / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+        if path.exists() else []
+
+
+def plot_losses(out_dir: Path) -> Optional[Path]:
+    """out_dir/loss.png: train/val loss and val perplexity per eval (None without matplotlib)."""
+    rows = read_log(out_dir)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(steps, [r["train_loss"] for r in rows], label="train")
+    a.plot(steps, [r["val_loss"] for r in rows], label="val")
+    a.set_xlabel("iteration"), a.set_ylabel("cross-entropy loss"), a.legend(), a.grid(alpha=0.3)
+    b.plot(steps, [r["val_ppl"] for r in rows], color="C1")
+    b.set_xlabel("iteration"), b.set_ylabel("val perplexity"), b.set_yscale("log"), b.grid(alpha=0.3)
+    fig.suptitle(str(out_dir))
+    fig.tight_layout()
+    path = out_dir / "loss.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def sample_text(model: GPT, tok, cfg: TrainConfig, device: str, seed: int) -> str:
+    """A short sample from a fixed seed (its own generator: training's RNG streams are untouched)."""
+    if cfg.sample_prompt:
+        ids = tok.encode(cfg.sample_prompt)
+    elif tok.eot_token is not None:
+        ids = [tok.eot_token]
+    else:
+        ids = tok.encode("\n") if "\n" in getattr(tok, "stoi", {}) else [0]
+    idx = minigrad.tensor([ids], dtype="int64", device=device)
+    out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=200,
+                         eos_token=tok.eot_token, generator=minigrad.Generator(seed))
+    return tok.decode(out.numpy()[0, len(ids):].tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
+    cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
+    out_dir = Path(cfg.out_dir)
+    ckpt = None
+    if cfg.resume:
+        ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
+        saved = TrainConfig(**{k: v for k, v in ckpt.meta["train_config"].items()
+                               if k in get_type_hints(TrainConfig)})
+        clash = [f"{k}={getattr(saved, k)!r} in the checkpoint but --{k}={getattr(cfg, k)!r}"
+                 for k in sorted(given & set(FIXED_ON_RESUME)) if getattr(cfg, k) != getattr(saved, k)]
+        if clash:
+            raise CheckpointError(f"{ckpt.path.name}: cannot resume with a different model or data: "
+                                  + "; ".join(clash))
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in given | {"resume"}})
+    device, dtype = resolve_device_dtype(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
+    prep = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
+                        cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
+    tok = prep.tokenizer
+    tok_json = tokenizer_to_json(tok)
+    if ckpt is not None and tok_json != ckpt.meta["tokenizer"]:
+        raise CheckpointError(f"{ckpt.path.name}: the tokenizer built from --data={cfg.data} differs from "
+                              "the checkpoint's; resume needs the same data and tokenizer settings")
+    print(f"data: {prep.meta['source']} -> {len(prep.train):,} train / {len(prep.val):,} val tokens, "
+          f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({prep.meta['split']} split)")
+    eval_sets = {split: fixed_batches(arr, cfg.eval_iters, cfg.batch_size, cfg.block_size, cfg.seed + i)
+                 for i, (split, arr) in enumerate((("train", prep.train), ("val", prep.val)), start=1)}
+
+    # ---- model and optimizer
+    minigrad.manual_seed(cfg.seed)
+    data_rng = np.random.default_rng(cfg.seed)
+    mcfg = GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    model = GPT(mcfg, device=device, dtype=dtype)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
+    iter_num, best_val, bad_evals = 0, math.inf, 0
+    if ckpt is not None:
+        check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
+        model.load_state_dict(ckpt.section("model."))
+        optimizer.load_state_dict(optimizer_state_dict(ckpt))
+        iter_num, best_val = int(ckpt.meta["iter_num"]), float(ckpt.meta["best_val_loss"])
+        bad_evals = int(ckpt.meta.get("bad_evals", 0))
+        set_rng_state(ckpt.meta["rng"], data_rng)
+        print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
+    n_params = model.get_num_params()
+    print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}: "
+          f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}")
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.grad_accum_steps
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    device_name = None
+    if device == "cuda":
+        name = getattr(minigrad.get_backend("cuda"), "device_name", None)
+        device_name = name() if callable(name) else name
+
+    wandb = None
+    if cfg.wandb_log:
+        try:
+            import wandb
+            wandb.init(project=cfg.wandb_project, name=out_dir.name, config=dataclasses.asdict(cfg),
+                       resume="allow")
+        except ImportError:
+            print("note: --wandb_log=true but wandb is not installed; logging to log.jsonl only")
+            wandb = None
+
+    def evaluate() -> dict:
+        model.eval()
+        with minigrad.no_grad():
+            out = {s: float(np.mean([model(x, y)[1].item() for x, y in batches]))
+                   for s, batches in eval_sets.items()}
+        model.train()
+        return out
+
+    def save(path_name: str) -> None:
+        otensors, oinfo = optimizer_tensors(optimizer.state_dict())
+        meta = {"train_config": dataclasses.asdict(cfg), "model_config": mcfg.to_dict(),
+                "tokenizer": tok_json, "optimizer": oinfo, "iter_num": iter_num,
+                "best_val_loss": best_val, "bad_evals": bad_evals, "rng": rng_state(data_rng),
+                "dtype": dtype, "minigrad_version": minigrad.__version__}
+        save_checkpoint(out_dir / path_name, {**model_tensors(model.state_dict()), **otensors}, meta)
+
+    # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
+    losses: dict[int, float] = {}
+    evals: list[dict] = []
+    bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty(), cfg.log_interval)
+    start_iter, stopped_early = iter_num, False
+    t_last, tok_since, tps = time.time(), 0, 0.0
+    model.train()
+    while True:
+        last = iter_num >= cfg.max_iters
+        if (iter_num % cfg.eval_interval == 0 or last) and not (ckpt is not None and iter_num == start_iter):
+            bar.clear()
+            ev = evaluate()
+            lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
+            row = {"step": iter_num, "train_loss": ev["train"], "val_loss": ev["val"],
+                   "val_ppl": math.exp(min(ev["val"], 50.0)), "train_ppl": math.exp(min(ev["train"], 50.0)),
+                   "lr": lr, "tokens_per_s": tps, "tokens": iter_num * tokens_per_iter,
+                   "time": time.time()}
+            append_logs(out_dir, row)
+            evals.append(row)
+            if wandb is not None:
+                wandb.log(row, step=iter_num)
+            improved = ev["val"] < best_val
+            if improved:
+                best_val, bad_evals = ev["val"], 0
+            elif iter_num > start_iter:
+                bad_evals += 1
+            print(f"step {iter_num}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f} "
+                  f"(ppl {row['val_ppl']:.2f}){' *' if improved else ''}")
+            if iter_num > start_iter or last:
+                save("ckpt_last.safetensors")
+                if improved:
+                    save("ckpt_best.safetensors")
+            if cfg.sample_tokens > 0:
+                text = sample_text(model, tok, cfg, device, cfg.seed)
+                print(f"---- sample ----\n{text}\n----------------")
+            if cfg.patience and bad_evals >= cfg.patience and not last:
+                print(f"early stopping: val loss has not improved for {bad_evals} evals (best {best_val:.4f})")
+                stopped_early = True
+                break
+            t_last = time.time()
+            tok_since = 0
+        if last:
+            break
+
+        lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for _ in range(cfg.grad_accum_steps):
+            x, y = get_batch(prep.train, cfg.batch_size, cfg.block_size, data_rng)   # (B, T) each
+            _, loss = model(minigrad.tensor(x, device=device), minigrad.tensor(y, device=device))
+            (loss / cfg.grad_accum_steps).backward()
+            loss_sum += loss.item()
+        if cfg.grad_clip > 0:
+            clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses[iter_num] = loss_sum / cfg.grad_accum_steps
+        iter_num += 1
+
+        tok_since += tokens_per_iter
+        dt = time.time() - t_last
+        tps = tok_since / dt if dt > 0 else 0.0
+        mfu = model.estimate_mfu(tps, device_name=device_name) if device == "cuda" else None
+        bar.update(iter_num, f"loss {losses[iter_num - 1]:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s"
+                   + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
+                   + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
+    bar.clear()
+    if cfg.plot:
+        plot_losses(out_dir)
+    if wandb is not None:
+        wandb.finish()
+    final = evals[-1] if evals else {}
+    return {"out_dir": str(out_dir), "iters": iter_num, "best_val_loss": best_val,
+            "final_val_loss": final.get("val_loss"), "final_train_loss": final.get("train_loss"),
+            "losses": losses, "evals": evals, "stopped_early": stopped_early, "device": device,
+            "dtype": dtype, "params": n_params, "tokens_per_s": tps, "config": dataclasses.asdict(cfg)}
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (DataError, CheckpointError, ValueError) as err:
+        sys.exit(f"error: {err}")
