@@ -34,18 +34,26 @@ def _erf(x: np.ndarray) -> np.ndarray:
     """Vectorised erf (NumPy has none).
 
     float64: math.erf per element, exact to double precision (the gradient checks need it).
-    float32: Numerical Recipes' Chebyshev fit of erfc (fractional error < 1.2e-7, i.e. float32
-    rounding level), evaluated in float64 - hundreds of times faster than a Python loop.
+    float32: Abramowitz & Stegun 7.1.26, erf(z) = 1 - t(a1 + t(a2 + ...)) exp(-z^2) with
+    t = 1/(1 + p z), max error 1.5e-7 (5e-7 evaluated in float32: a few float32 ulps), in
+    place to keep memory traffic low - about 100x faster than a Python loop over math.erf.
     """
     if x.dtype == np.float64 or not x.size:
         return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
-    z = np.abs(x).astype(np.float64)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
-    erfc = t * np.exp(-z * z + poly)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(x.dtype)
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    y = t * 1.061405429                                   # Horner: ((a5 t + a4) t + ...) t
+    y += -1.453152027
+    for a in (1.421413741, -0.284496736, 0.254829592):
+        y *= t
+        y += a
+    y *= t
+    e = z * z
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    y *= e                                                # y = erfc(|x|)
+    np.subtract(1.0, y, out=y)
+    return np.copysign(y, x, out=y)                       # erf is odd
 
 
 def _stat_dtype(x: np.ndarray):
