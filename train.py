@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import inspect
 import json
 import math
 import os
@@ -102,7 +103,7 @@ class TrainConfig:
 
 
 # Presets: the seed projects and the classic anchors. "source" and "expected" are documented in
-# docs/training.md; sizes that take hours on a CPU say so there.
+# the README; sizes that take hours on a CPU say so there.
 PRESETS: dict[str, dict[str, Any]] = {
     # nanoGPT's config/train_shakespeare_char.py (a GPU run: val loss ~1.47 after 5000 iters)
     "shakespeare-char": dict(
@@ -174,9 +175,32 @@ def _parse_value(name: str, text: str, typ) -> Any:
         raise ValueError(f"--{name}: expected {typ.__name__}, got {text!r}") from None
 
 
+def settings_help(cls, presets: Optional[dict] = None) -> str:
+    """`--help`: every field of the dataclass with its default and the comment beside it."""
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        field, _, comment = line.partition("#")
+        name = field.strip().split(":")[0]
+        if comment and name.isidentifier():
+            comments[name] = comment.strip()
+    preset = "[--preset=NAME] " if presets else ""
+    lines = [f"usage: python {Path(sys.argv[0]).name} {preset}[--name=value ...]", "",
+             "settings (default):"]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {'--' + f.name + '=' + str(default):<30} {comments.get(f.name, '')}".rstrip())
+    if presets:
+        lines += ["", "presets: " + ", ".join(presets)]
+    return "\n".join(lines)
+
+
 def parse_config(cls, argv: list[str], presets: Optional[dict] = None):
     """`--name=value` (or `--name value`, `--flag` for true) over the fields of dataclass `cls`,
-    after `--preset=NAME` from `presets` -> (config, names given explicitly)."""
+    after `--preset=NAME` from `presets` -> (config, names given explicitly). `--help` prints
+    the settings and exits."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(settings_help(cls, presets))
+        raise SystemExit(0)
     types = get_type_hints(cls)
     pairs: list[tuple[str, str]] = []
     i = 0

@@ -19,7 +19,7 @@ foreach). A step is forward + backward + clip + AdamW; evals are not timed. The 
 of each is the mean over `--final_eval_batches` fixed val batches (nanoGPT reports ~1.88 for
 this configuration with its 20-batch eval).
 
-Rows go to benchmarks/results/train-cpu.json; the markdown table is printed for docs/training.md.
+Rows go to benchmarks/results/train-cpu.json; the markdown table is printed for docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 

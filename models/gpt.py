@@ -12,7 +12,7 @@ ln_f, lm_head), weight tying, nanoGPT's scaled residual init, decay/no-decay par
 an MFU estimate and KV-cached generation. The options cover GPT-2 and modern small models:
 GELU/SiLU/SwiGLU, LayerNorm/RMSNorm, learned positions/RoPE, biases on/off/qkv-only.
 
-Decisions worth knowing (see docs/model.md too):
+Decisions worth knowing (see the README, "The GPT model"):
 - Padded vocabulary: wte and lm_head have `padded_vocab_size` rows (vocab_size rounded up to
   pad_vocab_multiple, for matmul-friendly shapes), but forward() returns logits sliced to the
   TRUE vocab_size, (B, T, vocab_size). So the loss and sampling never see the padded columns

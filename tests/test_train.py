@@ -169,3 +169,13 @@ def test_gpu_bfloat16_run_learns_and_resumes(tmp_path, small_text):
     # GPU reductions may differ in the last bits between runs: compare closely, not bitwise
     assert resumed["losses"][30] == pytest.approx(straight["losses"][30], rel=1e-2)
     assert resumed["evals"][-1]["val_loss"] == pytest.approx(straight["evals"][-1]["val_loss"], rel=2e-2)
+
+
+def test_help_lists_every_setting_and_exits(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("out_dir", "data", "tokenizer", "n_layer", "learning_rate", "patience", "resume"):
+        assert f"--{name}=" in out
+    assert "presets:" in out and "shakespeare-char" in out

@@ -6,7 +6,7 @@ Pure Python + `regex`; it imports nothing from minigrad. Start with::
     tok = BPETokenizer.train([Path("books/")], vocab_size=8192, special_tokens=["<|endoftext|>"])
     ids = tok.encode("hello world"); tok.decode(ids)
 
-See docs/tokenizer.md for the API, the CLI (``python -m tokenizer --help``) and file formats.
+See the README ("Tokenizer") for the API, the CLI (``python -m tokenizer --help``) and file formats.
 """
 from .bpe import BPETokenizer
 from .io import ModelFileError
