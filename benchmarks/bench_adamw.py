@@ -29,11 +29,7 @@ def gpt2_small_shapes(n_layer=12, C=768, V=50304, T=1024):
 
 
 def _row(bench, case, dtype, ours_ms, baseline, base_ms, nbytes):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case, dtype, ours_ms, baseline, base_ms, gbps=gbps,
-                           pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
+    return common.bandwidth_row(bench, case, dtype, ours_ms, base_ms, nbytes, baseline=baseline)
 
 
 def main() -> int:

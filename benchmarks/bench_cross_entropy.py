@@ -18,14 +18,6 @@ from benchmarks import common
 N, V, IGNORE = 8192, 50304, -100
 
 
-def _row(bench, case, dtype, ours_ms, base_ms, nbytes):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case, dtype, ours_ms, "torch", base_ms, gbps=gbps,
-                           pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
-
-
 def main() -> int:
     if not common.require_cuda("bench_cross_entropy"):
         return 0
@@ -66,14 +58,14 @@ def main() -> int:
             return cross_entropy_bwd(dl, x, t, l, IGNORE)
 
         base_fb = common.time_ms(torch_fwd_bwd)
-        rows.append(_row("cross_entropy_fwd", case, dtype, common.time_ms(lambda: cross_entropy_fwd(x, t, IGNORE)),
-                         common.time_ms(lambda: F.cross_entropy(x, t, ignore_index=IGNORE, reduction="none")), nb))
-        rows.append(_row("cross_entropy_bwd", case, dtype,
-                         common.time_ms(lambda: cross_entropy_bwd(dl, x, t, lse, IGNORE)),
-                         common.time_ms(lambda: torch.autograd.grad(yr, xr, dl, retain_graph=True)), 2 * nb))
-        rows.append(_row("cross_entropy_fwd+bwd", case, dtype, common.time_ms(ours_fwd_bwd), base_fb, 2 * nb))
-        rows.append(_row("cross_entropy_fused", case + " fwd_bwd one launch", dtype,
-                         common.time_ms(lambda: cross_entropy_fwd_bwd(x, t, IGNORE, 1.0 / N)), base_fb, 2 * nb))
+        rows.append(common.bandwidth_row("cross_entropy_fwd", case, dtype, common.time_ms(lambda: cross_entropy_fwd(x, t, IGNORE)),
+                                         common.time_ms(lambda: F.cross_entropy(x, t, ignore_index=IGNORE, reduction="none")), nb))
+        rows.append(common.bandwidth_row("cross_entropy_bwd", case, dtype,
+                                         common.time_ms(lambda: cross_entropy_bwd(dl, x, t, lse, IGNORE)),
+                                         common.time_ms(lambda: torch.autograd.grad(yr, xr, dl, retain_graph=True)), 2 * nb))
+        rows.append(common.bandwidth_row("cross_entropy_fwd+bwd", case, dtype, common.time_ms(ours_fwd_bwd), base_fb, 2 * nb))
+        rows.append(common.bandwidth_row("cross_entropy_fused", case + " fwd_bwd one launch", dtype,
+                                         common.time_ms(lambda: cross_entropy_fwd_bwd(x, t, IGNORE, 1.0 / N)), base_fb, 2 * nb))
         for r in rows[-4:]:
             common.print_row(r)
         del x, xr, yr

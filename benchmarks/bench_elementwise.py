@@ -17,14 +17,6 @@ from benchmarks import common
 SHAPE = (8192, 3072)
 
 
-def _row(bench, dtype, ours_ms, base_ms, nbytes, case=None):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case or f"{SHAPE[0]}x{SHAPE[1]}", dtype, ours_ms, "torch", base_ms,
-                           gbps=gbps, pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
-
-
 def _check(name, ours, ref, x):
     """Compare before timing; sums get an absolute slack for their different addition order."""
     import torch
@@ -86,7 +78,7 @@ def main() -> int:
             _check(name, ours_fn(), base_fn(), x)          # correctness before timing
             ours_ms = common.time_ms(ours_fn)
             base_ms = common.time_ms(base_fn)
-            row = _row(name, dtype, ours_ms, base_ms, nbytes)
+            row = common.bandwidth_row(name, f"{SHAPE[0]}x{SHAPE[1]}", dtype, ours_ms, base_ms, nbytes)
             common.print_row(row)
             rows.append(row)
     path = common.write_rows(rows)

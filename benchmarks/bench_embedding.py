@@ -18,14 +18,6 @@ from benchmarks import common
 V, C, B, T = 50304, 768, 8, 1024
 
 
-def _row(bench, case, dtype, ours_ms, base_ms, nbytes):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case, dtype, ours_ms, "torch", base_ms, gbps=gbps,
-                           pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
-
-
 def main() -> int:
     if not common.require_cuda("bench_embedding"):
         return 0
@@ -44,12 +36,12 @@ def main() -> int:
         ref = torch.ops.aten.embedding_dense_backward(dy.float(), idx, V, -1, False)
         torch.testing.assert_close(embedding_bwd(dy, idx, V, out_dtype=torch.float32), ref, atol=1e-4, rtol=1e-4)
         elt = w.element_size()
-        rows.append(_row("embedding_fwd", case, dtype, common.time_ms(lambda: embedding_fwd(w, idx)),
-                         common.time_ms(lambda: F.embedding(idx, w)), 2 * n * C * elt))
+        rows.append(common.bandwidth_row("embedding_fwd", case, dtype, common.time_ms(lambda: embedding_fwd(w, idx)),
+                                         common.time_ms(lambda: F.embedding(idx, w)), 2 * n * C * elt))
         # torch's dense backward returns dy's dtype; ours is asked for the same dtype here
-        rows.append(_row("embedding_bwd", case, dtype, common.time_ms(lambda: embedding_bwd(dy, idx, V)),
-                         common.time_ms(lambda: torch.ops.aten.embedding_dense_backward(dy, idx, V, -1, False)),
-                         n * C * elt + V * C * elt))
+        rows.append(common.bandwidth_row("embedding_bwd", case, dtype, common.time_ms(lambda: embedding_bwd(dy, idx, V)),
+                                         common.time_ms(lambda: torch.ops.aten.embedding_dense_backward(dy, idx, V, -1, False)),
+                                         n * C * elt + V * C * elt))
         for r in rows[-2:]:
             common.print_row(r)
     print("wrote", common.write_rows(rows))

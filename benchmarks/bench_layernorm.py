@@ -18,14 +18,6 @@ CASES = [((8192, 768), "GPT-2 small 8192x768"), ((16384, 4096), "wide 16384x4096
 EPS = 1e-5
 
 
-def _row(bench, case, dtype, ours_ms, base_ms, nbytes):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case, dtype, ours_ms, "torch", base_ms, gbps=gbps,
-                           pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
-
-
 def main() -> int:
     if not common.require_cuda("bench_layernorm"):
         return 0
@@ -52,12 +44,12 @@ def main() -> int:
             torch.testing.assert_close(dx.float(), ref[0].float(), atol=5e-2, rtol=5e-2)
             torch.testing.assert_close(dw.float(), ref[1].float(), atol=1.0, rtol=5e-2)
             m2, r2 = mean.view(-1, 1), rstd.view(-1, 1)
-            rows.append(_row("layernorm_fwd", name, dtype, common.time_ms(lambda: layernorm_fwd(x, w, b, EPS)),
-                             common.time_ms(lambda: F.layer_norm(x, (C,), w, b, EPS)), 2 * nb))
-            rows.append(_row("layernorm_bwd", name, dtype,
-                             common.time_ms(lambda: layernorm_bwd(dy, x, w, mean, rstd)),
-                             common.time_ms(lambda: torch.ops.aten.native_layer_norm_backward(
-                                 dy, x, (C,), m2, r2, w, b, [True, True, True])), 3 * nb))
+            rows.append(common.bandwidth_row("layernorm_fwd", name, dtype, common.time_ms(lambda: layernorm_fwd(x, w, b, EPS)),
+                                             common.time_ms(lambda: F.layer_norm(x, (C,), w, b, EPS)), 2 * nb))
+            rows.append(common.bandwidth_row("layernorm_bwd", name, dtype,
+                                             common.time_ms(lambda: layernorm_bwd(dy, x, w, mean, rstd)),
+                                             common.time_ms(lambda: torch.ops.aten.native_layer_norm_backward(
+                                                 dy, x, (C,), m2, r2, w, b, [True, True, True])), 3 * nb))
 
             # RMSNorm (torch: F.rms_norm forward, its autograd graph for the backward)
             y, rstd = rmsnorm_fwd(x, w, EPS)
@@ -68,11 +60,11 @@ def main() -> int:
             gx, gw = torch.autograd.grad(yr, (xr, wr), dy, retain_graph=True)
             dx, dw = rmsnorm_bwd(dy, x, w, rstd)
             torch.testing.assert_close(dx.float(), gx.float(), atol=5e-2, rtol=5e-2)
-            rows.append(_row("rmsnorm_fwd", name, dtype, common.time_ms(lambda: rmsnorm_fwd(x, w, EPS)),
-                             common.time_ms(lambda: F.rms_norm(x, (C,), w, EPS)), 2 * nb))
-            rows.append(_row("rmsnorm_bwd", name, dtype, common.time_ms(lambda: rmsnorm_bwd(dy, x, w, rstd)),
-                             common.time_ms(lambda: torch.autograd.grad(yr, (xr, wr), dy, retain_graph=True)),
-                             3 * nb))
+            rows.append(common.bandwidth_row("rmsnorm_fwd", name, dtype, common.time_ms(lambda: rmsnorm_fwd(x, w, EPS)),
+                                             common.time_ms(lambda: F.rms_norm(x, (C,), w, EPS)), 2 * nb))
+            rows.append(common.bandwidth_row("rmsnorm_bwd", name, dtype, common.time_ms(lambda: rmsnorm_bwd(dy, x, w, rstd)),
+                                             common.time_ms(lambda: torch.autograd.grad(yr, (xr, wr), dy, retain_graph=True)),
+                                             3 * nb))
             for r in rows[-4:]:
                 common.print_row(r)
     print("wrote", common.write_rows(rows))

@@ -16,14 +16,6 @@ from benchmarks import common
 CASES = [((8 * 12 * 1024, 1024), "attn probs 98304x1024"), ((4096, 65536), "long rows 4096x65536")]
 
 
-def _row(bench, case, dtype, ours_ms, base_ms, nbytes):
-    gbps = nbytes / (ours_ms * 1e-3) / 1e9
-    peak = common.copy_bandwidth_gbps()
-    return common.make_row(bench, case, dtype, ours_ms, "torch", base_ms, gbps=gbps,
-                           pct_of_peak=100 * gbps / peak,
-                           peak=f"measured device-to-device copy {peak:.0f} GB/s")
-
-
 def main() -> int:
     if not common.require_cuda("bench_softmax"):
         return 0
@@ -46,10 +38,10 @@ def main() -> int:
                 torch.testing.assert_close(y.float(), y_ref.float(), atol=2e-2, rtol=2e-2)
                 dx_ref = tbwd(dy, y_ref, -1, dtype)
                 torch.testing.assert_close(bwd(dy, y_ref).float(), dx_ref.float(), atol=5e-2, rtol=5e-2)
-                rows.append(_row(f"{label}_fwd", name, dtype, common.time_ms(lambda: fwd(x)),
-                                 common.time_ms(lambda: tfwd(x, -1)), 2 * nb))
-                rows.append(_row(f"{label}_bwd", name, dtype, common.time_ms(lambda: bwd(dy, y_ref)),
-                                 common.time_ms(lambda: tbwd(dy, y_ref, -1, dtype)), 3 * nb))
+                rows.append(common.bandwidth_row(f"{label}_fwd", name, dtype, common.time_ms(lambda: fwd(x)),
+                                                 common.time_ms(lambda: tfwd(x, -1)), 2 * nb))
+                rows.append(common.bandwidth_row(f"{label}_bwd", name, dtype, common.time_ms(lambda: bwd(dy, y_ref)),
+                                                 common.time_ms(lambda: tbwd(dy, y_ref, -1, dtype)), 3 * nb))
                 for r in rows[-2:]:
                     common.print_row(r)
             del x, dy, y, y_ref, dx_ref

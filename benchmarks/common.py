@@ -16,7 +16,8 @@ Each `benchmarks/bench_<family>.py` does the same five things; this module holds
    `git_sha()`, `today()`.
 5. **Write machine-readable rows.** `make_row(...)` builds one row with the schema of
    DESIGN.md (benchmark, case, dtype, device, ours_ms, baseline, baseline_ms, ratio,
-   tflops/gbps, pct_of_peak, versions, git_sha, date); `write_rows(rows)` merges them into
+   tflops/gbps, pct_of_peak, versions, git_sha, date), and `bandwidth_row(...)` one for a
+   bandwidth-bound kernel (GB/s and % of the measured copy bandwidth); `write_rows(rows)` merges them into
    `benchmarks/results/<name>-<device-slug>.json` (default name "kernels"), replacing rows with
    the same (benchmark, case, dtype) and keeping the others, so scripts can run in any order.
 
@@ -209,6 +210,17 @@ def make_row(benchmark: str, case: str, dtype: Any, ours_ms: float, baseline: st
     row.update(extra)
     row.update({"versions": versions_cached(), "git_sha": git_sha_cached(), "date": today()})
     return row
+
+
+def bandwidth_row(benchmark: str, case: str, dtype: Any, ours_ms: float, baseline_ms: Optional[float],
+                  nbytes: int, *, baseline: str = "torch", **extra: Any) -> dict[str, Any]:
+    """A make_row for a bandwidth-bound kernel: GB/s from `nbytes` (the bytes the pass must move
+    at the least) over ours_ms, and pct_of_peak against copy_bandwidth_gbps() measured in this run."""
+    gbps = nbytes / (ours_ms * 1e-3) / 1e9
+    peak = copy_bandwidth_gbps()
+    return make_row(benchmark, case, dtype, ours_ms, baseline, baseline_ms, gbps=gbps,
+                    pct_of_peak=100 * gbps / peak,
+                    peak=f"measured device-to-device copy {peak:.0f} GB/s", **extra)
 
 
 def versions_cached() -> dict[str, str]:

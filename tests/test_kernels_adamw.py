@@ -1,16 +1,10 @@
 """kernels/adamw.py against torch.optim.AdamW over several steps with the same gradients."""
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
+from kernels import adamw as K
 
-import pytest  # noqa: E402
-
-from kernels import adamw as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol) for parameters/state after STEPS steps. float64 is looser
 # than its precision because the hyper-parameters reach the kernel as float32 scalars.
 TOL = {
@@ -19,11 +13,6 @@ TOL = {
 }
 STEPS = 4
 HP = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-
-
-def gpu(test):
-    """Realistic-size test: marked `gpu` and skipped without CUDA."""
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 def _grads(shape, dtype, steps=STEPS, seed=0):

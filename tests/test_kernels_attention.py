@@ -8,22 +8,14 @@ tail, diagonal and fully-masked-row paths. q/k/v are non-contiguous views of a p
 (B, T, 3, H, D) tensor, as a GPT produces them. GPU-marked tests run realistic sizes.
 """
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
+import pytest
 import torch
+import torch.nn.functional as F
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
+from kernels import attention as A
 
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from kernels import attention as A  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ON_GPU = DEVICE == "cuda"
 # Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 on the GPU
 # goes through TF32 tensor cores; the interpreter computes it in IEEE float32.
@@ -33,7 +25,6 @@ TOL = {
     torch.bfloat16: (6e-2, 3e-2),
 }
 LSE_TOL = (1e-4, 1e-4)      # lse is float32 whatever the input dtype (relative to the scores)
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(autouse=True)
@@ -186,17 +177,8 @@ def test_bad_inputs():
         A.attention_bwd(o, q, k, v, o, lse[..., :4], True, 0.25)
 
 
-# Compiles the GPU code path for an H100 (sm_90) with Triton's bundled ptxas, no GPU needed:
-# the interpreter never runs the compiler, so this is what catches GPU-only compile errors in
-# CI. Runs in a subprocess because TRITON_INTERPRET=1 is already set in this process.
+# Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
-import sys
-try:
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-except ImportError as e:
-    print("triton compile API unavailable:", e); sys.exit(3)
 from kernels import attention as A
 unit = {"stride_qd", "stride_kd", "stride_vd", "stride_od", "stride_dod", "stride_dkd", "stride_dqd"}
 cases = [(A._attention_fwd_kernel, (128, 64, 4, 3)), (A._attention_bwd_dkdv_kernel, (32, 128, 4, 3)),
@@ -227,13 +209,7 @@ for fn, (bm, bn, w, st) in cases:
 
 
 def test_gpu_code_path_compiles_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", _SM90_SCRIPT], env=env, cwd=repo,
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode == 3:
-        pytest.skip(r.stdout.strip())
-    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    check_compiles_for_sm90(_SM90_SCRIPT)
 
 
 # ---------------------------------------------------------------------------- GPU, realistic sizes
@@ -254,20 +230,17 @@ def _gpu_vs_sdpa(B, H, T, D, dtype, causal=True, autotune=True, monkeypatch=None
 
 
 @gpu
-@pytest.mark.gpu
 def test_gpu_gpt2_bf16(monkeypatch):
     _gpu_vs_sdpa(8, 12, 1024, 64, torch.bfloat16, monkeypatch=monkeypatch)
 
 
 @gpu
-@pytest.mark.gpu
 @pytest.mark.parametrize("D", [128, 80])
 def test_gpu_head_dims_fp16(monkeypatch, D):
     _gpu_vs_sdpa(2, 8, 1000, D, torch.float16, causal=True, monkeypatch=monkeypatch)
 
 
 @gpu
-@pytest.mark.gpu
 def test_gpu_kv_cache_and_bias_fixed_config():
     _check(2, 4, 100, 333, 64, True, torch.bfloat16,
            bias=torch.randn(1, 1, 100, 333, device=DEVICE).expand(2, 4, 100, 333))

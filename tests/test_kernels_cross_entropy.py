@@ -1,16 +1,10 @@
 """kernels/cross_entropy.py against torch.nn.functional.cross_entropy (losses, lse, dlogits)."""
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
+from kernels import cross_entropy as K
 
-import pytest  # noqa: E402
-
-from kernels import cross_entropy as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol): losses/lse are float32 (computed from rounded logits,
 # so exact up to float32); dlogits are stored in the logits' dtype.
 TOL = {
@@ -21,11 +15,6 @@ TOL = {
 }
 DTYPES = list(TOL)
 IGNORE = -100
-
-
-def gpu(test):
-    """Realistic-size test: marked `gpu` and skipped without CUDA."""
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 def _ref(logits, targets, dlosses):

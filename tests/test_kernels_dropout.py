@@ -1,12 +1,12 @@
 """kernels/dropout.py: the in-kernel seeded mask has the right rate, is reproducible, depends
 only on the logical index (not the layout), and y / dx use it exactly."""
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import kernel_testing  # noqa: E402,F401  (interpreter only when there is no CUDA; before kernels)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from kernel_testing import DEVICE  # noqa: E402
 from kernels.dropout import dropout_bwd, dropout_fwd  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) of y against x * mask / (1 - p) computed in float64
@@ -16,7 +16,6 @@ TOL = {
     torch.bfloat16: (1e-2, 1e-2),
     torch.float16: (1e-3, 1e-3),
 }
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.mark.parametrize("dtype", list(TOL))

@@ -4,14 +4,14 @@ Shapes cover one program and many (the interpreter block is 128 elements), tails
 a multiple of the block, 0-d and size-1 tensors, transposed / sliced views and stride-0
 expanded inputs. Realistic sizes run only on a GPU (`-m gpu`).
 """
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import kernel_testing  # noqa: E402,F401  (interpreter only when there is no CUDA; before kernels)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from kernel_testing import DEVICE  # noqa: E402
 from kernels import copy as copy_mod  # noqa: E402
 from kernels import elementwise as ew  # noqa: E402
 
@@ -23,7 +23,6 @@ TOL = {
     torch.float16: (2e-3, 2e-3),
 }
 FLOATS = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")   # interpreter log(0) etc.
 
 UNARY_REF = {

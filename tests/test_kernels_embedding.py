@@ -1,16 +1,10 @@
 """kernels/embedding.py against torch: embedding fwd/bwd, index_select, index_add."""
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
+from kernels import embedding as K
 
-import pytest  # noqa: E402
-
-from kernels import embedding as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol) for scatter-add results (gathers must be exact).
 TOL = {
     torch.float64: (1e-12, 1e-12),
@@ -19,11 +13,6 @@ TOL = {
     torch.bfloat16: (2e-2, 2e-2),
 }
 DTYPES = list(TOL)
-
-
-def gpu(test):
-    """Realistic-size test: marked `gpu` and skipped without CUDA."""
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 def _ref_embedding(weight, idx, dy):

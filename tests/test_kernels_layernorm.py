@@ -1,16 +1,10 @@
 """kernels/layernorm.py (LayerNorm and RMSNorm) against torch: values, saved stats, gradients."""
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
+from kernels import layernorm as K
 
-import pytest  # noqa: E402
-
-from kernels import layernorm as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol) for values stored in that dtype.
 TOL = {
     torch.float64: (1e-10, 1e-10),
@@ -19,11 +13,6 @@ TOL = {
     torch.bfloat16: (3e-2, 3e-2),
 }
 DTYPES = list(TOL)
-
-
-def gpu(test):
-    """Realistic-size test: marked `gpu` and skipped without CUDA."""
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 EPS = 1e-5
 
 

@@ -6,22 +6,13 @@ sliced operands, batched with contiguous / stride-0 / non-collapsible batch dims
 activation epilogue, `out=`, K == 0, float64's FMA path, bad input. GPU-marked tests run
 realistic sizes with autotuning.
 """
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import pytest
 import torch
+import torch.nn.functional as F
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
+from kernels import matmul as K
 
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from kernels import matmul as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol) of c against float64 torch on the same (rounded) inputs.
 # bfloat16 is loose also because the interpreter truncates (not rounds) float32 -> bfloat16.
 TOL = {
@@ -31,7 +22,6 @@ TOL = {
     torch.bfloat16: (5e-2, 2e-2),
 }
 TF32_TOL = (2e-2, 1e-2)               # float32 through TF32 tensor cores (GPU default)
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(autouse=True)
@@ -173,17 +163,8 @@ def test_bad_inputs():
         K.matmul(a, _rand(5, 3), out=_rand(1, 3).expand(4, 3))
 
 
-# Compiles the GPU code path for an H100 (sm_90) with Triton's bundled ptxas, no GPU needed:
-# the interpreter never runs the compiler, so this is what catches GPU-only compile errors in
-# CI. Runs in a subprocess because TRITON_INTERPRET=1 is already set in this process.
+# Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
-import sys
-try:
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-except ImportError as e:
-    print("triton compile API unavailable:", e); sys.exit(3)
 from kernels import matmul as M
 fn = M._matmul_fwd_kernel
 unit = {"stride_ak", "stride_bn", "stride_cn"}        # specialised to 1 at run time
@@ -208,18 +189,11 @@ for dt, (bm, bn, bk, w, st), act in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh")
 
 
 def test_gpu_code_path_compiles_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", _SM90_SCRIPT], env=env, cwd=repo,
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode == 3:
-        pytest.skip(r.stdout.strip())
-    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    check_compiles_for_sm90(_SM90_SCRIPT)
 
 
 # ---------------------------------------------------------------------------- GPU, realistic sizes
 @gpu
-@pytest.mark.gpu
 def test_gpu_large_bf16_autotuned(monkeypatch):
     monkeypatch.setattr(K, "AUTOTUNE", True)
     a, b = _rand(4096, 4096, dtype=torch.bfloat16), _rand(4096, 4096, dtype=torch.bfloat16)
@@ -228,7 +202,6 @@ def test_gpu_large_bf16_autotuned(monkeypatch):
 
 
 @gpu
-@pytest.mark.gpu
 @pytest.mark.parametrize("transpose", ["none", "a", "b", "both"])
 def test_gpu_gpt2_shapes_layouts(monkeypatch, transpose):
     monkeypatch.setattr(K, "AUTOTUNE", True)
@@ -242,7 +215,6 @@ def test_gpu_gpt2_shapes_layouts(monkeypatch, transpose):
 
 
 @gpu
-@pytest.mark.gpu
 def test_gpu_float32_tf32_and_float64(monkeypatch):
     monkeypatch.setattr(K, "ALLOW_TF32", True)
     a, b = _rand(1000, 520), _rand(520, 777)

@@ -5,13 +5,13 @@ expanded views; inner and outer reductions; the two-pass column split (long rows
 bool sums; 16-bit inputs with float32 accumulation; argmax ties and -inf rows.
 """
 import itertools
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import kernel_testing  # noqa: E402,F401  (interpreter only when there is no CUDA; before kernels)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from kernel_testing import DEVICE  # noqa: E402
 from kernels import reduce as red  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) against a float64 torch reference
@@ -21,7 +21,6 @@ TOL = {
     torch.bfloat16: (1e-2, 5e-2),
     torch.float16: (2e-3, 1e-2),
 }
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _views(dtype=torch.float32):

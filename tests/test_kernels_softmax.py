@@ -2,18 +2,12 @@
 
 Under the interpreter (no GPU) shapes are tiny and `block_size=` forces the multi-block path.
 """
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
+from kernels import softmax as K
 
-import pytest  # noqa: E402
-
-from kernels import softmax as K  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Per-dtype tolerances (atol, rtol) for outputs stored in that dtype.
 TOL = {
     torch.float64: (1e-10, 1e-10),
@@ -22,11 +16,6 @@ TOL = {
     torch.bfloat16: (2e-2, 2e-2),
 }
 DTYPES = list(TOL)
-
-
-def gpu(test):
-    """Realistic-size test: marked `gpu` and skipped without CUDA."""
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 def _ref(x, dy, log):

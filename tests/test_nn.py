@@ -34,6 +34,18 @@ def _close(a, b, dtype):
     np.testing.assert_allclose(a, b, **tol)
 
 
+def _check_forward_backward(m: nn.Module, ref, x: minigrad.Tensor, dtype: str) -> None:
+    """Run our module on x and the torch one on a copy, backpropagate the same random gradient
+    through both, and compare the outputs and the gradients of x."""
+    xt = _t(x).requires_grad_(True)
+    y, yt = m(x), ref(xt)
+    _close(y, yt, dtype)
+    g = minigrad.randn(*y.shape, dtype=dtype)
+    y.backward(g)
+    yt.backward(_t(g))
+    _close(x.grad, xt.grad, dtype)
+
+
 # ---------------------------------------------------------------------------- Parameter / Module
 def test_parameter_wraps_same_data():
     t = minigrad.randn(3, 4)
@@ -226,13 +238,7 @@ def test_linear_matches_torch(dtype, bias):
     ref = torch.nn.Linear(5, 3, bias=bias, dtype=getattr(torch, dtype))
     _copy_params(m, ref)
     x = minigrad.randn(2, 4, 5, dtype=dtype, requires_grad=True)
-    xt = _t(x).requires_grad_(True)
-    y, yt = m(x), ref(xt)
-    _close(y, yt, dtype)
-    g = minigrad.randn(*y.shape, dtype=dtype)
-    y.backward(g)
-    yt.backward(_t(g))
-    _close(x.grad, xt.grad, dtype)
+    _check_forward_backward(m, ref, x, dtype)
     _close(m.weight.grad, ref.weight.grad, dtype)
     if bias:
         _close(m.bias.grad, ref.bias.grad, dtype)
@@ -284,13 +290,7 @@ def test_layernorm_matches_torch(dtype, shape, affine, bias):
     _copy_params(m, ref)
     ns = (shape,) if isinstance(shape, int) else shape
     x = minigrad.randn(2, 5, *ns, dtype=dtype, requires_grad=True)
-    xt = _t(x).requires_grad_(True)
-    y, yt = m(x), ref(xt)
-    _close(y, yt, dtype)
-    g = minigrad.randn(*y.shape, dtype=dtype)
-    y.backward(g)
-    yt.backward(_t(g))
-    _close(x.grad, xt.grad, dtype)
+    _check_forward_backward(m, ref, x, dtype)
     for name, p in m.named_parameters():
         _close(p.grad, dict(ref.named_parameters())[name].grad, dtype)
 
@@ -303,13 +303,7 @@ def test_rmsnorm_matches_torch(dtype, eps):
     init.normal_(m.weight)
     _copy_params(m, ref)
     x = minigrad.randn(3, 8, dtype=dtype, requires_grad=True)
-    xt = _t(x).requires_grad_(True)
-    y, yt = m(x), ref(xt)
-    _close(y, yt, dtype)
-    g = minigrad.randn(*y.shape, dtype=dtype)
-    y.backward(g)
-    yt.backward(_t(g))
-    _close(x.grad, xt.grad, dtype)
+    _check_forward_backward(m, ref, x, dtype)
     _close(m.weight.grad, ref.weight.grad, dtype)
     assert nn.RMSNorm(8, elementwise_affine=False).weight is None
 

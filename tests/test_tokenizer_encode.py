@@ -8,9 +8,7 @@ runs, text that nearly matches a special token).
 """
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,54 +16,9 @@ from hypothesis import strategies as st
 
 from tokenizer import BPETokenizer
 from tokenizer.merge import LONG_CHUNK, _bpe_heap, bpe_ranks
+from tokenizer_corpora import EOT, corpus_slices, need, sample_text, shared_data_dir
 
 tiktoken = pytest.importorskip("tiktoken", reason="tiktoken is the oracle for these tests")
-
-EOT = "<|endoftext|>"
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MINIGRAD_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def need(name: str) -> Path:
-    path = data_dir() / name
-    if not path.exists():
-        pytest.skip(f"shared data {path} is absent (set MINIGRAD_DATA to the folder holding it)")
-    return path
-
-
-# Used when the shared data is absent, so that a fresh clone still exercises everything that does
-# not need GPT-2's files: varied words, digits, punctuation, newlines and non-ASCII text.
-FALLBACK_TEXT = "".join(
-    f"Line {i}: the {w} of {v} isn't what it'd seem, said {n}; {i * 37 % 1000} naïve cafés — 東京 😀!\n"
-    for i, (w, v, n) in enumerate(
-        zip(["king", "queen", "house", "river", "stone", "night"] * 200,
-            ["morning", "evening", "battle", "garden", "letters"] * 240,
-            ["ROMEO", "Juliet", "Pierre", "Natasha"] * 300)
-    )
-)
-
-
-def sample_text(chars: int) -> str:
-    """The start of Tiny Shakespeare, or FALLBACK_TEXT when the shared data is absent."""
-    path = data_dir() / "tinyshakespeare.txt"
-    return path.read_text(encoding="utf-8")[:chars] if path.exists() else FALLBACK_TEXT[:chars]
-
-
-def corpus_slices() -> list[tuple[str, str]]:
-    """(name, text) for a real chunk of every shared corpus present."""
-    out = []
-    for name in ["tinyshakespeare.txt", "tinystories_sample.txt"]:
-        path = data_dir() / name
-        if path.exists():
-            out.append((name, path.read_text(encoding="utf-8")[:150_000]))
-    for path in sorted((data_dir() / "books").glob("*.txt")):
-        text = path.read_text(encoding="utf-8")
-        # Two slices per book: its start and its middle.
-        out.append((path.name, text[:100_000] + text[len(text) // 2 : len(text) // 2 + 100_000]))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +49,7 @@ def all_tokenizers(gpt2, trained):
 @pytest.fixture(scope="module")
 def gpt2_or_none() -> BPETokenizer | None:
     """GPT-2's tokenizer if its files are present: the tests over all tokenizers still run without it."""
-    gpt2_dir = data_dir() / "gpt2"
+    gpt2_dir = shared_data_dir() / "gpt2"
     if not (gpt2_dir / "vocab.json").exists():
         return None
     return BPETokenizer.from_gpt2_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt")
@@ -117,11 +70,11 @@ def test_gpt2_known_ids(gpt2):
 def test_identical_to_tiktoken_on_shared_corpora(gpt2_or_none, trained, which):
     tok = dict(all_tokenizers(gpt2_or_none, trained)).get(which)
     if tok is None:
-        pytest.skip(f"shared data {data_dir() / 'gpt2'} is absent")
+        pytest.skip(f"shared data {shared_data_dir() / 'gpt2'} is absent")
     enc = tok.to_tiktoken()
     slices = corpus_slices()
     if not slices:
-        pytest.skip(f"no shared corpus under {data_dir()}")
+        pytest.skip(f"no shared corpus under {shared_data_dir()}")
     for name, text in slices:
         ours = tok.encode_ordinary(text)
         assert ours == enc.encode_ordinary(text), f"{which} differs from tiktoken on {name}"

@@ -3,46 +3,13 @@ corrupt-file errors, and the command line."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from tokenizer import BPETokenizer, ModelFileError
 from tokenizer.cli import main
 from tokenizer.io import escape_bytes, unescape_bytes
-
-EOT = "<|endoftext|>"
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MINIGRAD_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def need(name: str) -> Path:
-    path = data_dir() / name
-    if not path.exists():
-        pytest.skip(f"shared data {path} is absent (set MINIGRAD_DATA to the folder holding it)")
-    return path
-
-
-# Used when the shared data is absent, so that a fresh clone still exercises everything that does
-# not need GPT-2's files: varied words, digits, punctuation, newlines and non-ASCII text.
-FALLBACK_TEXT = "".join(
-    f"Line {i}: the {w} of {v} isn't what it'd seem, said {n}; {i * 37 % 1000} naïve cafés — 東京 😀!\n"
-    for i, (w, v, n) in enumerate(
-        zip(["king", "queen", "house", "river", "stone", "night"] * 200,
-            ["morning", "evening", "battle", "garden", "letters"] * 240,
-            ["ROMEO", "Juliet", "Pierre", "Natasha"] * 300)
-    )
-)
-
-
-def sample_text(chars: int) -> str:
-    """The start of Tiny Shakespeare, or FALLBACK_TEXT when the shared data is absent."""
-    path = data_dir() / "tinyshakespeare.txt"
-    return path.read_text(encoding="utf-8")[:chars] if path.exists() else FALLBACK_TEXT[:chars]
+from tokenizer_corpora import EOT, need, sample_text
 
 
 @pytest.fixture(scope="module")

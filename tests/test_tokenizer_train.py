@@ -6,7 +6,6 @@ greatest pair of byte strings). The real trainer must produce exactly the same m
 """
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -20,36 +19,7 @@ from tokenizer import BPETokenizer
 from tokenizer.count import count_chunks, expand_sources
 from tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
 from tokenizer.train import learn_merges
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MINIGRAD_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def need(name: str) -> Path:
-    path = data_dir() / name
-    if not path.exists():
-        pytest.skip(f"shared data {path} is absent (set MINIGRAD_DATA to the folder holding it)")
-    return path
-
-
-# Used when the shared data is absent, so that a fresh clone still exercises everything that does
-# not need GPT-2's files: varied words, digits, punctuation, newlines and non-ASCII text.
-FALLBACK_TEXT = "".join(
-    f"Line {i}: the {w} of {v} isn't what it'd seem, said {n}; {i * 37 % 1000} naïve cafés — 東京 😀!\n"
-    for i, (w, v, n) in enumerate(
-        zip(["king", "queen", "house", "river", "stone", "night"] * 200,
-            ["morning", "evening", "battle", "garden", "letters"] * 240,
-            ["ROMEO", "Juliet", "Pierre", "Natasha"] * 300)
-    )
-)
-
-
-def sample_text(chars: int) -> str:
-    """The start of Tiny Shakespeare, or FALLBACK_TEXT when the shared data is absent."""
-    path = data_dir() / "tinyshakespeare.txt"
-    return path.read_text(encoding="utf-8")[:chars] if path.exists() else FALLBACK_TEXT[:chars]
+from tokenizer_corpora import need, sample_text
 
 
 def naive_train(

@@ -11,9 +11,8 @@ cases, transposed and stride-0 expanded views. In CI this runs in Triton's inter
 from __future__ import annotations
 
 import itertools
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import kernel_testing  # noqa: E402,F401  (interpreter only when there is no CUDA; before kernels)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
