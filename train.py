@@ -28,11 +28,10 @@ import difflib
 import inspect
 import json
 import math
-import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, get_type_hints
 
@@ -179,8 +178,8 @@ def settings_help(cls, presets: Optional[dict] = None) -> str:
     """`--help`: every field of the dataclass with its default and the comment beside it."""
     comments = {}
     for line in inspect.getsource(cls).splitlines():
-        field, _, comment = line.partition("#")
-        name = field.strip().split(":")[0]
+        code, _, comment = line.partition("#")
+        name = code.strip().split(":")[0]
         if comment and name.isidentifier():
             comments[name] = comment.strip()
     preset = "[--preset=NAME] " if presets else ""

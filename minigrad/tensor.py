@@ -9,25 +9,24 @@ torch-style signatures — and leaves the math to the ops.
 from __future__ import annotations
 
 import math
-from collections import namedtuple
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from . import dtypes
-from .autograd import backward as _run_backward, is_grad_enabled
+from .autograd import backward as _run_backward
 from .backends import get_backend, normalize_device
 from .ops.elementwise import (Add, Cast, Clamp, Div, Maximum, Minimum, Mul, Pow, Sub, Unary,
                               Where)
 from .ops.matmul import MatMul
-from .ops.movement import Concat, Contiguous, Expand, IndexSelect, Permute, Reshape, Slice
-from .ops.reduce import Max, Sum
+from .ops.movement import Expand
+from .shapes import _normalize_axes, broadcast_shapes  # noqa: F401  (re-exported)
+from .tensor_movement import (MovementMixin, _as_index_tensor, _check_index_range,  # noqa: F401
+                              cat, stack)
+from .tensor_reduce import MaxResult, ReduceMixin  # noqa: F401
 
 _default_device = "cpu"
 _default_dtype = "float32"
-
-MaxResult = namedtuple("MaxResult", ["values", "indices"])
-
 
 def set_default_device(device: str) -> None:
     """Where new tensors go when no device= is given ('cpu' or 'cuda')."""
@@ -49,34 +48,7 @@ def get_default_dtype() -> str:
     return _default_dtype
 
 
-def broadcast_shapes(*shapes) -> tuple:
-    """NumPy/torch broadcasting rule, with an error that names both shapes."""
-    ndim = max(len(s) for s in shapes)
-    out = []
-    for i in range(ndim):
-        dims = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
-        if len(dims) > 1:
-            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be "
-                             "broadcast together")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
-
-
-def _normalize_axes(dim, ndim: int) -> tuple:
-    if dim is None:
-        return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"dimension {d} out of range for a tensor with {ndim} dims")
-        out.append(d % ndim if ndim else 0)
-    if len(set(out)) != len(out):
-        raise ValueError(f"dimension repeated in {dim}")
-    return tuple(sorted(out)) if ndim else ()
-
-
-class Tensor:
+class Tensor(ReduceMixin, MovementMixin):
     __array_ufunc__ = None          # so np.float64(2) * t calls Tensor.__rmul__
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
@@ -472,76 +444,6 @@ class Tensor:
 
     clip = clamp
 
-    # ------------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
-        x = self._as("int64") if self.dtype == "bool" else self
-        return Sum.apply(x, axes=_normalize_axes(dim, self.ndim), keepdim=keepdim)
-
-    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
-        if not dtypes.is_floating(self.dtype):
-            raise TypeError(f"mean() needs a floating point tensor, got {self.dtype}")
-        axes = _normalize_axes(dim, self.ndim)
-        n = math.prod(self.shape[a] for a in axes)
-        return self.sum(dim=axes, keepdim=keepdim) * (1.0 / n if n else float("nan"))
-
-    def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased=None) -> "Tensor":
-        """Variance with Bessel's correction by default (as torch.var)."""
-        if unbiased is not None:
-            correction = 1 if unbiased else 0
-        axes = _normalize_axes(dim, self.ndim)
-        n = math.prod(self.shape[a] for a in axes)
-        d = self - self.mean(dim=axes, keepdim=True)
-        return (d * d).sum(dim=axes, keepdim=keepdim) * (1.0 / max(n - correction, 0) if
-                                                          n - correction > 0 else float("nan"))
-
-    def std(self, dim=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
-        return self.var(dim, keepdim, correction).sqrt()
-
-    def amax(self, dim=None, keepdim: bool = False) -> "Tensor":
-        axes = _normalize_axes(dim, self.ndim)
-        for a in axes:
-            if self.shape[a] == 0:
-                raise ValueError("max() of an empty dimension is undefined")
-        return Max.apply(self, axes=axes, keepdim=keepdim)
-
-    def amin(self, dim=None, keepdim: bool = False) -> "Tensor":
-        return -((-self).amax(dim, keepdim))
-
-    def max(self, dim=None, keepdim: bool = False):
-        """max() -> a 0-d tensor; max(dim) -> (values, indices), as in torch."""
-        if isinstance(dim, Tensor):
-            return self.maximum(dim)
-        if dim is None:
-            return self.amax()
-        return MaxResult(self.amax(dim, keepdim), self.argmax(dim, keepdim))
-
-    def min(self, dim=None, keepdim: bool = False):
-        if isinstance(dim, Tensor):
-            return self.minimum(dim)
-        if dim is None:
-            return self.amin()
-        return MaxResult(self.amin(dim, keepdim), (-self).argmax(dim, keepdim))
-
-    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
-        if dim is None:
-            return self.reshape(-1).argmax(0)
-        d = _normalize_axes(dim, self.ndim)[0]
-        out = Tensor._wrap(self.backend.argmax(self.data, d), self.backend)
-        return out.unsqueeze(d) if keepdim else out
-
-    def logsumexp(self, dim, keepdim: bool = False) -> "Tensor":
-        m = self.amax(dim, keepdim=True).detach()
-        out = (self - m).exp().sum(dim, keepdim=True).log() + m
-        return out if keepdim else out.squeeze(dim)
-
-    def softmax(self, dim: int = -1):
-        from .nn import functional as F
-        return F.softmax(self, dim)
-
-    def log_softmax(self, dim: int = -1):
-        from .nn import functional as F
-        return F.log_softmax(self, dim)
-
     # ------------------------------------------------------------------ matmul
     def matmul(self, other) -> "Tensor":
         other = other if isinstance(other, Tensor) else Tensor(other, device=self.device)
@@ -572,194 +474,6 @@ class Tensor:
         for d in squeeze:
             out = out.squeeze(d if d == -1 or len(squeeze) == 1 else -1)
         return out
-
-    # ------------------------------------------------------------------ movement
-    def reshape(self, *shape) -> "Tensor":
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        shape = tuple(int(s) for s in shape)
-        n = self.numel()
-        if shape.count(-1) > 1:
-            raise ValueError("only one dimension can be -1 in reshape")
-        if -1 in shape:
-            rest = math.prod(s for s in shape if s != -1)
-            if rest == 0 or n % rest:
-                raise ValueError(f"cannot reshape a tensor of shape {self.shape} into {shape}")
-            shape = tuple(n // rest if s == -1 else s for s in shape)
-        if math.prod(shape) != n:
-            raise ValueError(f"cannot reshape a tensor of shape {self.shape} ({n} elements) "
-                             f"into {shape}")
-        if shape == self.shape:
-            return self
-        return Reshape.apply(self, shape=shape)
-
-    view = reshape
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
-        if self.ndim == 0:
-            return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if self.numel() else \
-            self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
-
-    def permute(self, *dims) -> "Tensor":
-        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        dims = tuple(d % self.ndim for d in dims) if self.ndim else dims
-        if sorted(dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
-        if dims == tuple(range(self.ndim)):
-            return self
-        return Permute.apply(self, axes=dims)
-
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
-        dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-        return self.permute(dims)
-
-    @property
-    def T(self) -> "Tensor":
-        return self.permute(tuple(reversed(range(self.ndim))))
-
-    @property
-    def mT(self) -> "Tensor":
-        return self.transpose(-2, -1)
-
-    def expand(self, *shape) -> "Tensor":
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        lead = len(shape) - self.ndim
-        if lead < 0:
-            raise ValueError(f"expand: target {shape} has fewer dims than {self.shape}")
-        full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
-        for i, s in enumerate(self.shape):
-            if s != 1 and s != full[lead + i]:
-                raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
-        return self._broadcast_to(full)
-
-    def broadcast_to(self, shape) -> "Tensor":
-        return self.expand(tuple(shape))
-
-    def expand_as(self, other: "Tensor") -> "Tensor":
-        return self.expand(other.shape)
-
-    def unsqueeze(self, dim: int) -> "Tensor":
-        d = dim % (self.ndim + 1)
-        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
-
-    def squeeze(self, dim=None) -> "Tensor":
-        if dim is None:
-            return self.reshape(tuple(s for s in self.shape if s != 1))
-        dims = _normalize_axes(dim, self.ndim)
-        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
-
-    def contiguous(self) -> "Tensor":
-        if self.backend.is_contiguous(self.data):
-            return self
-        return Contiguous.apply(self)
-
-    def is_contiguous(self) -> bool:
-        return self.backend.is_contiguous(self.data)
-
-    def split(self, split_size_or_sections, dim: int = 0) -> list:
-        n = self.shape[dim]
-        if isinstance(split_size_or_sections, int):
-            step = split_size_or_sections
-            if step <= 0:
-                raise ValueError("split size must be positive")
-            sizes = [min(step, n - s) for s in range(0, n, step)] or [0]
-        else:
-            sizes = list(split_size_or_sections)
-            if sum(sizes) != n:
-                raise ValueError(f"split sections {sizes} do not sum to dim size {n}")
-        out, start = [], 0
-        for s in sizes:
-            out.append(self.narrow(dim, start, s))
-            start += s
-        return out
-
-    def chunk(self, chunks: int, dim: int = 0) -> list:
-        n = self.shape[dim]
-        return self.split(max(1, math.ceil(n / chunks)), dim)
-
-    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
-        index = [slice(None)] * self.ndim
-        index[dim % self.ndim] = slice(start, start + length)
-        return self[tuple(index)]
-
-    def index_select(self, dim: int, index: "Tensor") -> "Tensor":
-        index = _as_index_tensor(index, self.device)
-        if index.ndim != 1:
-            raise ValueError(f"index_select needs a 1-d index, got shape {index.shape}")
-        d = dim % self.ndim
-        _check_index_range(index, self.shape[d], f"index_select along dim {d}")
-        return IndexSelect.apply(self, index, axis=d)
-
-    def masked_fill(self, mask: "Tensor", value: float) -> "Tensor":
-        mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
-        shape = broadcast_shapes(self.shape, mask.shape)
-        m = mask._broadcast_to(shape).contiguous()
-        x = self._broadcast_to(shape)
-        return Where.apply(m, float(value) if dtypes.is_floating(x.dtype) else value, x)
-
-    def __getitem__(self, index) -> "Tensor":
-        from .indexing import getitem
-        return getitem(self, index)
-
-    def __setitem__(self, index, value) -> None:
-        from .indexing import setitem
-        setitem(self, index, value)
-
-
-def _as_index_tensor(index, device) -> Tensor:
-    if isinstance(index, Tensor):
-        if index.dtype != "int64":
-            raise TypeError(f"index tensors must be int64, got {index.dtype}")
-        return index
-    arr = np.asarray(index)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"index must hold integers, got dtype {arr.dtype}")
-    return Tensor(arr.astype(np.int64), device=device)
-
-
-def _check_index_range(index: Tensor, size: int, what: str) -> None:
-    """Out-of-range indices get a clear error here, not garbage from a kernel."""
-    if index.numel() == 0:
-        return
-    b = index.backend
-    flat = b.reshape(b.contiguous(index.data), (index.numel(),))
-    lo = int(b.to_numpy(b.reduce_max(b.unary("neg", flat), (0,), False)))
-    hi = int(b.to_numpy(b.reduce_max(flat, (0,), False)))
-    if -lo < -size or hi >= size:
-        raise IndexError(f"{what}: index out of range: values span [{-lo}, {hi}] but the size "
-                         f"is {size} (valid: {-size}..{size - 1})")
-
-
-def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat() needs at least one tensor")
-    nd = tensors[0].ndim
-    d = dim % nd
-    dt = tensors[0].dtype
-    for t in tensors[1:]:
-        dt = dtypes.promote(dt, t.dtype)
-    for t in tensors:
-        if t.ndim != nd or any(s != r for i, (s, r) in enumerate(zip(t.shape, tensors[0].shape))
-                               if i != d):
-            raise ValueError(f"cat: shapes {[x.shape for x in tensors]} differ outside dim {d}")
-    tensors = [t._as(dt) for t in tensors]
-    if len(tensors) == 1:
-        return tensors[0]
-    return Concat.apply(*tensors, axis=d)
-
-
-def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack() needs at least one tensor")
-    shapes = {t.shape for t in tensors}
-    if len(shapes) != 1:
-        raise ValueError(f"stack needs tensors of one shape, got {sorted(shapes)}")
-    return cat([t.unsqueeze(dim) for t in tensors], dim)
-
 
 def where(condition: Tensor, x, y) -> Tensor:
     """condition ? x : y, broadcasting all three; gradients flow to x and y."""

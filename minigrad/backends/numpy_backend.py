@@ -10,7 +10,6 @@ What it deliberately does not do: be fast. Fused ops materialise their intermedi
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
 
 import numpy as np
 

@@ -20,7 +20,7 @@ What it deliberately does not do
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 
 from .. import random as _random
-from ..tensor import Tensor, _check_index_range, broadcast_shapes
+from ..tensor import Tensor, broadcast_shapes
+from ..tensor_movement import value_range
 from . import fused
 
 
@@ -127,13 +128,10 @@ def embedding(idx: Tensor, weight: Tensor) -> Tensor:
         raise TypeError(f"embedding ids must be int64, got {idx.dtype}")
     V = weight.shape[0]
     if idx.numel():
-        b = idx.backend
-        flat = b.reshape(b.contiguous(idx.data), (idx.numel(),))
-        lo = int(b.to_numpy(b.reduce_max(b.unary("neg", flat), (0,), False)))
-        hi = int(b.to_numpy(b.reduce_max(flat, (0,), False)))
-        if -lo < 0 or hi >= V:
+        lo, hi = value_range(idx)
+        if lo < 0 or hi >= V:
             raise IndexError(f"embedding: token ids must be in [0, {V - 1}] (num_embeddings={V}), "
-                             f"got values in [{-lo}, {hi}]")
+                             f"got values in [{lo}, {hi}]")
     return fused.Embedding.apply(weight, idx)
 
 
@@ -150,9 +148,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     if target.dtype != "int64":
         raise TypeError(f"cross_entropy targets must be int64 class ids, got {target.dtype}")
     _floating(logits, "cross_entropy")
-    extra = ()
     if logits.ndim > 2:                   # (N, C, d1, ...) -> (N*d1*..., C)
-        extra = logits.shape[2:]
         perm = (0,) + tuple(range(2, logits.ndim)) + (1,)
         logits = logits.permute(perm)
     C = logits.shape[-1]
@@ -175,13 +171,11 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
 
 
 def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int) -> None:
-    b = t.backend
-    safe = b.where(valid.data, t.data, 0)
-    lo = int(b.to_numpy(b.reduce_max(b.unary("neg", safe), (0,), False)))
-    hi = int(b.to_numpy(b.reduce_max(safe, (0,), False)))
-    if -lo < 0 or hi >= C:
+    safe = Tensor._wrap(t.backend.where(valid.data, t.data, 0), t.backend)   # ignored -> 0
+    lo, hi = value_range(safe)
+    if lo < 0 or hi >= C:
         raise IndexError(f"cross_entropy: target class ids must be in [0, {C - 1}] (or "
-                         f"ignore_index={ignore_index}), got values in [{-lo}, {hi}]")
+                         f"ignore_index={ignore_index}), got values in [{lo}, {hi}]")
 
 
 def nll_loss(log_probs: Tensor, target: Tensor, ignore_index: int = -100,
