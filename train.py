@@ -79,6 +79,7 @@ class TrainConfig:
     warmup_iters: int = 100
     lr_decay_iters: int = 0             # 0: decay over max_iters
     weight_decay: float = 0.1
+    decay_embeddings: bool = True       # weight decay on wte/wpe too, as nanoGPT (all 2-d weights)
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0              # 0: no clipping
@@ -392,7 +393,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     data_rng = np.random.default_rng(cfg.seed)
     mcfg = GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     model = GPT(mcfg, device=device, dtype=dtype)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                           decay_embeddings=cfg.decay_embeddings)
     iter_num, best_val, bad_evals = 0, math.inf, 0
     if ckpt is not None:
         check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
