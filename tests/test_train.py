@@ -179,3 +179,25 @@ def test_help_lists_every_setting_and_exits(capsys):
     for name in ("out_dir", "data", "tokenizer", "n_layer", "learning_rate", "patience", "resume"):
         assert f"--{name}=" in out
     assert "presets:" in out and "shakespeare-char" in out
+
+
+def test_same_run_on_the_triton_backend_matches_numpy(tmp_path, small_text):
+    """train.py unchanged on device "cuda": our Triton kernels (in the interpreter without a GPU)
+    give the NumPy backend's losses, step by step (float32, dropout off)."""
+    pytest.importorskip("triton")
+    try:
+        import minigrad
+        minigrad.get_backend("cuda")
+    except (RuntimeError, ImportError) as e:
+        pytest.skip(f"Triton backend unavailable: {e}")
+    import torch
+    tiny = ["--n_layer=1", "--n_embd=16", "--block_size=8", "--batch_size=2", "--eval_iters=1",
+            "--max_iters=3", "--eval_interval=3", "--dtype=float32", "--learning_rate=1e-2"]
+    cpu = _run(tmp_path, small_text, "--device=cpu", *tiny, name="cpu")
+    gpu = _run(tmp_path, small_text, "--device=cuda", *tiny, name="cuda")
+    tol = 2e-3 if torch.cuda.is_available() else 1e-4        # TF32 matmuls on a real GPU
+    assert gpu["device"] == "cuda" and cpu["device"] == "cpu"
+    assert sorted(gpu["losses"]) == sorted(cpu["losses"]) == [0, 1, 2]
+    np.testing.assert_allclose([gpu["losses"][i] for i in (0, 1, 2)],
+                               [cpu["losses"][i] for i in (0, 1, 2)], rtol=tol)
+    np.testing.assert_allclose(gpu["final_val_loss"], cpu["final_val_loss"], rtol=tol)
