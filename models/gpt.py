@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -48,6 +47,7 @@ from minigrad import Tensor, nn
 from minigrad.nn import functional as F
 from minigrad.nn import init
 
+from .mfu import GPU_PEAK_FLOPS, _peak, peak_flops  # noqa: F401  (re-exported)
 from .sampling import sample_next, to_numpy_rng
 
 _ACTIVATIONS = ("gelu", "gelu_exact", "silu", "swiglu")
@@ -238,38 +238,6 @@ class Block(nn.Module):
     def forward(self, x: Tensor, rope=None, kv_cache: Optional[KVCache] = None, layer: int = 0):
         x = x + self.attn(self.ln_1(x), rope, kv_cache, layer)
         return x + self.mlp(self.ln_2(x))
-
-
-# Dense (no sparsity) peak FLOP/s from the vendors' data sheets, by dtype. "float32" is the
-# TF32 tensor-core peak where the GPU has one (what minigrad's float32 matmuls may use).
-GPU_PEAK_FLOPS: dict[str, dict[str, float]] = {
-    "H100 SXM": {"bfloat16": 989e12, "float16": 989e12, "float32": 494.7e12},
-    "H100 NVL": {"bfloat16": 835e12, "float16": 835e12, "float32": 417.5e12},
-    "H100 PCIe": {"bfloat16": 756e12, "float16": 756e12, "float32": 378e12},
-    "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 494.7e12},
-    "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 156e12},
-    "L40S": {"bfloat16": 362e12, "float16": 362e12, "float32": 183e12},
-    "L4": {"bfloat16": 121e12, "float16": 121e12, "float32": 60e12},
-    "RTX 4090": {"bfloat16": 165.2e12, "float16": 165.2e12, "float32": 82.6e12},
-    "RTX 3090": {"bfloat16": 71e12, "float16": 71e12, "float32": 35.6e12},
-    "V100": {"float16": 125e12, "float32": 15.7e12},
-    "T4": {"float16": 65e12, "float32": 8.1e12},
-}
-
-
-def peak_flops(device_name: Optional[str], dtype: str = "bfloat16") -> Optional[float]:
-    """Dense peak FLOP/s of a device from GPU_PEAK_FLOPS (a key matched as a substring of the
-    name, longest key first; an H100 that is neither PCIe nor NVL, e.g. "NVIDIA H100 80GB HBM3",
-    is the SXM part), or None for CPUs and unknown devices."""
-    if not device_name:
-        return None
-    name = device_name.upper()
-    if "H100" in name and not any(k in name for k in ("PCIE", "NVL")):
-        name = name + " H100 SXM"                  # "NVIDIA H100 80GB HBM3" is the SXM part
-    for key in sorted(GPU_PEAK_FLOPS, key=len, reverse=True):
-        if key.upper() in name:
-            return GPU_PEAK_FLOPS[key].get(dtype)
-    return None
 
 
 class GPT(nn.Module):
@@ -554,18 +522,3 @@ class GPT(nn.Module):
         for nxt in self._generate_steps(idx, max_new_tokens, temperature, top_k, top_p,
                                         repetition_penalty, eos_token, generator, use_cache):
             yield int(nxt[0])
-
-
-def _peak(device_name: Optional[str], dtype: str, device: str) -> Optional[float]:
-    """Peak FLOP/s for estimate_mfu. Without a device_name, a "cuda" model asks the torch
-    runtime that the Triton backend has already loaded (torch is never imported from here)."""
-    if device_name is None and device == "cuda":
-        backend = minigrad.get_backend(device)
-        name = getattr(backend, "device_name", None)
-        if name is not None:
-            device_name = name() if callable(name) else name
-        else:
-            torch = sys.modules.get("torch")
-            if torch is not None and torch.cuda.is_available():
-                device_name = torch.cuda.get_device_name()
-    return peak_flops(device_name, dtype)
