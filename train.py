@@ -409,10 +409,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
           f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}")
     tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.grad_accum_steps
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    device_name = None
-    if device == "cuda":
-        name = getattr(minigrad.get_backend("cuda"), "device_name", None)
-        device_name = name() if callable(name) else name
+    device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
 
     wandb = None
     if cfg.wandb_log:

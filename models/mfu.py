@@ -5,7 +5,6 @@ dense (not 2:4 sparse) tensor-core math; "float32" means the TF32 tensor-core pe
 """
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import minigrad
@@ -43,15 +42,7 @@ def peak_flops(device_name: Optional[str], dtype: str = "bfloat16") -> Optional[
 
 
 def _peak(device_name: Optional[str], dtype: str, device: str) -> Optional[float]:
-    """Peak FLOP/s for estimate_mfu. Without a device_name, a "cuda" model asks the torch
-    runtime that the Triton backend has already loaded (torch is never imported from here)."""
+    """Peak FLOP/s for estimate_mfu; without a device_name, the backend says what it runs on."""
     if device_name is None and device == "cuda":
-        backend = minigrad.get_backend(device)
-        name = getattr(backend, "device_name", None)
-        if name is not None:
-            device_name = name() if callable(name) else name
-        else:
-            torch = sys.modules.get("torch")
-            if torch is not None and torch.cuda.is_available():
-                device_name = torch.cuda.get_device_name()
+        device_name = minigrad.get_backend(device).device_name()
     return peak_flops(device_name, dtype)

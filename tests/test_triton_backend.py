@@ -508,3 +508,9 @@ def test_realistic_sizes_gpu():
     q, k, v = randn(2, 12, 256, 64), randn(2, 12, 256, 64), randn(2, 12, 256, 64)
     check("attention_fwd", arr(q), arr(k), arr(v), True, 0.125, tol=TOL["attention"])
     check("concat", [arr(x), arr(y)], 1)
+
+
+def test_device_name_says_where_arrays_live():
+    name = TB.device_name()
+    assert isinstance(name, str) and name
+    assert name == (torch.cuda.get_device_name() if _GPU else "cpu (Triton interpreter)")

@@ -85,6 +85,11 @@ class Backend(ABC):
     def dtype(self, x: Array) -> str:
         """dtype name, one of DTYPES."""
 
+    def device_name(self) -> str:
+        """What the arrays live on, in words (e.g. "NVIDIA H100 80GB HBM3"); used for MFU peaks."""
+        import platform
+        return platform.processor() or platform.machine() or "cpu"
+
     @abstractmethod
     def is_array(self, x: Any) -> bool:
         """True when x is this backend's native array type (used by the checked wrapper)."""

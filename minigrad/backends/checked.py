@@ -72,6 +72,9 @@ class CheckedBackend(Backend):
     def is_array(self, x):
         return self.inner.is_array(x)
 
+    def device_name(self):
+        return self.inner.device_name()
+
     # -- tier 2
     def unary(self, op, x):
         return self._check(self.inner.unary(op, x), self._s(x), self._d(x), f"unary {op}")

@@ -90,6 +90,11 @@ class TritonBackend(Backend):
     def __init__(self):
         self.storage_device = _storage_device()
 
+    def device_name(self) -> str:
+        if self.storage_device.type == "cuda":
+            return torch.cuda.get_device_name(self.storage_device)
+        return "cpu (Triton interpreter)"
+
     # ------------------------------------------------------------------ helpers
     def _rows(self, x):
         """x, or a contiguous copy when its leading dims do not collapse to one row stride
