@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .ops.movement import Slice
+from .ops.movement import IndexSelect, Slice
 
 
 def _is_advanced(item) -> bool:
@@ -136,7 +136,7 @@ def getitem(x, index):
         term = t.expand(bshape) * n_after if n_after != 1 else t.expand(bshape)
         flat = term if flat is None else flat + term
     flat = flat.contiguous().reshape(-1)
-    out = x.index_select(0, flat)
+    out = IndexSelect.apply(x, flat, axis=0)          # in range: checked per index array above
     out = out.reshape(bshape + x.shape[1:])
     if adjacent and positions[0] > 0:
         nb = len(bshape)

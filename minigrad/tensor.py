@@ -164,8 +164,13 @@ class Tensor(ReduceMixin, MovementMixin):
         """Same data (no copy), cut from the graph."""
         return Tensor._wrap(self.data, self.backend)
 
-    def zero_grad_(self) -> None:
-        self.grad = None
+    def zero_grad_(self, set_to_none: bool = True) -> None:
+        """Drop .grad (or, with set_to_none=False, make it zeros of the same shape and dtype)."""
+        if self.grad is None or set_to_none:
+            self.grad = None
+        else:
+            b = self.grad.backend
+            self.grad = Tensor._wrap(b.full(self.grad.shape, 0, self.grad.dtype), b)
 
     # ------------------------------------------------------------------ host / device
     def numpy(self) -> np.ndarray:

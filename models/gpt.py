@@ -46,6 +46,7 @@ import minigrad
 from minigrad import Tensor, nn
 from minigrad.nn import functional as F
 from minigrad.nn import init
+from minigrad.tensor_movement import value_range
 
 from .mfu import GPU_PEAK_FLOPS, _peak, peak_flops  # noqa: F401  (re-exported)
 from .sampling import sample_next, to_numpy_rng
@@ -319,7 +320,7 @@ class GPT(nn.Module):
                              f"only {max_len} (GPTConfig.block_size={self.config.block_size})")
         if idx.device != self.device:
             raise ValueError(f"{what} is on '{idx.device}' but the model is on '{self.device}'")
-        lo, hi = int(idx.amin().item()), int(idx.amax().item())
+        lo, hi = value_range(idx)
         if lo < 0 or hi >= self.config.vocab_size:
             raise IndexError(f"{what}: token ids must be in [0, {self.config.vocab_size - 1}] "
                              f"(vocab_size={self.config.vocab_size}), got values in [{lo}, {hi}]")

@@ -241,13 +241,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's .grad (set_to_none=False zeroes it instead)."""
         for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                b = p.grad.backend
-                p.grad = Tensor._wrap(b.full(p.grad.shape, 0, p.grad.dtype), b)
+            p.zero_grad_(set_to_none)
 
     def num_parameters(self) -> int:
         """Number of scalars in the (deduplicated) parameters."""

@@ -57,13 +57,7 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
             for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    b = p.grad.backend
-                    p.grad = Tensor._wrap(b.full(p.grad.shape, 0, p.grad.dtype), b)
+                p.zero_grad_(set_to_none)
 
     def step(self, closure=None):
         raise NotImplementedError
