@@ -159,9 +159,12 @@ class NumpyBackend(Backend):
     def binary(self, op, a, b):
         assert op in BINARY_OPS, op
         if op == "pow" and isinstance(a, np.ndarray) and not isinstance(b, np.ndarray) \
-                and b in (2, 3, 0.5):
+                and b in (1, 2, 3, 0.5):
             # np.power(x, 3) takes a slow generic path for floats; these are exact rewrites
-            return np.asarray(a * a if b == 2 else a * a * a if b == 3 else np.sqrt(a), dtype=a.dtype)
+            # (x ** 1 appears in the backward of x ** 2)
+            out = {1: lambda: a.copy(), 2: lambda: a * a, 3: lambda: a * a * a,
+                   0.5: lambda: np.sqrt(a)}[b]()
+            return np.asarray(out, dtype=a.dtype)
         a, b = self._operands(a, b)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,

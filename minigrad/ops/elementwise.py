@@ -62,7 +62,8 @@ class Sub(Function):
         return self.backend.binary("sub", a, b)
 
     def backward(self, g):
-        db = self.backend.unary("neg", g) if self.needs_input_grad[-1] else None
+        _, need_b = _needs(self)
+        db = self.backend.unary("neg", g) if need_b else None
         return _per_tensor(self, g, db)
 
 
@@ -73,8 +74,9 @@ class Mul(Function):
 
     def backward(self, g):
         bk = self.backend
-        da = bk.binary("mul", g, self.b) if self.needs_input_grad[0] else None
-        db = bk.binary("mul", g, self.a) if self.needs_input_grad[-1] else None
+        need_a, need_b = _needs(self)
+        da = bk.binary("mul", g, self.b) if need_a else None
+        db = bk.binary("mul", g, self.a) if need_b else None
         return _per_tensor(self, da, db)
 
 
@@ -85,9 +87,10 @@ class Div(Function):
 
     def backward(self, g):
         bk = self.backend
-        da = bk.binary("div", g, self.b) if self.needs_input_grad[0] else None
+        need_a, need_b = _needs(self)
+        da = bk.binary("div", g, self.b) if need_a else None
         db = None
-        if _is_arr(self.b) and self.needs_input_grad[-1]:      # d(a/b)/db = -a / b^2
+        if need_b:      # d(a/b)/db = -a / b^2
             db = bk.unary("neg", bk.binary("div", bk.binary("mul", g, self.a),
                                              bk.binary("mul", self.b, self.b)))
         return _per_tensor(self, da, db)
@@ -104,12 +107,13 @@ class Pow(Function):
     def backward(self, g):
         bk, a, b = self.backend, self.a, self.b
         da = db = None
-        if _is_arr(a) and self.needs_input_grad[0]:           # b * a^(b-1)
+        need_a, need_b = _needs(self)
+        if need_a:                                            # b * a^(b-1)
             if _is_arr(b):
                 da = bk.binary("mul", g, bk.binary("mul", b, bk.binary("pow", a, bk.binary("sub", b, 1.0))))
             else:
                 da = bk.binary("mul", g, bk.binary("mul", bk.binary("pow", a, b - 1.0), float(b)))
-        if _is_arr(b) and self.needs_input_grad[-1]:          # a^b * log(a)
+        if need_b:                                            # a^b * log(a)
             log_a = bk.unary("log", a) if _is_arr(a) else math.log(a)
             db = bk.binary("mul", g, bk.binary("mul", self.y, log_a))
         return _per_tensor(self, da, db)
@@ -168,7 +172,7 @@ class Clamp(Function):
             y = b.binary("maximum", y, lo)
         if hi is not None:
             y = b.binary("minimum", y, hi)
-        return y if (lo is not None or hi is not None) else b.binary("add", x, 0)
+        return y
 
     def backward(self, g):
         b = self.backend
@@ -186,6 +190,14 @@ class Cast(Function):
 
     def backward(self, g):
         return self.backend.astype(g, self.src)
+
+
+def _needs(fn: Function) -> tuple[bool, bool]:
+    """(a needs a gradient, b needs one) for a binary Function whose operand may be a scalar:
+    a scalar operand never does, and then needs_input_grad has only the tensor's entry."""
+    if len(fn.needs_input_grad) == 2:
+        return fn.needs_input_grad
+    return (True, False) if fn.a_arr else (False, True)
 
 
 def _per_tensor(fn: Function, da, db):
