@@ -17,6 +17,7 @@ from .base import Backend, BINARY_OPS, COMPARE_OPS, UNARY_OPS
 from .host_memory import keep_freed_memory
 
 _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+_DTYPE_NAMES = {np.dtype(v): k for k, v in _NP_DTYPES.items()}      # asked on every op: build once
 
 
 def _np_dtype(dtype: str):
@@ -100,8 +101,7 @@ class NumpyBackend(Backend):
         return tuple(x.shape)
 
     def dtype(self, x):
-        return {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
-                np.dtype(np.int64): "int64", np.dtype(np.bool_): "bool"}[x.dtype]
+        return _DTYPE_NAMES[x.dtype]
 
     def is_array(self, x):
         return isinstance(x, np.ndarray)
