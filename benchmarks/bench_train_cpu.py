@@ -14,10 +14,11 @@ Both models start from the same weights (ours are copied into the torch model by
 the same batches (one seeded stream), follow the same learning-rate schedule and parameter
 groups, and are trained side by side in one process, alternating chunks of `--chunk`
 iterations so that a change in machine load hits both alike. The torch model is nanoGPT's
-model.py in eager mode (F.layer_norm, F.scaled_dot_product_attention, nn.GELU, AdamW
-foreach). A step is forward + backward + clip + AdamW; evals are not timed. The final val loss
-of each is the mean over `--final_eval_batches` fixed val batches (nanoGPT reports ~1.88 for
-this configuration with its 20-batch eval).
+model.py in eager mode (benchmarks/torch_baseline.py: F.layer_norm,
+F.scaled_dot_product_attention, F.gelu; torch's default AdamW on the CPU). A step is
+forward + backward + clip + AdamW; evals are not timed. The final val loss of each is the mean
+over `--final_eval_batches` fixed val batches (nanoGPT reports ~1.88 for this configuration
+with its 20-batch eval).
 
 Rows go to benchmarks/results/train-cpu.json; the markdown table is printed for docs/BENCHMARKS.md.
 """
@@ -62,76 +63,6 @@ CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max
               beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_interval=250, eval_iters=20)
 
 
-def torch_gpt(cfg: GPTConfig):
-    """nanoGPT's model.py (eager), parameter names as ours."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class LayerNorm(nn.Module):
-        def __init__(self, n, bias):
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(n))
-            self.bias = nn.Parameter(torch.zeros(n)) if bias else None
-
-        def forward(self, x):
-            return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-    class Attn(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-            self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-            self.gelu = nn.GELU(approximate="tanh" if cfg.activation == "gelu" else "none")
-            self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-        def forward(self, x):
-            return self.c_proj(self.gelu(self.c_fc(x)))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn = LayerNorm(cfg.n_embd, cfg.bias), Attn()
-            self.ln_2, self.mlp = LayerNorm(cfg.n_embd, cfg.bias), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class TorchGPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(cfg.padded_vocab_size, cfg.n_embd),
-                wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
-                h=nn.ModuleList([Block() for _ in range(cfg.n_layer)]),
-                ln_f=LayerNorm(cfg.n_embd, cfg.bias)))
-            self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
-            self.lm_head.weight = self.transformer.wte.weight
-
-        def forward(self, idx, targets):
-            T = idx.shape[1]
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
-            for b in self.transformer.h:
-                x = b(x)
-            logits = self.lm_head(self.transformer.ln_f(x))[..., :cfg.vocab_size]
-            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-
-    return TorchGPT()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max_iters", type=int, default=CONFIG["max_iters"])
@@ -140,11 +71,14 @@ def main(argv=None) -> int:
                     help="gelu_exact (erf, nanoGPT's nn.GELU()) or gelu (tanh approximation)")
     ap.add_argument("--chunk", type=int, default=25, help="iterations per turn when alternating")
     ap.add_argument("--final_eval_batches", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1337, help="init and batch-order seed (val batches fixed)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tinyshakespeare.txt"))
     ap.add_argument("--data_cache", default=str(REPO / "data"))
     ap.add_argument("--no_write", action="store_true", help="print only; do not write the results file")
     args = ap.parse_args(argv)
     import torch
+
+    from benchmarks.torch_baseline import TorchGPT, adamw, copy_from_minigrad
     torch.set_num_threads(args.threads)
     c = dict(CONFIG, max_iters=args.max_iters)
     B, T = c["batch_size"], c["block_size"]
@@ -153,23 +87,15 @@ def main(argv=None) -> int:
     mcfg = GPTConfig(block_size=T, vocab_size=prep.tokenizer.vocab_size, n_layer=c["n_layer"],
                      n_head=c["n_head"], n_embd=c["n_embd"], dropout=0.0, bias=False,
                      activation=args.activation, tie_weights=True, pad_vocab_multiple=1)
-    minigrad.manual_seed(1337)
+    minigrad.manual_seed(args.seed)
     ours = GPT(mcfg)
     opt = ours.configure_optimizers(c["weight_decay"], c["learning_rate"], (c["beta1"], c["beta2"]))
-    theirs = torch_gpt(mcfg)
-    with torch.no_grad():
-        named = dict(ours.named_parameters())
-        for name, p in theirs.named_parameters():
-            p.copy_(torch.from_numpy(np.ascontiguousarray(named[name].numpy())))
-    decay_names = {n for n, _ in ours.decay_groups()[0]}
-    tparams = dict(theirs.named_parameters())
-    topt = torch.optim.AdamW([{"params": [p for n, p in tparams.items() if n in decay_names],
-                               "weight_decay": c["weight_decay"]},
-                              {"params": [p for n, p in tparams.items() if n not in decay_names],
-                               "weight_decay": 0.0}],
-                             lr=c["learning_rate"], betas=(c["beta1"], c["beta2"]))
+    theirs = TorchGPT(mcfg)
+    copy_from_minigrad(theirs, ours)
+    topt = adamw(theirs, [n for n, _ in ours.decay_groups()[0]], c["weight_decay"], c["learning_rate"],
+                 (c["beta1"], c["beta2"]), "cpu")
 
-    rng = np.random.default_rng(1337)
+    rng = np.random.default_rng(args.seed)
     batches = [get_batch(prep.train, B, T, rng) for _ in range(c["max_iters"])]   # the same for both
     val_batches = fixed_batches(prep.val, args.final_eval_batches, B, T, seed=2)
 
@@ -191,7 +117,7 @@ def main(argv=None) -> int:
         for g in topt.param_groups:
             g["lr"] = lr_at(it)
         x, y = batches[it]
-        loss = theirs(torch.from_numpy(x), torch.from_numpy(y))
+        _, loss = theirs(torch.from_numpy(x), torch.from_numpy(y))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), c["grad_clip"])
         topt.step()
@@ -218,7 +144,7 @@ def main(argv=None) -> int:
     with minigrad.no_grad():
         val_ours = float(np.mean([ours(x, y)[1].item() for x, y in val_batches]))
     with torch.no_grad():
-        val_torch = float(np.mean([theirs(torch.from_numpy(x), torch.from_numpy(y)).item()
+        val_torch = float(np.mean([theirs(torch.from_numpy(x), torch.from_numpy(y))[1].item()
                                    for x, y in val_batches]))
     warm = slice(min(10, len(times["ours"]) - 1), None)            # skip the first steps (allocations)
     ours_ms = float(np.median(times["ours"][warm]))
