@@ -1,19 +1,62 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one call (device time is scarce): the whole test suite with
-# the kernels running natively, the realistic-size `gpu` tests, then every benchmark.
-# Logs and result rows land in $OUT (default gpu-results/); commit benchmarks/results/*.json
-# and the tables in docs/BENCHMARKS.md afterwards.
+# Every check that needs a GPU, in stages that each fit one device call (10 minutes at most).
+# Device time is scarce and a machine left idle is taken back within a minute, so run the stages
+# back to back, most important first; logs and result rows land in $OUT.
 #
-#   OUT=/some/dir bash benchmarks/gpu_session.sh [--quick]
+#   OUT=/some/dir bash benchmarks/gpu_session.sh STAGE [STAGE ...]
+#
+#   env          nvidia-smi, torch/triton/python versions               (seconds)
+#   tests        the whole suite with the kernels running natively        (~3-6 min, 8 workers)
+#   gpu-tests    `pytest -m gpu`: realistic sizes vs torch, bf16 train/resume
+#   kernels      every kernel benchmark (benchmarks/run_all.py)           (split it if it runs long:
+#   matmul attention softmax layernorm cross_entropy elementwise embedding adamw   one each)
+#   train-ours   the shakespeare-char preset with our engine              (benchmarks/bench_train_run.py)
+#   train-torch  the same run in torch eager                              (the wall-time baseline)
+#   train-torch-compile  the same run with torch.compile
+#   train-step   one GPT-2 124M / tinystories / shakespeare-char step vs torch eager and compile
+#
+# Results: benchmarks/results/*.json (copied into $OUT); commit them with the tables in
+# docs/BENCHMARKS.md. Data: copy ../shared/data into the ignored .gpu_carry/data, carry
+# .gpu_carry, and set MINIGRAD_DATA=.gpu_carry/data (tests and train stages read it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
-export PYTHONPATH=.
-{ nvidia-smi; python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } \
-    > "$OUT/env.txt" 2>&1
-python -m pytest -q -p no:cacheprovider > "$OUT/pytest.txt" 2>&1; echo "pytest: exit $?" | tee -a "$OUT/summary.txt"
-python -m pytest -q -p no:cacheprovider -m gpu > "$OUT/pytest-gpu.txt" 2>&1; echo "pytest -m gpu: exit $?" | tee -a "$OUT/summary.txt"
-python -m benchmarks.run_all "$@" > "$OUT/benchmarks.txt" 2>&1; echo "benchmarks: exit $?" | tee -a "$OUT/summary.txt"
-cp benchmarks/results/*.json "$OUT/" 2>/dev/null
-tail -n 3 "$OUT/pytest.txt" "$OUT/pytest-gpu.txt" "$OUT/benchmarks.txt"
+export PYTHONPATH=. PYTHONUNBUFFERED=1
+# Triton's compile cache inside the repo's ignored .gpu_carry: kept between calls on a warm machine.
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/.gpu_carry/triton-cache}
+DATA=${MINIGRAD_DATA:-../shared/data}
+KERNELS="matmul attention softmax layernorm cross_entropy elementwise embedding adamw"
+
+stage() {          # stage NAME COMMAND...: run, log to $OUT/NAME.txt, record the exit code
+    local name=$1; shift
+    local t0=$SECONDS
+    "$@" 2>&1 | tee "$OUT/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/summary.txt"
+    cp benchmarks/results/*.json "$OUT/" 2>/dev/null
+    return 0
+}
+
+[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
+for s in "$@"; do
+    case $s in
+        env) stage env bash -c 'nvidia-smi; python --version; python -c "import torch, triton, numpy; \
+print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"triton\", triton.__version__, \
+\"numpy\", numpy.__version__, torch.cuda.get_device_name())"' ;;
+        tests) stage tests python -m pytest -q -p no:cacheprovider -n 8 --durations=15 ;;
+        gpu-tests) stage gpu-tests python -m pytest -q -p no:cacheprovider -m gpu --durations=15 ;;
+        kernels) stage kernels python -m benchmarks.run_all --only $KERNELS ;;
+        matmul|attention|softmax|layernorm|cross_entropy|elementwise|embedding|adamw)
+            stage "bench-$s" python -m "benchmarks.bench_$s" ;;
+        train-ours) stage train-ours python -m benchmarks.bench_train_run --impl=ours \
+            --preset=shakespeare-char --data="$DATA/tinyshakespeare.txt" ;;
+        train-torch) stage train-torch python -m benchmarks.bench_train_run --impl=torch \
+            --preset=shakespeare-char --data="$DATA/tinyshakespeare.txt" ;;
+        train-torch-compile) stage train-torch-compile python -m benchmarks.bench_train_run \
+            --impl=torch-compile --preset=shakespeare-char --data="$DATA/tinyshakespeare.txt" ;;
+        train-step) stage train-step python -m benchmarks.bench_train ;;
+        *) echo "unknown stage $s (see the list at the top of $0)"; exit 2 ;;
+    esac
+done
+cat "$OUT/summary.txt"

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="benchmark names, e.g. matmul tokenizer train_cpu")
     args = ap.parse_args(argv)
     runs = [(f"bench_{k}", []) for k in KERNELS]
-    runs += [("bench_tokenizer", []),
+    runs += [("bench_train", []),                    # one GPT training step vs torch (GPU)
+             ("bench_tokenizer", []),
              ("bench_train_cpu", ["--max_iters=200"] if args.quick else [])]
     if args.only:
         runs = [(m, a) for m, a in runs if m.removeprefix("bench_") in args.only]
