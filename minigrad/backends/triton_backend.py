@@ -289,13 +289,16 @@ class TritonBackend(Backend):
         return _dropout.dropout_bwd(dy, mask, p)
 
     # ------------------------------------------------------------------ tier 3: embedding, loss
+    # The kernels read idx as one flat run of ids: a sliced prompt such as idx[:, -block_size:]
+    # is not one, so it is made contiguous first (it is small).
     def embedding_fwd(self, weight, idx):
+        idx = self._contig(idx)
         if weight.dtype == torch.int64:
             return _emb.embedding_fwd(weight.view(torch.float64), idx).view(torch.int64)
         return _emb.embedding_fwd(weight, idx)
 
     def embedding_bwd(self, dy, idx, num_embeddings):
-        return _emb.embedding_bwd(self._rows(dy), idx, num_embeddings)
+        return _emb.embedding_bwd(self._rows(dy), self._contig(idx), num_embeddings)
 
     def cross_entropy_fwd(self, logits, targets, ignore_index):
         return _ce.cross_entropy_fwd(logits, targets, ignore_index)
