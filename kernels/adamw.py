@@ -34,6 +34,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv
+
 BLOCK = 1024
 # Elements per program of the multi-tensor kernel (keeps the host-built chunk table short:
 # ~2K entries for GPT-2 small's 124M parameters).
@@ -170,7 +172,7 @@ def adamw_step_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
     if n == 0:
         return
     scalars = _scalars(lr, beta1, beta2, eps, weight_decay, step)
-    _adamw_step_kernel[(triton.cdiv(n, BLOCK),)](
+    _adamw_step_kernel[(cdiv(n, BLOCK),)](
         param, param if master is None else master, exp_avg, exp_avg_sq, grad, n, *scalars,
         HAS_MASTER=master is not None,
         ACC=tl.float64 if param.dtype == torch.float64 else tl.float32,

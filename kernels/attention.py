@@ -67,6 +67,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, launch_tuned, next_power_of_2
+
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634
 
@@ -522,7 +524,7 @@ def _check(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor]) -> dict:
-    d_pad = max(16, triton.next_power_of_2(D))
+    d_pad = max(16, next_power_of_2(D))
     return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None,
                 UPCAST=_interpreting() and q.dtype == torch.bfloat16,
                 D_PAD=d_pad, EVEN_D=d_pad == D)
@@ -554,10 +556,10 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
             *bias_strides, H, T, S, D, float(scale) * LOG2E)
 
     def grid(META):
-        return (triton.cdiv(T, META["BLOCK_M"]), B * H)
+        return (cdiv(T, META["BLOCK_M"]), B * H)
 
     if _use_autotune():
-        _attention_fwd_autotuned[grid](*args, **meta)
+        launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta)
     else:
         _attention_fwd_kernel[grid](*args, **meta, **_fixed("fwd", meta["D_PAD"], q.element_size()))
     return o, lse
@@ -588,7 +590,7 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     meta = _meta(q, D, causal, bias)
     d_pad = meta["D_PAD"]
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
-    _attention_bwd_preprocess_kernel[(triton.cdiv(T, 64), B * H)](
+    _attention_bwd_preprocess_kernel[(cdiv(T, 64), B * H)](
         delta, o, do, *o.stride(), *do.stride(), H, T, D, D_PAD=d_pad, BLOCK_M=64)
 
     bias_t, *bias_strides = _bias_args(bias, q)
@@ -598,14 +600,14 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     dq_args = (dq, q, k, v, do, lse, delta, bias_t, *dq.stride(), *common)
 
     def grid_dkdv(META):
-        return (triton.cdiv(S, META["BLOCK_N"]), B * H)
+        return (cdiv(S, META["BLOCK_N"]), B * H)
 
     def grid_dq(META):
-        return (triton.cdiv(T, META["BLOCK_M"]), B * H)
+        return (cdiv(T, META["BLOCK_M"]), B * H)
 
     if _use_autotune():
-        _attention_bwd_dkdv_autotuned[grid_dkdv](*dkdv_args, **meta)
-        _attention_bwd_dq_autotuned[grid_dq](*dq_args, **meta)
+        launch_tuned(_attention_bwd_dkdv_autotuned, _attention_bwd_dkdv_kernel, grid_dkdv, dkdv_args, meta)
+        launch_tuned(_attention_bwd_dq_autotuned, _attention_bwd_dq_kernel, grid_dq, dq_args, meta)
     else:
         _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **meta, **_fixed("dkdv", d_pad, q.element_size()))
         _attention_bwd_dq_kernel[grid_dq](*dq_args, **meta, **_fixed("dq", d_pad, q.element_size()))

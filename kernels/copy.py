@@ -158,6 +158,45 @@ def _copy_fwd_kernel(
 
 
 # ----------------------------------------------------------------------------- launch helpers
+# Grid arithmetic runs on the host for every launch (hundreds per training step): plain integer
+# code here costs ~0.05 us, triton.cdiv / triton.next_power_of_2 ~1.5 us (measured with
+# benchmarks/bench_host_overhead.py, docs/perf-notes.md).
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for positive b."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1)."""
+    return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
+_TUNED: dict = {}        # (autotuned kernel, launch signature) -> the config its autotuner chose
+
+
+def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None) -> None:
+    """kernel[grid](*args, **meta) with the block sizes `tuner` (its triton.autotune wrapper)
+    picks, paying for the autotuner only once per distinct launch.
+
+    Triton's Autotuner.run (plus a Heuristics wrapper) costs ~20 us of host time per call even
+    when its cache hits, and an eager training step launches a matmul ~100 times. So the first
+    launch of each signature goes through the autotuner (which benchmarks every config), its
+    `best_config` is remembered here, and later launches call the plain kernel with it.
+    The signature (every int argument, every tensor's dtype, the meta-parameters) contains the
+    autotuner's own key, so a remembered config is only reused where the autotuner would have
+    reused it. `derived(config) -> dict` supplies constexprs a heuristics wrapper would compute.
+    """
+    key = (id(tuner), tuple(a for a in args if isinstance(a, int)),
+           tuple(a.dtype for a in args if isinstance(a, torch.Tensor)), tuple(meta.items()))
+    cfg = _TUNED.get(key)
+    if cfg is None:
+        tuner[grid](*args, **meta)
+        best = tuner.best_config
+        _TUNED[key] = dict(best.kwargs, num_warps=best.num_warps, num_stages=best.num_stages)
+        return
+    kernel[grid](*args, **meta, **(derived(cfg) if derived else {}), **cfg)
+
+
 def interpreting() -> bool:
     """True when kernels run in the Triton CPU interpreter (decided at launch time)."""
     return os.environ.get("TRITON_INTERPRET") == "1"
@@ -252,7 +291,7 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     sizes, (o_st, x_st) = collapse_dims(dst.shape, [dst.stride(), src.stride()])
     check_rank(sizes, "copy_into")
     block = block_size(dst.dtype)
-    grid = (triton.cdiv(n, block),)
+    grid = (cdiv(n, block),)
     _copy_fwd_kernel[grid](
         dst, src, *pad_strides(o_st), *pad_strides(x_st), *pad_sizes(sizes), n,
         RANK=len(sizes), INDEX64=needs_int64(sizes, [o_st, x_st]), BLOCK=block, num_warps=4,

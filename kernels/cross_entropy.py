@@ -42,6 +42,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, next_power_of_2
+
 from kernels.softmax import acc_dtype, check_float
 
 # Vocabulary chunk per loop iteration (forward and fused paths) and per program (backward).
@@ -150,7 +152,7 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int
 
 def _pick_block(n_cols: int, block_size: Optional[int]) -> int:
     if block_size is None:
-        return min(BLOCK_V, triton.next_power_of_2(n_cols))
+        return min(BLOCK_V, next_power_of_2(n_cols))
     if block_size < 1 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two, got {block_size}")
     return block_size
@@ -199,7 +201,7 @@ def cross_entropy_bwd(dlosses: torch.Tensor, logits: torch.Tensor, targets: torc
     if n_rows == 0:
         return dlogits
     block = _pick_block(n_cols, block_size)
-    _cross_entropy_bwd_kernel[(n_rows, triton.cdiv(n_cols, block))](
+    _cross_entropy_bwd_kernel[(n_rows, cdiv(n_cols, block))](
         dlogits, dlosses, logits, targets, lse,
         dlosses.stride(0), logits.stride(0), logits.stride(1), targets.stride(0), lse.stride(0),
         n_cols, n_cols, int(ignore_index),

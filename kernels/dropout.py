@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv
+
 from kernels.copy import (_flat_index, _offset, _unravel, block_size, check_rank, check_tensor,
                           collapse_dims, needs_int64, pad_sizes, pad_strides)
 
@@ -118,7 +120,7 @@ def dropout_fwd(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, tor
     sizes, (x_st,) = collapse_dims(tuple(x.shape), [x.stride()])
     check_rank(sizes, "dropout_fwd")
     block = block_size(x.dtype)
-    _dropout_fwd_kernel[(triton.cdiv(n, block),)](
+    _dropout_fwd_kernel[(cdiv(n, block),)](
         y, mask, x, *pad_strides(x_st), *pad_sizes(sizes), n,
         2.0 if p >= 1.0 else p, _scale_bits(p), int(seed),
         COMPUTE=_compute(x.dtype), RANK=len(sizes), INDEX64=needs_int64(sizes, [x_st]),
@@ -144,7 +146,7 @@ def dropout_bwd(dy: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     sizes, (g_st, m_st) = collapse_dims(tuple(dy.shape), [dy.stride(), mask.stride()])
     check_rank(sizes, "dropout_bwd")
     block = block_size(dy.dtype)
-    _dropout_bwd_kernel[(triton.cdiv(n, block),)](
+    _dropout_bwd_kernel[(cdiv(n, block),)](
         dx, dy, mask, *pad_strides(g_st), *pad_strides(m_st), *pad_sizes(sizes), n,
         _scale_bits(p), COMPUTE=_compute(dy.dtype), RANK=len(sizes),
         INDEX64=needs_int64(sizes, [g_st, m_st]), BLOCK=block, num_warps=4)

@@ -49,6 +49,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv
+
 from kernels.copy import (_cast_value, _flat_index, _offset, _unravel, block_size, check_rank,
                           check_tensor, collapse_dims, copy, needs_int64, pad_sizes, pad_strides)
 
@@ -328,7 +330,7 @@ def _launch_flat(kernel, n: int, out: torch.Tensor, tensors: list, args_after: l
         stride_args += pad_strides(st)
     ptrs = [t if t is not None else out for t in tensors]
     block = block_size(out.dtype if out.dtype.itemsize < 8 else None)
-    grid = (triton.cdiv(n, block),)
+    grid = (cdiv(n, block),)
     kernel[grid](out, *ptrs, *stride_args, *pad_sizes(sizes), n, *args_after,
                  RANK=len(sizes), INDEX64=needs_int64(sizes, collapsed), BLOCK=block,
                  num_warps=4, **meta)
@@ -500,7 +502,7 @@ def fill_(out: torch.Tensor, value) -> torch.Tensor:
     compute = tl.float64 if dtype.is_floating_point else (tl.int64 if dtype != torch.bool else tl.int64)
     val = _scalar_arg(value, dtype) if dtype != torch.bool else int(bool(value))
     block = block_size(dtype)
-    _fill_fwd_kernel[(triton.cdiv(n, block),)](
+    _fill_fwd_kernel[(cdiv(n, block),)](
         out, n, val, SCALAR_BITS=dtype.is_floating_point, COMPUTE=compute,
         INDEX64=n > 2 ** 31 - 1, BLOCK=block, num_warps=4)
     return out
@@ -517,6 +519,6 @@ def arange(start: int, stop: int, step: int, dtype: torch.dtype, device) -> torc
     if n == 0:
         return out
     block = block_size(dtype)
-    _arange_fwd_kernel[(triton.cdiv(n, block),)](out, n, int(start), int(step),
+    _arange_fwd_kernel[(cdiv(n, block),)](out, n, int(start), int(step),
                                                  INDEX64=n > 2 ** 31 - 1, BLOCK=block, num_warps=4)
     return out

@@ -35,6 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, next_power_of_2
+
 SUPPORTED = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
@@ -139,7 +141,7 @@ def _norm_axis(axis: int, ndim: int) -> int:
 
 def _tiles(n_inner: int) -> tuple[int, int, int]:
     """(BLOCK_N, BLOCK_C, num_warps): column tiles up to 512 wide, ~4K elements a tile."""
-    block_c = min(512, triton.next_power_of_2(max(n_inner, 1)))
+    block_c = min(512, next_power_of_2(max(n_inner, 1)))
     block_n = max(1, min(256, 4096 // block_c))
     return block_n, block_c, 4
 
@@ -158,7 +160,7 @@ def _gather(x, axis, idx_flat, out_shape):
         return out
     so, sa, si = _three_dim_strides(x, axis, "x")
     block_n, block_c, num_warps = _tiles(inner)
-    _embedding_fwd_kernel[(triton.cdiv(n_rows, block_n), triton.cdiv(inner, block_c))](
+    _embedding_fwd_kernel[(cdiv(n_rows, block_n), cdiv(inner, block_c))](
         out, x, idx_flat, so, sa, si, idx_flat.stride(0),
         n_rows, n_idx, x.shape[axis], inner,
         BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps)
@@ -181,7 +183,7 @@ def _scatter_add(out_shape, axis, idx_flat, src, src_strides, out_dtype):
     n_rows = outer * n_idx
     if n_rows > 0 and inner > 0:
         block_n, block_c, num_warps = _tiles(inner)
-        _embedding_bwd_kernel[(triton.cdiv(n_rows, block_n), triton.cdiv(inner, block_c))](
+        _embedding_bwd_kernel[(cdiv(n_rows, block_n), cdiv(inner, block_c))](
             acc, src, idx_flat, *src_strides, idx_flat.stride(0),
             n_rows, n_idx, n_axis, inner,
             BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps)
@@ -190,7 +192,7 @@ def _scatter_add(out_shape, axis, idx_flat, src, src_strides, out_dtype):
     out = torch.empty(out_shape, dtype=out_dtype, device=src.device)
     n = out.numel()
     if n > 0:
-        _embedding_bwd_cast_kernel[(triton.cdiv(n, 1024),)](out, acc, n, BLOCK=1024, num_warps=4)
+        _embedding_bwd_cast_kernel[(cdiv(n, 1024),)](out, acc, n, BLOCK=1024, num_warps=4)
     return out
 
 

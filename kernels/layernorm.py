@@ -40,6 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, next_power_of_2
+
 from kernels.softmax import acc_dtype, check_float, rows_view
 
 # The widest row held in registers. Wider rows raise ValueError (no looped path yet).
@@ -168,7 +170,7 @@ def _tile_config(n_cols: int, elements: int) -> tuple[int, int, int]:
     """(BLOCK_C, ROWS, num_warps): a (ROWS, BLOCK_C) tile of about `elements` elements."""
     if n_cols > MAX_COLS:
         raise ValueError(f"normalised dim C = {n_cols} exceeds the kernel limit MAX_COLS = {MAX_COLS}")
-    block_c = triton.next_power_of_2(n_cols)
+    block_c = next_power_of_2(n_cols)
     rows = max(1, min(64, elements // block_c))
     num_warps = max(4, min(16, rows * block_c // 256))
     return block_c, rows, num_warps
@@ -215,7 +217,7 @@ def _norm_fwd(x, weight, bias, eps, is_rms):
     if n_rows == 0:
         return y, mean, rstd
     block_c, rows, num_warps = _tile_config(n_cols, 4096)
-    _layernorm_fwd_kernel[(triton.cdiv(n_rows, rows),)](
+    _layernorm_fwd_kernel[(cdiv(n_rows, rows),)](
         y, rstd if is_rms else mean, rstd,
         x, x if weight is None else weight, x if bias is None else bias,
         stride_xm, stride_xn, n_cols,
@@ -246,7 +248,7 @@ def _norm_bwd(dy, x, weight, mean, rstd, is_rms):
     dw = torch.empty(n_cols, dtype=weight.dtype, device=x.device) if has_w else None
     db = torch.empty(n_cols, dtype=weight.dtype, device=x.device) if has_w and not is_rms else None
     block_c, rows, num_warps = _tile_config(n_cols, 2048)
-    n_tiles = triton.cdiv(n_rows, rows)
+    n_tiles = cdiv(n_rows, rows)
     n_parts = _num_parts(n_tiles, x.device)
     part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if has_w:
@@ -266,8 +268,8 @@ def _norm_bwd(dy, x, weight, mean, rstd, is_rms):
             IS_RMS=is_rms, HAS_WEIGHT=has_w, ACC=acc_dtype(x.dtype),
             ROWS=rows, BLOCK_C=block_c, num_warps=num_warps)
     if has_w:
-        block_cr = min(256, triton.next_power_of_2(n_cols))
-        _layernorm_bwd_dwdb_kernel[(triton.cdiv(n_cols, block_cr),)](
+        block_cr = min(256, next_power_of_2(n_cols))
+        _layernorm_bwd_dwdb_kernel[(cdiv(n_cols, block_cr),)](
             dw, db if db is not None else dw, dw_part, db_part, n_parts, n_cols,
             HAS_DB=not is_rms, BLOCK_G=32, BLOCK_C=block_cr, num_warps=4)
     return dx, dw, db

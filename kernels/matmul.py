@@ -56,6 +56,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, launch_tuned
+
 # Launch-time switches (read on every call, never at import).
 AUTOTUNE = True        # on the GPU pick the tile config by timing; tests/interpreter use fixed ones
 ALLOW_TF32 = True      # float32 inputs: TF32 tensor cores (True) or IEEE float32 dot (False)
@@ -267,10 +269,11 @@ def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional
     batch = B0 * B1
 
     def grid(META):
-        return (triton.cdiv(M, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"]) * batch,)
+        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
 
     if AUTOTUNE and not interp and dtype != torch.float64:
-        _matmul_fwd_autotuned[grid](*args, **meta)
+        launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
+                     derived=lambda cfg: {"EVEN_K": K % cfg["BLOCK_K"] == 0})
     else:
         cfg = _fixed_config(dtype)
         _matmul_fwd_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)

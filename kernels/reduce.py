@@ -39,6 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, next_power_of_2
+
 from kernels.copy import _cast_value, check_tensor, collapse_dims, copy, interpreting
 from kernels.elementwise import fill_
 
@@ -183,11 +185,11 @@ def _tile(n_rows: int, n_cols: int, stride_col: int) -> tuple[int, int]:
     """(BLOCK_R, BLOCK_C): long along the contiguous direction, at most MAX_TILE elements."""
     tile = INTERPRET_TILE if interpreting() else MAX_TILE
     if stride_col == 1:                                    # reducing the innermost dim
-        block_c = min(triton.next_power_of_2(max(n_cols, 1)), tile)
-        block_r = min(triton.next_power_of_2(max(n_rows, 1)), max(1, tile // block_c))
+        block_c = min(next_power_of_2(max(n_cols, 1)), tile)
+        block_r = min(next_power_of_2(max(n_rows, 1)), max(1, tile // block_c))
     else:                                                  # reducing an outer dim: rows contiguous
-        block_r = min(triton.next_power_of_2(max(n_rows, 1)), min(128, tile))
-        block_c = min(triton.next_power_of_2(max(n_cols, 1)), max(1, tile // block_r))
+        block_r = min(next_power_of_2(max(n_rows, 1)), min(128, tile))
+        block_c = min(next_power_of_2(max(n_cols, 1)), max(1, tile // block_r))
     return block_r, block_c
 
 
@@ -195,7 +197,7 @@ def _launch_reduce(out, x, stride_row, stride_col, n_rows, n_cols, op, acc, lowe
                    block_c, cols_per_split, n_splits):
     index64 = (n_rows * abs(stride_row) + n_cols * abs(stride_col) > 2 ** 31 - 1
                or n_rows * n_splits > 2 ** 31 - 1)
-    grid = (triton.cdiv(n_rows, block_r), n_splits)
+    grid = (cdiv(n_rows, block_r), n_splits)
     _reduce_fwd_kernel[grid](out, x, stride_row, stride_col, n_rows, n_cols, cols_per_split,
                              n_splits, OP=op, ACC=acc, LOWEST=lowest, INDEX64=index64,
                              BLOCK_R=block_r, BLOCK_C=block_c,
@@ -225,15 +227,15 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
     if n_cols == 0:                                        # sum over an empty axis is 0
         return fill_(out, 0)
     block_r, block_c = _tile(n_rows, n_cols, stride_col)
-    row_blocks = triton.cdiv(n_rows, block_r)
+    row_blocks = cdiv(n_rows, block_r)
     target = INTERPRET_TARGET_PROGRAMS if interpreting() else TARGET_PROGRAMS
-    col_blocks = triton.cdiv(n_cols, block_c)
+    col_blocks = cdiv(n_cols, block_c)
     n_splits = 1
     if row_blocks < target and col_blocks >= 2 * MIN_COLS_PER_SPLIT:
-        n_splits = min(triton.cdiv(target, row_blocks), col_blocks // MIN_COLS_PER_SPLIT)
-    blocks_per_split = triton.cdiv(col_blocks, n_splits)
+        n_splits = min(cdiv(target, row_blocks), col_blocks // MIN_COLS_PER_SPLIT)
+    blocks_per_split = cdiv(col_blocks, n_splits)
     cols_per_split = blocks_per_split * block_c
-    n_splits = triton.cdiv(n_cols, cols_per_split)
+    n_splits = cdiv(n_cols, cols_per_split)
     if n_splits == 1:
         _launch_reduce(out, xm, stride_row, stride_col, n_rows, n_cols, op, acc, lowest,
                        block_r, block_c, n_cols, 1)
@@ -273,7 +275,7 @@ def argmax(x: torch.Tensor, axis: int) -> torch.Tensor:
     xm, stride_row, stride_col, n_rows, n_cols = _as_matrix(x, [axis])
     block_r, block_c = _tile(n_rows, n_cols, stride_col)
     index64 = n_rows * abs(stride_row) + n_cols * abs(stride_col) > 2 ** 31 - 1
-    _argmax_fwd_kernel[(triton.cdiv(n_rows, block_r),)](
+    _argmax_fwd_kernel[(cdiv(n_rows, block_r),)](
         out, xm, stride_row, stride_col, n_rows, n_cols, ACC=acc, LOWEST=_lowest(x.dtype),
         INDEX64=index64, BLOCK_R=block_r, BLOCK_C=block_c,
         num_warps=8 if block_r * block_c >= 4096 else 4)

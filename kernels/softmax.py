@@ -35,6 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.copy import cdiv, next_power_of_2
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # Rows up to this many columns are held whole in registers (single-block path).
@@ -212,7 +214,7 @@ def _pick_block(n_cols: int, block_size: Optional[int]) -> tuple[int, bool]:
     """(BLOCK_C, single_block?). `block_size` forces a chunk width (tests use it to reach the
     multi-block path at small sizes); it must be a power of two."""
     if block_size is None:
-        block = triton.next_power_of_2(n_cols)
+        block = next_power_of_2(n_cols)
         if block <= SINGLE_BLOCK_MAX:
             return block, True
         return MULTI_BLOCK, False
@@ -231,7 +233,7 @@ def _forward(x: torch.Tensor, log: bool, block_size: Optional[int]) -> torch.Ten
     block, single = _pick_block(n_cols, block_size)
     if single:
         rows, num_warps = _single_block_config(block)
-        _softmax_fwd_kernel[(triton.cdiv(n_rows, rows),)](
+        _softmax_fwd_kernel[(cdiv(n_rows, rows),)](
             y, x, stride_xm, stride_xn, n_cols, n_rows, n_cols,
             LOG=log, ACC=acc_dtype(x.dtype), ROWS=rows, BLOCK_C=block, num_warps=num_warps)
     else:
@@ -258,7 +260,7 @@ def _backward(dy: torch.Tensor, y: torch.Tensor, log: bool, block_size: Optional
     block, single = _pick_block(n_cols, block_size)
     if single:
         rows, num_warps = _single_block_config(block)
-        _softmax_bwd_kernel[(triton.cdiv(n_rows, rows),)](
+        _softmax_bwd_kernel[(cdiv(n_rows, rows),)](
             dx, dy, y, stride_dym, stride_dyn, stride_ym, stride_yn, n_cols, n_rows, n_cols,
             LOG=log, ACC=acc_dtype(y.dtype), ROWS=rows, BLOCK_C=block, num_warps=num_warps)
     else:

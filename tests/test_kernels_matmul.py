@@ -221,3 +221,35 @@ def test_gpu_float32_tf32_and_float64(monkeypatch):
     _check(K.matmul(a, b), a, b, tol=TF32_TOL)
     a64, b64 = a.double()[:300], b.double()[:, :200]
     _check(K.matmul(a64, b64), a64, b64)
+
+
+def test_launch_tuned_asks_the_autotuner_once_per_signature():
+    """kernels.copy.launch_tuned: the autotuner runs on the first launch of each signature; later
+    launches call the plain kernel with the autotuner's best config (+ derived constexprs)."""
+    from types import SimpleNamespace
+
+    from kernels.copy import launch_tuned
+
+    calls = []
+
+    class Launchable:
+        def __init__(self, name, best=None):
+            self.name, self.best_config = name, best
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: calls.append((self.name, args, kw))
+
+    best = SimpleNamespace(kwargs={"BLOCK_K": 32, "BLOCK_M": 64}, num_warps=4, num_stages=3)
+    tuner, kernel = Launchable("tuner", best), Launchable("kernel")
+    x = torch.empty(2, dtype=torch.bfloat16)
+    derived = lambda cfg: {"EVEN_K": 96 % cfg["BLOCK_K"] == 0}  # noqa: E731
+    launch_tuned(tuner, kernel, None, (x, 96, 1), {"ACT": "none"}, derived)
+    launch_tuned(tuner, kernel, None, (x, 96, 1), {"ACT": "none"}, derived)
+    assert [c[0] for c in calls] == ["tuner", "kernel"]
+    assert calls[1][2] == {"ACT": "none", "EVEN_K": True, "BLOCK_K": 32, "BLOCK_M": 64,
+                           "num_warps": 4, "num_stages": 3}
+    # any change of an int argument, a dtype or a meta-parameter is a new signature
+    launch_tuned(tuner, kernel, None, (x, 97, 1), {"ACT": "none"}, derived)
+    launch_tuned(tuner, kernel, None, (x.float(), 96, 1), {"ACT": "none"}, derived)
+    launch_tuned(tuner, kernel, None, (x, 96, 1), {"ACT": "gelu"}, derived)
+    assert [c[0] for c in calls[2:]] == ["tuner", "tuner", "tuner"]
