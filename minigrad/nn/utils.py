@@ -60,10 +60,12 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
                            "so it cannot be clipped (error_if_nonfinite=True)")
     coef = b.binary("div", max_norm, b.binary("add", total, 1e-6))
     coef = b.binary("minimum", coef, 1.0)
+    coef_as = {acc: coef}                      # one cast per gradient dtype, not per gradient
     for p in grads:
         g = p.grad
-        c = coef if g.dtype == acc else b.astype(coef, g.dtype)
-        c = b.expand(b.reshape(c, (1,) * g.ndim), g.shape)
+        if g.dtype not in coef_as:
+            coef_as[g.dtype] = b.astype(coef, g.dtype)
+        c = b.expand(b.reshape(coef_as[g.dtype], (1,) * g.ndim), g.shape)
         p.grad = Tensor._wrap(b.binary("mul", g.data, c), b)
     return Tensor._wrap(total, b)
 
