@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import gc
 import inspect
 import json
 import math
@@ -437,6 +438,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 "dtype": dtype, "minigrad_version": minigrad.__version__}
         save_checkpoint(out_dir / path_name, {**model_tensors(model.state_dict()), **otensors}, meta)
 
+    # Everything alive now (model, optimizer state, data, eval batches) lives for the whole run:
+    # freezing it keeps Python's full garbage collections from re-scanning it. Without this a
+    # ~100 ms pause hits every ~60 GPU steps (docs/perf-notes.md).
+    gc.freeze()
+
     # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
     losses: dict[int, float] = {}
     evals: list[dict] = []
@@ -505,6 +511,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
                    + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
     bar.clear()
+    gc.unfreeze()                       # main() may be called again in this process (tests)
     if cfg.plot:
         plot_losses(out_dir)
     if wandb is not None:
