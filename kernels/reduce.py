@@ -5,6 +5,8 @@ What it computes
                                    float32 inputs, float64 for float64, int64 for int64/bool.
                                    Output keeps x's dtype (bool/int -> int64).
     reduce_max(x, axes, keepdim)   y = max over `axes` (every reduced axis must be non-empty).
+    sum_squares(x)                 sum of x * x over everything, 0-d, in float32 (float64 for
+                                   float64): one read of x for gradient clipping's norm.
     argmax(x, axis)                int64 index of the first maximum along `axis` (axis removed).
     Backward lives above the boundary (sum -> expand, max -> mask of the argmax positions).
 
@@ -59,7 +61,7 @@ def _reduce_fwd_kernel(
     n_rows, n_cols,
     cols_per_split,                  # columns handled by one program along grid axis 1
     n_splits,                        # out is (n_rows, n_splits) row-major
-    OP: tl.constexpr,                # "sum" or "max"
+    OP: tl.constexpr,                # "sum", "sumsq" (sum of squares) or "max"
     ACC: tl.constexpr,               # accumulator dtype (fp32 / fp64 / int64)
     LOWEST: tl.constexpr,            # identity of max: -inf or INT64_MIN
     INDEX64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -73,7 +75,7 @@ def _reduce_fwd_kernel(
     row_off = rows * stride_row
     col_start = pid_s * cols_per_split
     col_end = tl.minimum(col_start + cols_per_split, n_cols)
-    if OP == "sum":
+    if OP != "max":                               # "sum" or "sumsq"
         acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=ACC)
     else:
         acc = tl.full((BLOCK_R, BLOCK_C), LOWEST, dtype=ACC)
@@ -86,11 +88,13 @@ def _reduce_fwd_kernel(
         x = x.to(ACC)
         if OP == "sum":
             acc += x
+        elif OP == "sumsq":                       # squared after the cast: no 16-bit rounding
+            acc += x * x
         elif ACC == tl.int64:
             acc = tl.maximum(acc, tl.where(mask, x, LOWEST))
         else:                                     # a nan anywhere makes the max nan (numpy)
             acc = tl.maximum(acc, tl.where(mask, x, LOWEST), propagate_nan=tl.PropagateNan.ALL)
-    if OP == "sum":
+    if OP != "max":
         res = tl.sum(acc, axis=1)                                               # (BLOCK_R,)
     else:
         res = tl.max(acc, axis=1)
@@ -210,6 +214,8 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
     acc, acc_torch = _acc_dtype(x.dtype, op)
     if op == "sum":
         out_dtype = torch.int64 if x.dtype in (torch.int64, torch.bool) else x.dtype
+    elif op == "sumsq":
+        out_dtype = acc_torch
     else:
         out_dtype = x.dtype
     out_shape = [1 if d in axes else n for d, n in enumerate(x.shape)] if keepdim else \
@@ -245,7 +251,8 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
     _launch_reduce(partial, xm, stride_row, stride_col, n_rows, n_cols, op, acc, lowest,
                    block_r, block_c, cols_per_split, n_splits)
     block_r2, block_c2 = _tile(n_rows, n_splits, 1)
-    _launch_reduce(out, partial, n_splits, 1, n_rows, n_splits, op, acc, lowest,
+    op2 = "max" if op == "max" else "sum"                 # partials of a sumsq are summed
+    _launch_reduce(out, partial, n_splits, 1, n_rows, n_splits, op2, acc, lowest,
                    block_r2, block_c2, n_splits, 1)
     return out
 
@@ -254,6 +261,14 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
 def reduce_sum(x: torch.Tensor, axes: Sequence[int], keepdim: bool = False) -> torch.Tensor:
     """Sum over `axes` (empty = copy). Float32 accumulation; bool/int64 sum to int64."""
     return _reduce("sum", x, axes, keepdim)
+
+
+def sum_squares(x: torch.Tensor) -> torch.Tensor:
+    """sum(x * x) over every element: 0-d float32 (float64 for float64 x)."""
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"sum_squares: expected a float tensor, got {x.dtype}")
+    x = x.reshape(1) if x.dim() == 0 else x              # a 0-d x still needs one reduced axis
+    return _reduce("sumsq", x, list(range(x.dim())), False)
 
 
 def reduce_max(x: torch.Tensor, axes: Sequence[int], keepdim: bool = False) -> torch.Tensor:

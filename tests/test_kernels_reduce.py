@@ -129,3 +129,25 @@ def test_realistic_sizes_gpu(dtype):
     assert torch.equal(red.reduce_max(x, [1]), x.amax(1))
     logits = torch.randn(64, 50257, device="cuda", dtype=dtype)
     assert torch.equal(red.argmax(logits, 1), logits.argmax(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(), (1,), (37,), (4, 5, 33), (3, 5000)])     # (3, 5000): two passes
+def test_sum_squares(dtype, shape):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    out = red.sum_squares(x)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    assert out.shape == () and out.dtype == acc
+    ref = (x.double() ** 2).sum()                 # squares of the stored 16-bit values, exactly
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert abs(out.double().item() - ref.item()) <= tol * max(1.0, ref.item())
+
+
+def test_sum_squares_of_views_and_empty():
+    x = torch.randn(40, 7, dtype=torch.float32, device=DEVICE)
+    for v in (x.t(), x[::3], x[:, 2:5]):
+        assert abs(red.sum_squares(v).item() - (v.double() ** 2).sum().item()) < 1e-4
+    assert red.sum_squares(torch.empty(0, 3, device=DEVICE)).item() == 0.0
+    with pytest.raises(TypeError, match="float"):
+        red.sum_squares(torch.ones(3, dtype=torch.int64, device=DEVICE))

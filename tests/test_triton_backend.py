@@ -269,9 +269,13 @@ def test_reductions(keepdim):
     check("reduce_max", arr(RNG.integers(-9, 9, (6, 30))), (1,), keepdim)
     check("reduce_sum", arr(x > 0), (0, 2), keepdim)
     check("reduce_sum", arr(randn(2, 3000)), (1,), keepdim, tol=TOL["long_sum"])     # two passes
+    check("sum_squares", arr(x))
+    check("sum_squares", transposed(xt))
+    check("sum_squares", arr(randn(2, 3000)), tol=TOL["long_sum"])
     xb = bf16_round(x)
     check("reduce_sum", arr(xb), (2,), keepdim, t_args=[arr(xb, "bfloat16"), (2,), keepdim],
           tol=TOL["bfloat16"])
+    check("sum_squares", arr(xb), t_args=[arr(xb, "bfloat16")], tol=TOL["bfloat16"])
 
 
 def test_argmax():

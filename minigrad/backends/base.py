@@ -136,6 +136,15 @@ class Backend(ABC):
         """Sum over `axes` (non-negative, sorted, unique; may be empty = copy). Accumulates in
         float32 at least (float64 stays float64); output keeps x's dtype. bool/int sum to int64."""
 
+    def sum_squares(self, x: Array) -> Array:
+        """sum(x * x) over every element, as a 0-d array: float32 for float32 and 16-bit x (the
+        squares are taken and summed in float32), float64 for float64. The squared L2 norm that
+        gradient clipping needs per gradient; a backend may fuse it into one read of x (this
+        default, the specification, takes a cast, a multiply and a sum)."""
+        acc = "float64" if self.dtype(x) == "float64" else "float32"
+        a = x if self.dtype(x) == acc else self.astype(x, acc)
+        return self.reduce_sum(self.binary("mul", a, a), tuple(range(len(self.shape(x)))), False)
+
     @abstractmethod
     def reduce_max(self, x: Array, axes: Sequence[int], keepdim: bool) -> Array:
         """Max over `axes` (every reduced axis must be non-empty)."""

@@ -99,6 +99,10 @@ class CheckedBackend(Backend):
         dtype = "int64" if self._d(x) in ("bool", "int64") else self._d(x)
         return self._check(self.inner.reduce_sum(x, axes, keepdim), shape, dtype, "reduce_sum")
 
+    def sum_squares(self, x):
+        acc = "float64" if self._d(x) == "float64" else "float32"
+        return self._check(self.inner.sum_squares(x), (), acc, "sum_squares")
+
     def reduce_max(self, x, axes, keepdim):
         shape = _reduced(self._s(x), axes, keepdim)
         return self._check(self.inner.reduce_max(x, axes, keepdim), shape, self._d(x), "reduce_max")

@@ -172,6 +172,9 @@ class TritonBackend(Backend):
     def reduce_sum(self, x, axes, keepdim):
         return _red.reduce_sum(x, axes, keepdim)
 
+    def sum_squares(self, x):
+        return _red.sum_squares(x)
+
     def reduce_max(self, x, axes, keepdim):
         return _red.reduce_max(x, axes, keepdim)
 

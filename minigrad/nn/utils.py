@@ -44,12 +44,14 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         g = p.grad
         if g.numel() == 0:
             continue
+        if norm_type == 2.0:               # the usual case: one fused read of each gradient
+            part = b.sum_squares(g.data)
+            total = b.binary("add", total, part if b.dtype(part) == acc else b.astype(part, acc))
+            continue
         a = g.data if g.dtype == acc else b.astype(g.data, acc)
         axes = tuple(range(g.ndim))
         if inf:
             total = b.binary("maximum", total, b.reduce_max(b.unary("abs", a), axes, False))
-        elif norm_type == 2.0:
-            total = b.binary("add", total, b.reduce_sum(b.binary("mul", a, a), axes, False))
         else:
             part = b.reduce_sum(b.binary("pow", b.unary("abs", a), norm_type), axes, False)
             total = b.binary("add", total, part)
