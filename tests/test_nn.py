@@ -453,3 +453,30 @@ def test_clip_grad_norm_edge_cases():
 
 def test_functional_reexported():
     assert nn.functional is F
+
+
+@pytest.mark.parametrize("T,S", [(4, 4), (2, 5)])
+def test_sdpa_dropout_path_is_causal(T, S):
+    """The composite (dropout) path masks keys after each query, bottom-right aligned: changing
+    the value of key j changes exactly the output rows i with j <= i + S - T (same dropout seed)."""
+    rng = np.random.default_rng(0)
+    q, k = (minigrad.tensor(rng.standard_normal((1, n, 8))) for n in (T, S))
+    v = rng.standard_normal((1, S, 8))
+
+    def run(values):
+        minigrad.manual_seed(1)
+        return F.scaled_dot_product_attention(q, k, minigrad.tensor(values), dropout_p=0.2,
+                                              is_causal=True).numpy()
+    base = run(v)
+    visible_changes = 0
+    for j in range(S):
+        bumped = v.copy()
+        bumped[0, j] += 10.0
+        changed = np.abs(run(bumped) - base).max(axis=-1)[0] > 1e-6          # (T,)
+        sees_j = np.arange(T) + S - T >= j
+        # a kept (not dropped) attention weight must change the row; a dropped one may not,
+        # so only "never changes where j is masked" is exact
+        assert not changed[~sees_j].any(), (j, changed, sees_j)
+        visible_changes += int(changed[sees_j].sum())
+    # ... and most visible (query, key) pairs do change the output (dropout keeps 80% of them)
+    assert visible_changes >= 0.5 * sum(min(S, i + S - T + 1) for i in range(T))

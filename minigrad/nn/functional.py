@@ -199,6 +199,21 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return {"mean": sq.mean, "sum": sq.sum}[reduction]() if reduction != "none" else sq
 
 
+_FUTURE_KEYS: dict = {}
+
+
+def _future_keys(T: int, S: int, device: str) -> Tensor:
+    """(T, S) bool, True where key j comes after query i (j > i + S - T): the causal mask's
+    masked positions. Built once per (T, S, device) and kept, so a training step does not
+    rebuild and upload it in every layer (a host-to-device copy each time on a GPU)."""
+    key = (T, S, device)
+    if key not in _FUTURE_KEYS:
+        if len(_FUTURE_KEYS) >= 16:                 # a bounded cache: lengths seen recently
+            _FUTURE_KEYS.clear()
+        _FUTURE_KEYS[key] = Tensor(np.triu(np.ones((T, S), dtype=bool), k=S - T + 1), device=device)
+    return _FUTURE_KEYS[key]
+
+
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
                                  scale: Optional[float] = None) -> Tensor:
@@ -230,8 +245,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
         if bias is not None:
             s = s + bias
         if is_causal:
-            keep = Tensor(np.tril(np.ones((T, S), dtype=bool), k=S - T), device=q.device)
-            s = s.masked_fill(keep.logical_not(), float("-inf"))
+            s = s.masked_fill(_future_keys(T, S, q.device), float("-inf"))
         return dropout(softmax(s, -1), dropout_p).matmul(v)
     # the fused op works on 4-d (B, H, T, D); fold any other leading dims into that form
     lead = q.shape[:-2]
