@@ -43,7 +43,6 @@ import triton
 import triton.language as tl
 
 from kernels.copy import cdiv, next_power_of_2
-
 from kernels.softmax import acc_dtype, check_float
 
 # Vocabulary chunk per loop iteration (forward and fused paths) and per program (backward).

@@ -32,9 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv
-
-from kernels.copy import (_flat_index, _offset, _unravel, block_size, check_rank, check_tensor,
+from kernels.copy import (_flat_index, _offset, _unravel, block_size, cdiv, check_rank, check_tensor,
                           collapse_dims, needs_int64, pad_sizes, pad_strides)
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)

@@ -41,7 +41,6 @@ import triton
 import triton.language as tl
 
 from kernels.copy import cdiv, next_power_of_2
-
 from kernels.softmax import acc_dtype, check_float, rows_view
 
 # The widest row held in registers. Wider rows raise ValueError (no looped path yet).

@@ -41,9 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, next_power_of_2
-
-from kernels.copy import _cast_value, check_tensor, collapse_dims, copy, interpreting
+from kernels.copy import (_cast_value, cdiv, check_tensor, collapse_dims, copy, interpreting,
+                          next_power_of_2)
 from kernels.elementwise import fill_
 
 MAX_TILE = 4096                  # elements per (BLOCK_R, BLOCK_C) tile on the GPU
