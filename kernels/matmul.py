@@ -57,40 +57,13 @@ import triton
 import triton.language as tl
 
 from kernels.copy import cdiv, launch_tuned
+from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 # Launch-time switches (read on every call, never at import).
 AUTOTUNE = True        # on the GPU pick the tile config by timing; tests/interpreter use fixed ones
 ALLOW_TF32 = True      # float32 inputs: TF32 tensor cores (True) or IEEE float32 dot (False)
 
 ACTIVATIONS = (None, "relu", "silu", "gelu", "gelu_tanh", "gelu_exact")
-
-
-@triton.jit
-def _apply_activation(x, ACTIVATION: tl.constexpr):
-    """Elementwise activation on the float32/float64 accumulator tile."""
-    if ACTIVATION == "relu":
-        x = tl.maximum(x, 0.0)
-    elif ACTIVATION == "silu":
-        x = x * tl.sigmoid(x)
-    elif ACTIVATION == "gelu_tanh":
-        # 0.5 * x * (1 + tanh(z)) == x * sigmoid(2z), z = sqrt(2/pi) * (x + 0.044715 x^3);
-        # the sigmoid form needs no tanh (absent from core tl) and is stable for large |x|.
-        z = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        x = x * tl.sigmoid(2.0 * z)
-    elif ACTIVATION == "gelu_exact":
-        x = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
-    return x
-
-
-@triton.jit
-def _mma(acc, a, b, FP64_FMA: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """acc += a @ b for one (BLOCK_M, BLOCK_K) x (BLOCK_K, BLOCK_N) step."""
-    if FP64_FMA:     # float64: broadcast product (BLOCK_M, BLOCK_K, BLOCK_N) summed over K
-        return acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
-    elif UPCAST_DOT:  # interpreter only: its bfloat16 tl.dot is wrong
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
-    else:
-        return tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
 
 @triton.jit
@@ -114,15 +87,7 @@ def _matmul_fwd_kernel(
     num_pid_n = tl.cdiv(N, BLOCK_N)
     tiles = num_pid_m * num_pid_n
     pid_batch = pid // tiles
-    pid_tile = pid % tiles
-
-    # Grouped ordering: walk GROUP_M tile-rows column by column (L2 reuse of a and b tiles).
-    pids_per_group = GROUP_M * num_pid_n
-    group_id = pid_tile // pids_per_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid_tile % pids_per_group) % group_size_m)
-    pid_n = (pid_tile % pids_per_group) // group_size_m
+    pid_m, pid_n = _grouped_tile(pid % tiles, num_pid_m, num_pid_n, GROUP_M)
 
     # Batch offsets in int64: batch * stride overflows int32 for big batched tensors.
     b0 = (pid_batch // B1).to(tl.int64)
@@ -131,51 +96,15 @@ def _matmul_fwd_kernel(
     b_ptr += b0 * stride_b0 + b1 * stride_b1
     c_ptr += b0 * stride_c0 + b1 * stride_c1
 
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    # Wrap out-of-range rows/cols back into range (results there are never stored): loads need
-    # no M/N masks. No contiguity hints here: in a tail tile the wrapped offsets are not one
-    # contiguous run, and a false hint would let a vector load read past the tensor.
-    offs_am = offs_m % M
-    offs_bn = offs_n % N
-    offs_k = tl.arange(0, BLOCK_K)
-    if INDEX_64:
-        offs_am = offs_am.to(tl.int64)
-        offs_bn = offs_bn.to(tl.int64)
-        offs_k = offs_k.to(tl.int64)
-    a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak    # (BLOCK_M, BLOCK_K)
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn    # (BLOCK_K, BLOCK_N)
-
     if FP64_FMA:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    # Main loop over whole K blocks, mask-free: unmasked loads vectorise, which is what lets the
-    # compiler pipeline them (cp.async / TMA need >= 4-byte pieces; an element-wise K mask
-    # would make every load scalar and switch multi-stage pipelining off).
-    for kb in range(0, K // BLOCK_K):
-        a = tl.load(a_ptrs)                                                  # (BLOCK_M, BLOCK_K)
-        b = tl.load(b_ptrs)                                                  # (BLOCK_K, BLOCK_N)
-        acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-    if not EVEN_K:   # the K tail, peeled out of the loop: one masked step
-        k_left = K % BLOCK_K
-        a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-        b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
-
-    # Epilogue on the accumulator (float32): bias, activation, then one rounding to c's dtype.
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)   # (BLOCK_N,)
-        acc += bias.to(acc.dtype)[None, :]
-    acc = _apply_activation(acc, ACTIVATION)
-    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+    acc = _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak, stride_bk,
+                    stride_bn, FP64_FMA, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
+                    BLOCK_M, BLOCK_N, BLOCK_K)
+    _store_tile(acc, c_ptr, bias_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
+                HAS_BIAS, ACTIVATION, INDEX_64, BLOCK_M, BLOCK_N)
 
 
 def _config(bm: int, bn: int, bk: int, group_m: int, warps: int, stages: int) -> triton.Config:
