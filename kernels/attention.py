@@ -67,7 +67,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, launch_tuned, next_power_of_2
+from kernels.copy import _cast_value, cdiv, launch_tuned, next_power_of_2
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634
@@ -204,9 +204,10 @@ def _attention_fwd_kernel(
     tl.store(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, lse, mask=offs_m < T)
     o_ptrs = o_ptr + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
     if EVEN_D:
-        tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=offs_m[:, None] < T)
+        tl.store(o_ptrs, _cast_value(o, o_ptr.dtype.element_ty), mask=offs_m[:, None] < T)
     else:
-        tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+        tl.store(o_ptrs, _cast_value(o, o_ptr.dtype.element_ty),
+                 mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
 
 
 # ---------------------------------------------------------------------------- backward
@@ -336,8 +337,8 @@ def _attention_bwd_dkdv_kernel(
     out_offs = (off_b * stride_dkb + off_h * stride_dkh
                 + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd)
     mask = (offs_n[:, None] < S) & (offs_d[None, :] < D)
-    tl.store(dk_ptr + out_offs, dk.to(dk_ptr.dtype.element_ty), mask=mask)
-    tl.store(dv_ptr + out_offs, dv.to(dv_ptr.dtype.element_ty), mask=mask)
+    tl.store(dk_ptr + out_offs, _cast_value(dk, dk_ptr.dtype.element_ty), mask=mask)
+    tl.store(dv_ptr + out_offs, _cast_value(dv, dv_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -435,7 +436,7 @@ def _attention_bwd_dq_kernel(
     dq *= scale
     tl.store(dq_ptr + off_b * stride_dqb + off_h * stride_dqh
              + offs_m[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,
-             dq.to(dq_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+             _cast_value(dq, dq_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
 
 
 # ---------------------------------------------------------------------------- configs

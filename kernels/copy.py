@@ -107,14 +107,24 @@ def _flat_index(BLOCK: tl.constexpr, INDEX64: tl.constexpr):
 
 @triton.jit
 def _to_bf16_rtne(x):
-    """float32 -> bfloat16, round to nearest even, done on the bits.
+    """float32 -> bfloat16, round to nearest even, done on the bits. Every bf16 store in kernels/
+    goes through here (via `_cast_value`).
 
     The GPU's cvt instruction does this natively, but Triton's interpreter truncates; doing it
-    by hand (4 integer ops, free in a memory-bound kernel) gives identical bits on both.
-    Inf stays inf, NaN stays NaN (its top bits are kept), overflow rounds to inf.
+    by hand (a few integer ops, free in a memory-bound kernel) gives identical bits on both.
+    Finite values round to nearest even and overflow to inf; inf stays inf; NaN stays a quiet
+    NaN with its sign. tests/test_bf16_rounding.py mirrors these lines in NumPy: keep them in step.
     """
     bits = x.to(tl.uint32, bitcast=True)
-    bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    # Adding 0x7FFF plus the lowest kept bit carries into bit 16 exactly when the dropped half is
+    # above one half, or equal to it with an odd kept part. For finite values and inf the sum
+    # cannot pass 2**32 (-inf is 0xFF800000), so a carry into the exponent is a correct round to inf.
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    # A NaN must not take that path: 0x7FFFFFFF would carry past the sign bit into -0.0, and a NaN
+    # whose payload sits only in the low 16 bits (0x7F800001) would truncate to inf. Keep its sign
+    # and top payload bits and set the quiet bit (bit 22, bf16 bit 6) so the payload is never 0.
+    is_nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    bits = tl.where(is_nan, bits | 0x00400000, rounded)
     return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
 
 

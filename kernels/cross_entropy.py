@@ -42,7 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, next_power_of_2
+from kernels.copy import _cast_value, cdiv, next_power_of_2
 from kernels.softmax import acc_dtype, check_float
 
 # Vocabulary chunk per loop iteration (forward and fused paths) and per program (backward).
@@ -80,8 +80,8 @@ def _cross_entropy_fwd_kernel(loss_ptr, lse_ptr,
     # Masked scalar load: an out-of-range target is never dereferenced (NaN loss instead).
     x_t = tl.load(x_row + t * stride_xn, mask=in_range, other=float("nan")).to(ACC)
     loss = tl.where(t == ignore_index, 0.0, lse - x_t)
-    tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
-    tl.store(lse_ptr + row, lse.to(lse_ptr.dtype.element_ty))
+    tl.store(loss_ptr + row, _cast_value(loss, loss_ptr.dtype.element_ty))
+    tl.store(lse_ptr + row, _cast_value(lse, lse_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -101,7 +101,7 @@ def _cross_entropy_bwd_kernel(dx_ptr,
     x = tl.load(x_ptr + row * stride_xm + cols * stride_xn, mask=col_mask, other=0.0).to(ACC)
     p = tl.exp(x - lse)
     dx = dloss * (p - tl.where(cols == t, 1.0, 0.0))
-    tl.store(dx_ptr + row * stride_dxm + cols, dx.to(dx_ptr.dtype.element_ty), mask=col_mask)
+    tl.store(dx_ptr + row * stride_dxm + cols, _cast_value(dx, dx_ptr.dtype.element_ty), mask=col_mask)
 
 
 @triton.jit
@@ -119,15 +119,15 @@ def _cross_entropy_fwd_bwd_kernel(loss_ptr, lse_ptr, dx_ptr,
     in_range = (t >= 0) & (t < n_cols)
     x_t = tl.load(x_row + t * stride_xn, mask=in_range, other=float("nan")).to(ACC)
     ignored = t == ignore_index
-    tl.store(loss_ptr + row, tl.where(ignored, 0.0, lse - x_t).to(loss_ptr.dtype.element_ty))
-    tl.store(lse_ptr + row, lse.to(lse_ptr.dtype.element_ty))
+    tl.store(loss_ptr + row, _cast_value(tl.where(ignored, 0.0, lse - x_t), loss_ptr.dtype.element_ty))
+    tl.store(lse_ptr + row, _cast_value(lse, lse_ptr.dtype.element_ty))
     scale = tl.where(ignored, 0.0, grad_scale)
     offs = tl.arange(0, BLOCK_V)
     for start in range(0, n_cols, BLOCK_V):
         cols = start + offs
         x = tl.load(x_row + cols * stride_xn, mask=cols < n_cols, other=0.0).to(ACC)
         dx = scale * (tl.exp(x - lse) - tl.where(cols == t, 1.0, 0.0))
-        tl.store(dx_row + cols * stride_dxn, dx.to(dx_ptr.dtype.element_ty), mask=cols < n_cols)
+        tl.store(dx_row + cols * stride_dxn, _cast_value(dx, dx_ptr.dtype.element_ty), mask=cols < n_cols)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -32,8 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import (_flat_index, _offset, _unravel, block_size, cdiv, check_rank, check_tensor,
-                          collapse_dims, needs_int64, pad_sizes, pad_strides)
+from kernels.copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
+                          check_tensor, collapse_dims, needs_int64, pad_sizes, pad_strides)
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
@@ -63,7 +63,7 @@ def _dropout_fwd_kernel(
     keep = r >= p
     scale = _decode_double(scale_bits).to(COMPUTE)
     y = tl.where(keep, x * scale, 0.0)
-    tl.store(y_ptr + idx, y.to(y_ptr.dtype.element_ty), mask=in_bounds)
+    tl.store(y_ptr + idx, _cast_value(y, y_ptr.dtype.element_ty), mask=in_bounds)
     tl.store(mask_ptr + idx, keep, mask=in_bounds)
 
 
@@ -85,7 +85,7 @@ def _dropout_bwd_kernel(
     keep = tl.load(mask_ptr + m_off, mask=in_bounds, other=0) != 0
     scale = _decode_double(scale_bits).to(COMPUTE)
     dx = tl.where(keep, dy * scale, 0.0)
-    tl.store(dx_ptr + idx, dx.to(dx_ptr.dtype.element_ty), mask=in_bounds)
+    tl.store(dx_ptr + idx, _cast_value(dx, dx_ptr.dtype.element_ty), mask=in_bounds)
 
 
 def _check_p(p: float) -> float:

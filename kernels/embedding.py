@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, next_power_of_2
+from kernels.copy import _cast_value, cdiv, next_power_of_2
 
 SUPPORTED = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -89,7 +89,7 @@ def _embedding_bwd_cast_kernel(out_ptr, acc_ptr, n, BLOCK: tl.constexpr):
     """out = acc rounded to out's dtype (float32 accumulator -> 16-bit result)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     vals = tl.load(acc_ptr + offs, mask=offs < n)
-    tl.store(out_ptr + offs, vals.to(out_ptr.dtype.element_ty), mask=offs < n)
+    tl.store(out_ptr + offs, _cast_value(vals, out_ptr.dtype.element_ty), mask=offs < n)
 
 
 # ---------------------------------------------------------------------------- helpers

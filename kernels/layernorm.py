@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, next_power_of_2
+from kernels.copy import _cast_value, cdiv, next_power_of_2
 from kernels.softmax import acc_dtype, check_float, rows_view
 
 # The widest row held in registers. Wider rows raise ValueError (no looped path yet).
@@ -70,10 +70,10 @@ def _layernorm_fwd_kernel(y_ptr, mean_ptr, rstd_ptr,
     else:
         mean = tl.sum(x, axis=1) / n_cols                                   # (ROWS,)
         xc = tl.where(mask, x - mean[:, None], 0.0)   # zero padding lanes before squaring
-        tl.store(mean_ptr + rows, mean.to(mean_ptr.dtype.element_ty), mask=row_mask)
+        tl.store(mean_ptr + rows, _cast_value(mean, mean_ptr.dtype.element_ty), mask=row_mask)
     var = tl.sum(xc * xc, axis=1) / n_cols                                  # (ROWS,)
     rstd = 1.0 / tl.sqrt(var + eps)
-    tl.store(rstd_ptr + rows, rstd.to(rstd_ptr.dtype.element_ty), mask=row_mask)
+    tl.store(rstd_ptr + rows, _cast_value(rstd, rstd_ptr.dtype.element_ty), mask=row_mask)
     y = xc * rstd[:, None]
     if HAS_WEIGHT:
         w = tl.load(w_ptr + cols * stride_w, mask=col_mask, other=0.0).to(ACC)
@@ -81,7 +81,7 @@ def _layernorm_fwd_kernel(y_ptr, mean_ptr, rstd_ptr,
     if HAS_BIAS:
         b = tl.load(b_ptr + cols * stride_b, mask=col_mask, other=0.0).to(ACC)
         y = y + b[None, :]
-    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], y.to(y_ptr.dtype.element_ty),
+    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], _cast_value(y, y_ptr.dtype.element_ty),
              mask=mask)
 
 
@@ -129,7 +129,7 @@ def _layernorm_bwd_kernel(dx_ptr, dw_part_ptr, db_part_ptr,
         else:
             c1 = tl.sum(g, axis=1) / n_cols                                 # mean(g)
             dx = rstd[:, None] * (g - c1[:, None] - xhat * c2[:, None])
-        tl.store(dx_ptr + rows[:, None] * stride_dxm + cols[None, :], dx.to(dx_ptr.dtype.element_ty),
+        tl.store(dx_ptr + rows[:, None] * stride_dxm + cols[None, :], _cast_value(dx, dx_ptr.dtype.element_ty),
                  mask=mask)
     if HAS_WEIGHT:
         tl.store(dw_part_ptr + pid * n_cols + cols, tl.sum(dw_acc, axis=0), mask=col_mask)
@@ -155,9 +155,9 @@ def _layernorm_bwd_dwdb_kernel(dw_ptr, db_ptr,
         dw_acc += tl.load(dw_part_ptr + offs, mask=mask, other=0.0)
         if HAS_DB:
             db_acc += tl.load(db_part_ptr + offs, mask=mask, other=0.0)
-    tl.store(dw_ptr + cols, tl.sum(dw_acc, axis=0).to(dw_ptr.dtype.element_ty), mask=col_mask)
+    tl.store(dw_ptr + cols, _cast_value(tl.sum(dw_acc, axis=0), dw_ptr.dtype.element_ty), mask=col_mask)
     if HAS_DB:
-        tl.store(db_ptr + cols, tl.sum(db_acc, axis=0).to(db_ptr.dtype.element_ty), mask=col_mask)
+        tl.store(db_ptr + cols, _cast_value(tl.sum(db_acc, axis=0), db_ptr.dtype.element_ty), mask=col_mask)
 
 
 # ---------------------------------------------------------------------------- helpers

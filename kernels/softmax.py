@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, next_power_of_2
+from kernels.copy import _cast_value, cdiv, next_power_of_2
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -69,7 +69,7 @@ def _softmax_fwd_kernel(y_ptr, x_ptr,
         y = z - tl.log(s)[:, None]
     else:
         y = e / s[:, None]
-    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], y.to(y_ptr.dtype.element_ty),
+    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], _cast_value(y, y_ptr.dtype.element_ty),
              mask=mask)
 
 
@@ -105,7 +105,7 @@ def _softmax_fwd_multiblock_kernel(y_ptr, x_ptr,
             y = x - m - log_s
         else:
             y = tl.exp(x - m) / s
-        tl.store(y_row + cols, y.to(y_ptr.dtype.element_ty), mask=cols < n_cols)
+        tl.store(y_row + cols, _cast_value(y, y_ptr.dtype.element_ty), mask=cols < n_cols)
 
 
 @triton.jit
@@ -129,7 +129,7 @@ def _softmax_bwd_kernel(dx_ptr, dy_ptr, y_ptr,
         y = tl.load(y_ptr + rows[:, None] * stride_ym + cols[None, :] * stride_yn,
                     mask=mask, other=0.0).to(ACC)
         dx = y * (dy - tl.sum(dy * y, axis=1)[:, None])
-    tl.store(dx_ptr + rows[:, None] * stride_dxm + cols[None, :], dx.to(dx_ptr.dtype.element_ty),
+    tl.store(dx_ptr + rows[:, None] * stride_dxm + cols[None, :], _cast_value(dx, dx_ptr.dtype.element_ty),
              mask=mask)
 
 
@@ -162,7 +162,7 @@ def _softmax_bwd_multiblock_kernel(dx_ptr, dy_ptr, y_ptr,
             dx = dy - tl.exp(y) * total
         else:
             dx = y * (dy - total)
-        tl.store(dx_row + cols, dx.to(dx_ptr.dtype.element_ty), mask=cols < n_cols)
+        tl.store(dx_row + cols, _cast_value(dx, dx_ptr.dtype.element_ty), mask=cols < n_cols)
 
 
 # ---------------------------------------------------------------------------- helpers
