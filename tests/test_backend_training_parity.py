@@ -14,18 +14,10 @@ import pytest
 
 import minigrad
 from minigrad.nn.utils import clip_grad_norm_
+from backend_testing import cuda_backend  # tests/ is on sys.path
 from models import GPT, GPTConfig
 
-pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # interpreter masked lanes
-pytest.importorskip("triton")
-
-
-def _cuda_or_skip():
-    try:
-        minigrad.get_backend("cuda")
-    except (RuntimeError, ImportError) as e:
-        pytest.skip(f"Triton backend unavailable here: {e}")
 
 
 # float32 on both sides; the GPU uses TF32 matmuls, hence the looser bound there.
@@ -37,7 +29,7 @@ def _tol():
 @pytest.mark.parametrize("activation,norm,pos", [("gelu", "layernorm", "learned"),
                                                  ("swiglu", "rmsnorm", "rope")])
 def test_training_steps_match_numpy_backend(activation, norm, pos):
-    _cuda_or_skip()
+    cuda_backend()
     rtol, atol = _tol()
     cfg = GPTConfig(block_size=8, vocab_size=61, n_layer=2, n_head=2, n_embd=32, dropout=0.0,
                     activation=activation, norm=norm, pos=pos)
@@ -75,7 +67,7 @@ def test_training_steps_match_numpy_backend(activation, norm, pos):
 
 
 def test_device_errors_are_clear():
-    _cuda_or_skip()
+    cuda_backend()
     a = minigrad.ones(2, 2)
     b = minigrad.ones(2, 2, device="cuda")
     with pytest.raises(RuntimeError, match="same device"):

@@ -13,7 +13,8 @@ from models import GPT, GPTConfig, KVCache
 from models.gpt import peak_flops
 
 torch = pytest.importorskip("torch")
-from torch_gpt import TorchGPT, load_from_minigrad  # noqa: E402  (tests/ is on sys.path)
+from backend_testing import cuda_backend  # noqa: E402  (tests/ is on sys.path)
+from torch_gpt import TorchGPT, load_from_minigrad  # noqa: E402
 
 TINY = dict(block_size=16, vocab_size=57, n_layer=2, n_head=2, n_embd=16)
 
@@ -347,15 +348,8 @@ def test_mfu():
         pytest.approx(fpt * 1e4 / 989e12)
 
 
-def _cuda_backend_or_skip():
-    try:
-        return minigrad.get_backend("cuda")
-    except Exception as e:                   # noqa: BLE001 - any failure means "not available here"
-        pytest.skip(f"Triton backend unavailable in this environment: {type(e).__name__}: {e}")
-
-
 def test_cpu_vs_cuda_backend_float32():
-    _cuda_backend_or_skip()
+    cuda_backend()
     cfg = GPTConfig(block_size=8, vocab_size=40, n_layer=1, n_head=2, n_embd=16,
                     pos="rope", activation="swiglu", norm="rmsnorm", bias=False, qkv_bias=True,
                     tie_weights=True)

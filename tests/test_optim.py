@@ -16,6 +16,7 @@ from minigrad.optim import SGD, AdamW, LambdaLR, WarmupCosine, cosine_with_warmu
 from minigrad.serialization import load, save
 
 torch = pytest.importorskip("torch")
+from backend_testing import cuda_backend  # noqa: E402  (tests/ is on sys.path)
 
 SHAPES = [(4, 3), (5,), (2, 3, 2)]
 STEPS = 5
@@ -197,14 +198,9 @@ def test_load_state_dict_mismatch_errors():
 
 
 def _bf16_backend():
-    """The backend that has bfloat16 (the Triton one, also under TRITON_INTERPRET=1), or a skip."""
-    try:
-        b = minigrad.get_backend("cuda")
-        b.astype(b.from_numpy(np.zeros(2, np.float32), "float32"), "bfloat16")
-    except Exception as e:                                     # noqa: BLE001
-        pytest.skip(f"bf16 parameters need the 'cuda' (Triton) backend, which is unavailable "
-                    f"here ({type(e).__name__}: {e}); the NumPy backend has no bfloat16")
-    return b
+    """The backend that has bfloat16 (the Triton one, also under TRITON_INTERPRET=1; the NumPy
+    backend has none), or a skip when torch/triton are not installed."""
+    return cuda_backend()
 
 
 def test_adamw_bf16_master_weights():
@@ -299,10 +295,7 @@ def test_warmup_cosine_scheduler():
      lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1))], ids=["sgd", "adamw"])
 def test_optimizers_on_cuda_backend_match_torch(make, tmake):
     """The same updates through the Triton backend (its adamw_step_ kernel and copy_)."""
-    try:
-        minigrad.get_backend("cuda")
-    except Exception as e:                                     # noqa: BLE001
-        pytest.skip(f"no 'cuda' backend here: {type(e).__name__}: {e}")
+    cuda_backend()
     cpu, theirs = _make("float32")
     ours = [nn.Parameter(p.detach().to("cuda")) for p in cpu]
     opt, topt = make(ours), tmake(theirs)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import train
+from backend_testing import cuda_backend  # tests/ is on sys.path
 from models import data as D
 from models.checkpoint import CheckpointError
 
@@ -184,12 +185,7 @@ def test_help_lists_every_setting_and_exits(capsys):
 def test_same_run_on_the_triton_backend_matches_numpy(tmp_path, small_text):
     """train.py unchanged on device "cuda": our Triton kernels (in the interpreter without a GPU)
     give the NumPy backend's losses, step by step (float32, dropout off)."""
-    pytest.importorskip("triton")
-    try:
-        import minigrad
-        minigrad.get_backend("cuda")
-    except (RuntimeError, ImportError) as e:
-        pytest.skip(f"Triton backend unavailable: {e}")
+    cuda_backend()
     import torch
     tiny = ["--n_layer=1", "--n_embd=16", "--block_size=8", "--batch_size=2", "--eval_iters=1",
             "--max_iters=3", "--eval_interval=3", "--dtype=float32", "--learning_rate=1e-2"]
