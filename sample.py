@@ -29,7 +29,7 @@ import minigrad
 from models.checkpoint import CheckpointError, check_shapes, load_checkpoint
 from models.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
 from models.gpt import GPT, GPTConfig
-from train import parse_config, resolve_device_dtype
+from models.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
 
 
 @dataclass
@@ -61,30 +61,46 @@ def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]
         folder = Path(cfg.hf) if Path(cfg.hf).is_dir() else Path(cfg.hf).parent
         model = load_hf_gpt2(cfg.hf, device=device, dtype=dtype)
         if (folder / "minigrad_tokenizer.json").is_file():
-            tok = tokenizer_from_json((folder / "minigrad_tokenizer.json").read_text())
+            source = folder / "minigrad_tokenizer.json"
+            tok = tokenizer_from_json(source.read_text())
         else:
             from tokenizer import BPETokenizer
             has_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
             vocab, merges = (folder / "vocab.json", folder / "merges.txt") if has_files \
                 else gpt2_files(cfg.gpt2_dir or None)
+            source = vocab.parent
             tok = BPETokenizer.from_gpt2_files(vocab, merges)
+        check_tokenizer_fits(tok, model.config.vocab_size, f"--hf={cfg.hf}", f"the tokenizer from {source}")
         return model.eval(), tok
-    if cfg.which not in ("best", "last"):
-        raise ValueError(f"--which must be best or last, got {cfg.which!r}")
     path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.out_dir) / f"ckpt_{cfg.which}.safetensors"
     ckpt = load_checkpoint(path)
     try:
-        mcfg = GPTConfig.from_dict(ckpt.meta["model_config"])
+        mcfg = GPTConfig.from_dict(ckpt.field("model_config", dict))
+    except CheckpointError:
+        raise
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path.name}: invalid model configuration: {err}") from None
     model = GPT(mcfg, device=device, dtype=dtype)
     check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
     model.load_state_dict(ckpt.section("model."))
-    tok = tokenizer_from_json(ckpt.meta["tokenizer"])
+    with ckpt.reading("tokenizer"):
+        tok = tokenizer_from_json(ckpt.field("tokenizer", str))
     if tok.vocab_size > mcfg.vocab_size:
         raise CheckpointError(f"{path.name}: tokenizer has {tok.vocab_size} tokens but the model only "
                               f"{mcfg.vocab_size}")
     return model.eval(), tok
+
+
+def check_tokenizer_fits(tok, model_vocab: int, model_name: str, tok_name: str) -> None:
+    """A tokenizer belongs to a model when their vocabularies have the same size, or the model's
+    is the tokenizer's padded up to a multiple of 64 (as GPT-2's 50257 -> 50304). Anything else
+    would sample ids the tokenizer cannot decode, or never sample some tokens."""
+    n = tok.vocab_size
+    if not n <= model_vocab <= -(-n // 64) * 64:
+        raise ValueError(f"{model_name}: {tok_name} has {n} tokens but the model's vocabulary has "
+                         f"{model_vocab}: they do not belong together; put the model's own tokenizer "
+                         "beside it (sample.py --export_hf writes minigrad_tokenizer.json) or point "
+                         "--gpt2_dir at the right vocab.json + merges.txt")
 
 
 def export(model: GPT, tok, folder: str) -> Path:
@@ -107,6 +123,7 @@ def read_prompt(cfg: SampleConfig) -> str:
 def main(argv: Optional[list[str]] = None, out=None) -> list[str]:
     """Sample (or export) as the command line says; returns the generated texts (prompt excluded)."""
     cfg, _ = parse_config(SampleConfig, sys.argv[1:] if argv is None else list(argv))
+    validate_settings(cfg, SAMPLE_RULES)
     out = out or sys.stdout
     device, dtype = resolve_device_dtype(cfg)
     model, tok = load_model(cfg, device, dtype)
@@ -155,5 +172,7 @@ def main(argv: Optional[list[str]] = None, out=None) -> list[str]:
 if __name__ == "__main__":
     try:
         main()
-    except (CheckpointError, DataError, ValueError, FileNotFoundError) as err:
+    except (CheckpointError, DataError, ValueError, OSError) as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        sys.exit(130)

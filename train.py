@@ -15,6 +15,9 @@ and val batches, appends one JSON line to out_dir/log.jsonl (and a row to log.cs
 ckpt_last.safetensors (and ckpt_best.safetensors when val improved), prints a sample, and
 stops early after `patience` evals without improvement. `--resume` continues from
 ckpt_last exactly: same weights, optimizer moments, data order and dropout masks.
+Ctrl-C saves ckpt_last at the current step and prints the command that resumes (exit 130); a
+NaN or infinite loss stops the run without saving (models/stops.py). Settings are checked
+before any work (models/settings.py).
 
 What it deliberately does not do: distributed training, torch.compile-like graph capture,
 multiple data loaders. The pieces live elsewhere: models/data.py (text -> token memmaps ->
@@ -24,9 +27,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import gc
-import inspect
 import json
 import math
 import random
@@ -45,6 +46,9 @@ from models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, m
                                optimizer_state_dict, optimizer_tensors, save_checkpoint)
 from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
 from models.gpt import GPT, GPTConfig
+from models.run_dir import prepare_out_dir, read_log
+from models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
+from models.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
 
 
 @dataclass
@@ -151,111 +155,13 @@ MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "q
               "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
 # settings a resumed run must share with its checkpoint (the model and the data it saw)
 FIXED_ON_RESUME = MODEL_KEYS + ("data", "tokenizer", "vocab_size", "val_fraction", "split")
+# paths a resumed run takes from its own command line (or the defaults), never from the file:
+# a checkpoint must not choose where a run writes or which files it reads besides its data
+FROM_COMMAND_LINE = ("out_dir", "data_cache", "gpt2_dir")
 
 
-# ---------------------------------------------------------------------------------------------
-# configuration from the command line
-
-
-def _parse_value(name: str, text: str, typ) -> Any:
-    if typ is bool:
-        low = text.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"--{name}: expected true or false, got {text!r}")
-    try:
-        if typ is int:
-            f = float(text)
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
-        return typ(text)
-    except ValueError:
-        raise ValueError(f"--{name}: expected {typ.__name__}, got {text!r}") from None
-
-
-def settings_help(cls, presets: Optional[dict] = None) -> str:
-    """`--help`: every field of the dataclass with its default and the comment beside it."""
-    comments = {}
-    for line in inspect.getsource(cls).splitlines():
-        code, _, comment = line.partition("#")
-        name = code.strip().split(":")[0]
-        if comment and name.isidentifier():
-            comments[name] = comment.strip()
-    preset = "[--preset=NAME] " if presets else ""
-    lines = [f"usage: python {Path(sys.argv[0]).name} {preset}[--name=value ...]", "",
-             "settings (default):"]
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"  {'--' + f.name + '=' + str(default):<30} {comments.get(f.name, '')}".rstrip())
-    if presets:
-        lines += ["", "presets: " + ", ".join(presets)]
-    return "\n".join(lines)
-
-
-def parse_config(cls, argv: list[str], presets: Optional[dict] = None):
-    """`--name=value` (or `--name value`, `--flag` for true) over the fields of dataclass `cls`,
-    after `--preset=NAME` from `presets` -> (config, names given explicitly). `--help` prints
-    the settings and exits."""
-    if any(a in ("-h", "--help") for a in argv):
-        print(settings_help(cls, presets))
-        raise SystemExit(0)
-    types = get_type_hints(cls)
-    pairs: list[tuple[str, str]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}: settings look like --name=value")
-        name, eq, value = arg[2:].partition("=")
-        name = name.replace("-", "_")
-        if name not in types:
-            close = difflib.get_close_matches(name, types, n=3)
-            hint = f"; did you mean {', '.join('--' + c for c in close)}?" if close else ""
-            raise ValueError(f"unknown setting --{name}{hint} (the settings are the fields of "
-                             f"{cls.__name__})")
-        if not eq:
-            if types[name] is bool and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
-                value = "true"
-            elif i + 1 < len(argv):
-                i, value = i + 1, argv[i + 1]
-            else:
-                raise ValueError(f"--{name} needs a value")
-        pairs.append((name, value))
-        i += 1
-    cfg = cls()
-    chosen = [v for k, v in pairs if k == "preset"]
-    if chosen and presets is not None:
-        if chosen[-1] not in presets:
-            raise ValueError(f"unknown preset {chosen[-1]!r}; presets: {', '.join(presets)}")
-        cfg = dataclasses.replace(cfg, preset=chosen[-1], **presets[chosen[-1]])
-    given = set()
-    for name, value in pairs:
-        if name != "preset" or presets is None:
-            setattr(cfg, name, _parse_value(name, value, types[name]))
-            given.add(name)
-    return cfg, given
-
-
-def resolve_device_dtype(cfg: TrainConfig) -> tuple[str, str]:
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if minigrad.cuda_is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {cfg.device!r}")
-    dtype = cfg.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
-    if dtype not in ("float32", "bfloat16", "float64"):
-        raise ValueError(f"--dtype must be auto, float32, bfloat16 or float64, got {cfg.dtype!r}")
-    if dtype == "bfloat16" and device == "cpu":
-        print("note: bfloat16 needs the GPU backend; training in float32 on the CPU instead")
-        dtype = "float32"
-    if dtype == "float64" and device == "cuda":
-        raise ValueError("--dtype=float64 is for the NumPy backend only (--device=cpu)")
-    return device, dtype
+# Settings are parsed, explained (--help) and checked in models/settings.py (shared with
+# sample.py): parse_config, settings_help, validate_settings, resolve_device_dtype.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,12 +214,6 @@ def append_logs(out_dir: Path, row: dict) -> None:
         w.writerow(row)
 
 
-def read_log(out_dir: Path) -> list[dict]:
-    path = out_dir / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
-        if path.exists() else []
-
-
 def plot_losses(out_dir: Path) -> Optional[Path]:
     """out_dir/loss.png: train/val loss and val perplexity per eval (None without matplotlib)."""
     rows = read_log(out_dir)
@@ -361,27 +261,29 @@ def sample_text(model: GPT, tok, cfg: TrainConfig, device: str, seed: int) -> st
 def main(argv: Optional[list[str]] = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
-    out_dir = Path(cfg.out_dir)
+    validate_settings(cfg, TRAIN_RULES)
+    out_dir = prepare_out_dir(cfg.out_dir)      # writable, crash debris removed: before any work
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
-        saved = TrainConfig(**{k: v for k, v in ckpt.meta["train_config"].items()
+        saved = TrainConfig(**{k: v for k, v in ckpt.field("train_config", dict).items()
                                if k in get_type_hints(TrainConfig)})
         clash = [f"{k}={getattr(saved, k)!r} in the checkpoint but --{k}={getattr(cfg, k)!r}"
                  for k in sorted(given & set(FIXED_ON_RESUME)) if getattr(cfg, k) != getattr(saved, k)]
         if clash:
             raise CheckpointError(f"{ckpt.path.name}: cannot resume with a different model or data: "
                                   + "; ".join(clash))
-        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in given | {"resume"}})
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in given | {"resume"}
+                                            | set(FROM_COMMAND_LINE)})
+        validate_settings(cfg, TRAIN_RULES)         # the file's values pass the same checks
     device, dtype = resolve_device_dtype(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     prep = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
                         cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
     tok = prep.tokenizer
     tok_json = tokenizer_to_json(tok)
-    if ckpt is not None and tok_json != ckpt.meta["tokenizer"]:
+    if ckpt is not None and tok_json != ckpt.field("tokenizer", str):
         raise CheckpointError(f"{ckpt.path.name}: the tokenizer built from --data={cfg.data} differs from "
                               "the checkpoint's; resume needs the same data and tokenizer settings")
     print(f"data: {prep.meta['source']} -> {len(prep.train):,} train / {len(prep.val):,} val tokens, "
@@ -400,10 +302,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if ckpt is not None:
         check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
         model.load_state_dict(ckpt.section("model."))
-        optimizer.load_state_dict(optimizer_state_dict(ckpt))
-        iter_num, best_val = int(ckpt.meta["iter_num"]), float(ckpt.meta["best_val_loss"])
+        with ckpt.reading("optimizer"):
+            optimizer.load_state_dict(optimizer_state_dict(ckpt))
+        iter_num, best_val = ckpt.field("iter_num", int), float(ckpt.field("best_val_loss", (int, float)))
         bad_evals = int(ckpt.meta.get("bad_evals", 0))
-        set_rng_state(ckpt.meta["rng"], data_rng)
+        with ckpt.reading("rng"):
+            set_rng_state(ckpt.field("rng", dict), data_rng)
         print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
     n_params = model.get_num_params()
     print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}: "
@@ -448,6 +352,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     evals: list[dict] = []
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty(), cfg.log_interval)
     start_iter, stopped_early = iter_num, False
+    guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
     t_last, tok_since, tps = time.time(), 0, 0.0
     model.train()
     while True:
@@ -455,12 +360,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if (iter_num % cfg.eval_interval == 0 or last) and not (ckpt is not None and iter_num == start_iter):
             bar.clear()
             ev = evaluate()
+            guard.check_finite(iter_num, ev["train"] + ev["val"], "eval loss")   # never save NaN weights
             lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
             row = {"step": iter_num, "train_loss": ev["train"], "val_loss": ev["val"],
                    "val_ppl": math.exp(min(ev["val"], 50.0)), "train_ppl": math.exp(min(ev["train"], 50.0)),
                    "lr": lr, "tokens_per_s": tps, "tokens": iter_num * tokens_per_iter,
                    "time": time.time()}
-            append_logs(out_dir, row)
             evals.append(row)
             if wandb is not None:
                 wandb.log(row, step=iter_num)
@@ -475,6 +380,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 save("ckpt_last.safetensors")
                 if improved:
                     save("ckpt_best.safetensors")
+            append_logs(out_dir, row)           # after its checkpoint: a crash never logs unsaved steps
             if cfg.sample_tokens > 0:
                 text = sample_text(model, tok, cfg, device, cfg.seed)
                 print(f"---- sample ----\n{text}\n----------------")
@@ -486,6 +392,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
             tok_since = 0
         if last:
             break
+        if guard.requested:                     # Ctrl-C: save this step (between two steps), stop
+            save("ckpt_last.safetensors")
+            raise guard.interrupted(iter_num, out_dir / "ckpt_last.safetensors")
 
         lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
         for group in optimizer.param_groups:
@@ -501,6 +410,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         optimizer.step()
         optimizer.zero_grad()
         losses[iter_num] = loss_sum / cfg.grad_accum_steps
+        guard.check_finite(iter_num, losses[iter_num])
         iter_num += 1
 
         tok_since += tokens_per_iter
@@ -511,6 +421,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
                    + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
     bar.clear()
+    guard.close()
     gc.unfreeze()                       # main() may be called again in this process (tests)
     if cfg.plot:
         plot_losses(out_dir)
@@ -526,5 +437,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (DataError, CheckpointError, ValueError) as err:
+    except TrainingInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
+              file=sys.stderr)
+        sys.exit(TrainingInterrupted.exit_code)
+    except (DataError, CheckpointError, TrainingDiverged, ValueError, OSError) as err:
         sys.exit(f"error: {err}")

@@ -7,10 +7,15 @@ plain safetensors file, so any safetensors reader can open it:
   values are exact) and ``optim.<param index>.<state name>`` (AdamW's ``exp_avg``,
   ``exp_avg_sq`` and, for bfloat16 parameters, the fp32 ``master`` weights);
 - ``__metadata__`` (string -> string, as the format requires): ``format`` ("minigrad-checkpoint"),
-  ``version``, ``checksum`` (BLAKE2b of the tensor bytes) and one JSON string per entry of the
-  `meta` dict given to `save_checkpoint` (train.py stores its train config, the model config,
-  the tokenizer, the optimizer's hyperparameters and step counts, the iteration, the best val
-  loss and the RNG states).
+  ``version``, ``checksum`` (BLAKE2b of the tensor bytes), ``meta_checksum`` (BLAKE2b of every
+  other metadata entry, ``checksum`` included, so the metadata is bound to its tensors) and one
+  JSON string per entry of the `meta` dict given to `save_checkpoint` (train.py stores its train
+  config, the model config, the tokenizer, the optimizer's hyperparameters and step counts, the
+  iteration, the best val loss and the RNG states).
+
+Files written before ``meta_checksum`` existed still load: their tensors are verified, and a
+warning says their metadata cannot be (resuming from one writes a fully checked file). The
+tensor checksum is unchanged, so older readers still read newer files.
 
 Bytes on disk are minigrad/serialization.py's job (its `save_file` writes a temp file in the
 same folder, fsyncs it and renames it over the target, so a crash leaves the old checkpoint or
@@ -25,9 +30,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -36,7 +43,7 @@ from minigrad.serialization import SafetensorsError, load_numpy_file, read_metad
 FORMAT = "minigrad-checkpoint"
 VERSION = 1
 REQUIRED_META = ("train_config", "model_config", "tokenizer", "iter_num")
-_RESERVED = ("format", "version", "checksum")
+_RESERVED = ("format", "version", "checksum", "meta_checksum")
 
 
 class CheckpointError(ValueError):
@@ -53,6 +60,30 @@ class Checkpoint:
         """The tensors whose names start with `prefix` (e.g. "model."), prefix removed."""
         return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
+    def field(self, name: str, kind: "type | tuple[type, ...]" = object) -> Any:
+        """meta[name], which must be a `kind`; else a CheckpointError naming the field."""
+        if name not in self.meta:
+            raise CheckpointError(f"{self.path.name}: missing metadata field {name!r}; expected a "
+                                  "checkpoint written by train.py")
+        value = self.meta[name]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise CheckpointError(f"{self.path.name}: metadata field {name!r} should be "
+                                  f"{' or '.join(k.__name__ for k in kinds)}, got {repr(value)[:60]}")
+        return value
+
+    @contextmanager
+    def reading(self, name: str) -> Iterator[None]:
+        """Turn a KeyError/TypeError/ValueError raised while using meta[name] (e.g. the RNG state
+        missing a stream) into a CheckpointError naming the file and the field."""
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise CheckpointError(f"{self.path.name}: metadata field {name!r} is incomplete or "
+                                  f"malformed ({type(err).__name__}: {err})") from None
+
 
 def _checksum(tensors: Mapping[str, np.ndarray]) -> str:
     h = hashlib.blake2b(digest_size=16)
@@ -60,6 +91,16 @@ def _checksum(tensors: Mapping[str, np.ndarray]) -> str:
         a = np.ascontiguousarray(tensors[name])
         h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _meta_checksum(md: Mapping[str, str]) -> str:
+    """BLAKE2b over every metadata entry but itself (lengths included: no two dicts collide)."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(md):
+        if k != "meta_checksum":
+            key, value = k.encode(), md[k].encode()
+            h.update(f"{len(key)}:{len(value)};".encode() + key + value)
     return h.hexdigest()
 
 
@@ -73,6 +114,7 @@ def save_checkpoint(path: "str | os.PathLike[str]", tensors: Mapping[str, np.nda
         if k in _RESERVED:
             raise ValueError(f"metadata key {k!r} is reserved")
         md[k] = json.dumps(v)
+    md["meta_checksum"] = _meta_checksum(md)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata=md)
     return path
@@ -101,13 +143,20 @@ def load_checkpoint(path: "str | os.PathLike[str]", required: tuple = REQUIRED_M
         raise fail(f"corrupt or truncated: {msg}") from None
     if md.get("checksum") != _checksum(tensors):
         raise fail("corrupt: the tensor data does not match the checksum written with it")
+    if "meta_checksum" not in md:
+        warnings.warn(f"{path.name}: written before checkpoints checksummed their metadata: the "
+                      "tensors are verified, the config/tokenizer/optimizer metadata is not; "
+                      "resuming from it writes a fully checked checkpoint", stacklevel=2)
+    elif md["meta_checksum"] != _meta_checksum(md):
+        raise fail("corrupt: the metadata (config, tokenizer, optimizer settings) does not match "
+                   "the checksum written with it")
     meta = {}
     for k, v in md.items():
         if k in _RESERVED:
             continue
         try:
             meta[k] = json.loads(v)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise fail(f"corrupt metadata entry {k!r}: not JSON") from None
     missing = [k for k in required if k not in meta]
     if missing:

@@ -1,0 +1,108 @@
+"""Two ways a training run stops before its end, each leaving a checkpoint you can trust.
+
+- Ctrl-C (SIGINT): the first one only *asks* to stop. The loop sees the request between two
+  optimizer steps (never inside one), saves ckpt_last at that step and raises
+  `TrainingInterrupted`, which train.py turns into exit code 130 and the exact command that
+  resumes. A second Ctrl-C quits at once, without saving.
+- A loss that is NaN or infinite: `RunGuard.check_finite` raises `TrainingDiverged` with the
+  step and the value before anything is saved, so the checkpoints on disk stay the last good
+  ones (finite weights), and the message says which step they hold.
+
+Signal handlers can only be set from the main thread; elsewhere (a worker thread calling
+train.main) Ctrl-C keeps Python's default behaviour.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: ckpt_last was saved at `step`; `resume` is the command that continues the run."""
+
+    exit_code = 130                     # 128 + SIGINT, what shells report for Ctrl-C
+
+    def __init__(self, step: int, path: Path, resume: str):
+        self.step, self.path, self.resume = step, path, resume
+        super().__init__(f"interrupted: saved {path} at step {step}; resume with:\n    {resume}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss is not finite; nothing was saved from the diverged state."""
+
+
+def resume_command(cfg, path_keys: Sequence[str], script: str = "train.py") -> str:
+    """`python train.py --out_dir=... --resume` plus the other `path_keys` settings of `cfg` that
+    are not at their defaults (a resumed run takes paths from its command line, never from the
+    checkpoint, so the command must repeat them)."""
+    defaults = type(cfg)()
+    args = [f"--out_dir={cfg.out_dir}", "--resume"] + [
+        f"--{k}={getattr(cfg, k)}" for k in path_keys
+        if k != "out_dir" and getattr(cfg, k) != getattr(defaults, k)]
+    return "python " + " ".join(shlex.quote(a) for a in [script, *args])
+
+
+def _saved_step(path: Path) -> Optional[int]:
+    """The iteration stored in a checkpoint's header (None when there is no readable one)."""
+    try:
+        from minigrad.serialization import read_metadata
+        return int(read_metadata(path)["iter_num"])
+    except Exception:                   # any unreadable file: just say nothing about its step
+        return None
+
+
+class RunGuard:
+    """Watches one training loop: Ctrl-C requests and non-finite losses.
+
+    `start()` installs the SIGINT handler; `close()` (or raising one of the stops) restores
+    the previous one. A handler left behind by an unexpected exception behaves like Python's
+    default (KeyboardInterrupt), so it never swallows a Ctrl-C.
+    """
+
+    def __init__(self, out_dir: "str | Path", resume: str):
+        self.out_dir, self.resume = Path(out_dir), resume
+        self.requested = False
+        self._active = False
+        self._previous = None
+
+    def start(self) -> "RunGuard":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._active = True
+        return self
+
+    def close(self) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous)
+            self._active = False
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested or not self._active:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: finishing this step, then saving a checkpoint "
+              "(press Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+
+    def interrupted(self, step: int, saved: Path) -> TrainingInterrupted:
+        """The exception to raise once ckpt_last holds `step` (restores the SIGINT handler)."""
+        self.close()
+        return TrainingInterrupted(step, saved, self.resume)
+
+    def check_finite(self, step: int, value: float, what: str = "training loss") -> None:
+        """Raise TrainingDiverged when `value` is NaN or infinite (restores the SIGINT handler)."""
+        if math.isfinite(value):
+            return
+        self.close()
+        last = self.out_dir / "ckpt_last.safetensors"
+        saved = _saved_step(last) if last.is_file() else None
+        kept = (f"{last} (step {saved}) is kept as the last good checkpoint; resume from it with "
+                f"{self.resume} and different settings" if saved is not None
+                else "no checkpoint had been saved yet")
+        raise TrainingDiverged(
+            f"training diverged: the {what} at step {step} is {value}; stopped without saving, so "
+            f"{kept}. Try a lower --learning_rate, a --grad_clip or a longer --warmup_iters")
