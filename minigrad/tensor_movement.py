@@ -163,6 +163,8 @@ def _as_index_tensor(index, device) -> Tensor:
             raise TypeError(f"index tensors must be int64, got {index.dtype}")
         return index
     arr = np.asarray(index)
+    if arr.size == 0 and isinstance(index, (list, tuple)):
+        arr = arr.astype(np.int64)        # [] has no values to be float: an empty selection
     if arr.dtype.kind not in "iu":
         raise TypeError(f"index must hold integers, got dtype {arr.dtype}")
     return _tensor()(arr.astype(np.int64), device=device)
