@@ -23,38 +23,53 @@ The path from a `--data` setting to the arrays a training step reads:
    second run with the same settings only hashes the files and maps the token files.
 5. `get_batch` / `fixed_batches`: random (B, T) windows of a split, x and y = x shifted by one.
 
-It knows nothing of minigrad: it returns NumPy arrays. Every download failure is a
-`DataError` that says how to point train.py at local files (``--data=PATH``, ``--gpt2_dir``).
+It knows nothing of minigrad: it returns NumPy arrays. Downloads are checked (complete, not an
+HTML page, the released file's size and SHA-256 where known: models/download.py), and every
+failure is a `DataError` that says how to point train.py at local files (``--data=PATH``,
+``--gpt2_dir``). Text that is not UTF-8 is decoded with U+FFFD for each bad byte and a warning
+that counts them; a file with more than `MAX_BAD_BYTE_FRACTION` of them is refused as binary.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
+import re
+import sys
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from models.download import DownloadError, Pin
+from models.download import download as _download
+
 ENDOFTEXT = "<|endoftext|>"
 
 TINY_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
                         "tinyshakespeare/input.txt")
+# the released file (1,115,394 ASCII bytes, 65 distinct characters; nanoGPT's 301,966 + 36,059
+# GPT-2 tokens for its 90/10 split, which this file reproduces)
+TINY_SHAKESPEARE_PIN = Pin(1_115_394, "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed")
 TINYSTORIES_URLS = {
     "train": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-train.txt",
     "val": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt",
 }
 # GPT-2's own files: encoder.json is Hugging Face's vocab.json, vocab.bpe is its merges.txt.
+# These URLs and SHA-256s are the ones tiktoken pins for its "gpt2" encoding.
 GPT2_URLS = {
-    "vocab.json": "https://openaipublic.blob.core.windows.net/gpt-2/models/124M/encoder.json",
-    "merges.txt": "https://openaipublic.blob.core.windows.net/gpt-2/models/124M/vocab.bpe",
+    "vocab.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+    "merges.txt": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
 }
-DOWNLOAD_TIMEOUT_S = 30
+GPT2_PINS = {
+    "vocab.json": Pin(1_042_301, "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
+    "merges.txt": Pin(456_318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
+}
+# Text with more bytes that are not UTF-8 than this share is not text (a binary file, or a
+# wrong encoding such as UTF-16); below it, each bad byte becomes U+FFFD with a warning.
+MAX_BAD_BYTE_FRACTION = 0.01
 
 MIN_DOCS_FOR_DOC_SPLIT = 20          # fewer documents than this: split each one's tail instead
 TOKENIZERS = ("char", "bpe", "gpt2")
@@ -69,25 +84,17 @@ class DataError(RuntimeError):
 # downloads
 
 
-def download(url: str, dest: Path, what: str, hint: str) -> Path:
-    """Fetch `url` into `dest` (atomically: a partial download never looks finished).
+def download(url: str, dest: Path, what: str, hint: str, expect: Optional[Pin] = None) -> Path:
+    """Fetch `url` into `dest` unless a valid copy is cached: complete, not an HTML page, and the
+    size and SHA-256 of `expect` when given (models/download.py). Written to a temp file and
+    renamed, so a partial download never looks finished.
 
     `hint` is appended to the error when the download fails, e.g. how to use local files.
     """
-    dest = Path(dest)
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {what} from {url} -> {dest}")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
-            shutil.copyfileobj(r, f, length=1 << 20)
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"could not download {what} from {url} ({err}); are you offline? {hint}") from err
-    return dest
+        return _download(url, dest, what, hint, expect)
+    except DownloadError as err:
+        raise DataError(str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +115,8 @@ def resolve_sources(data: str, cache_dir: "str | os.PathLike[str]" = "data") -> 
     local = ("point train.py at local text instead: --data=PATH (a .txt file or a folder of .txt "
              "files), e.g. `make train DATA=path/to/text.txt`")
     if data in ("shakespeare", "tinyshakespeare", "shakespeare_char"):
-        path = download(TINY_SHAKESPEARE_URL, cache_dir / "tinyshakespeare.txt", "Tiny Shakespeare", local)
+        path = download(TINY_SHAKESPEARE_URL, cache_dir / "tinyshakespeare.txt", "Tiny Shakespeare", local,
+                        TINY_SHAKESPEARE_PIN)
         return Sources("Tiny Shakespeare", [path])
     if data == "tinystories":
         train = download(TINYSTORIES_URLS["train"], cache_dir / "TinyStories-train.txt",
@@ -129,11 +137,28 @@ def resolve_sources(data: str, cache_dir: "str | os.PathLike[str]" = "data") -> 
                     "('shakespeare', 'tinystories'); expected a .txt file or a folder of .txt files")
 
 
+_BAD_BYTE = re.compile("[\udc80-\udcff]")      # how surrogateescape decodes each non-UTF-8 byte
+
+
 def read_text(path: Path) -> str:
+    """The text of a UTF-8 file. Each byte that is not UTF-8 becomes U+FFFD and a warning counts
+    them; more than MAX_BAD_BYTE_FRACTION of them (or NUL characters, which text never has) is a
+    DataError: that is a binary file, not text."""
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as err:
         raise DataError(f"cannot read {path}: {err}") from err
+    bad = 0
+    if _BAD_BYTE.search(text):
+        text, bad = _BAD_BYTE.subn("\ufffd", text)
+    nul = text.count("\0")
+    if text and (bad + nul) / len(text) > MAX_BAD_BYTE_FRACTION:
+        raise DataError(f"{path}: this looks like a binary file, not UTF-8 text ({bad:,} bytes that are not "
+                        f"UTF-8 and {nul:,} NUL characters in {len(text):,}); expected .txt files of text")
+    if bad:
+        print(f"warning: {path}: {bad:,} bytes are not valid UTF-8; each was replaced by U+FFFD",
+              file=sys.stderr)
+    return text
 
 
 def read_documents(files: Sequence[Path]) -> list[str]:
@@ -281,8 +306,8 @@ def gpt2_files(gpt2_dir: Optional[str], cache_dir: "str | os.PathLike[str]" = "d
                             "vocab.json and merges.txt there")
         return vocab, merges
     d = Path(cache_dir) / "gpt2"
-    return (download(GPT2_URLS["vocab.json"], d / "vocab.json", "GPT-2's vocab.json", hint),
-            download(GPT2_URLS["merges.txt"], d / "merges.txt", "GPT-2's merges.txt", hint))
+    return tuple(download(GPT2_URLS[name], d / name, f"GPT-2's {name}", hint, GPT2_PINS[name])
+                 for name in ("vocab.json", "merges.txt"))
 
 
 def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str], vocab_size: int,

@@ -56,8 +56,11 @@ def test_offline_tinystories_and_gpt2_name_their_flags(tmp_path, monkeypatch):
 
 
 def test_cached_download_is_used_without_network(tmp_path, monkeypatch):
+    import hashlib
     monkeypatch.setattr(D, "TINY_SHAKESPEARE_URL", UNREACHABLE)
-    _write(tmp_path / "tinyshakespeare.txt", "First Citizen:\n")
+    body = b"First Citizen:\n"                   # a cache that matches the (patched) released file
+    monkeypatch.setattr(D, "TINY_SHAKESPEARE_PIN", D.Pin(len(body), hashlib.sha256(body).hexdigest()))
+    (tmp_path / "tinyshakespeare.txt").write_bytes(body)
     assert D.resolve_sources("shakespeare", tmp_path).files == [tmp_path / "tinyshakespeare.txt"]
 
 
@@ -162,3 +165,22 @@ def test_batches_are_shifted_windows_and_seeded():
     assert all((xa == xb).all() for (xa, _), (xb, _) in zip(a, b))
     with pytest.raises(D.DataError, match="block_size"):
         D.get_batch(data[:5], 2, 8, np.random.default_rng(0))
+
+
+def test_non_utf8_bytes_are_counted_and_a_binary_file_refused(tmp_path, capsys):
+    good = "héllo wörld\n" * 100                              # 1,200 characters of real UTF-8
+    p = tmp_path / "latin1.txt"
+    p.write_bytes(good.encode("utf-8") + b"caf\xe9 \xff\n")   # two stray bytes (Latin-1 é, 0xFF)
+    text = D.read_text(p)
+    assert text == good + "caf\ufffd \ufffd\n"
+    assert "2 bytes are not valid UTF-8" in capsys.readouterr().err
+    clean = _write(tmp_path / "clean.txt", good)
+    assert D.read_text(clean) == good and capsys.readouterr().err == ""
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(bytes(range(256)) * 40)                # 128 of every 256 bytes are not UTF-8
+    with pytest.raises(D.DataError, match="looks like a binary file"):
+        D.read_text(blob)
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("plain ascii text\n".encode("utf-16"))  # valid bytes, but NUL every other one
+    with pytest.raises(D.DataError, match="looks like a binary file"):
+        D.read_text(utf16)
