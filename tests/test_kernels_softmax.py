@@ -100,6 +100,23 @@ def test_masked_minus_inf(block_size, log):
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
 
 
+# exp(100) overflows float32 and exp(1000) float64, exp(-1000) underflows both: only a softmax
+# that subtracts the row max stays finite. With block_size=4 the second chunk of the first row
+# holds the larger max, so the online path must also rescale its running sum correctly.
+EXTREME = [[100.0, 0.0, -5.0, 3.0, 1.0, -1000.0, 1000.0, 998.0],
+           [-1000.0, -1001.0, -999.0, -1000.0, -1002.0, -998.0, -1000.0, -1004.0],
+           [1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0]]
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_extreme_logits(dtype, block_size, log):
+    _check(torch.tensor(EXTREME, device=DEVICE).to(dtype), log, block_size)
+    # the issue's own example: one row of 3 columns (a padded single block)
+    _check(torch.tensor([[100.0, 0.0, -5.0]], device=DEVICE).to(dtype), log, block_size)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the NaNs are the point
 def test_all_minus_inf_row_is_nan_like_torch():
     x = torch.full((2, 12), -float("inf"), device=DEVICE)

@@ -62,6 +62,21 @@ def test_top_p_never_emits_excluded():
     assert (_draw_many(logits, 50, top_p=1e-9) == logits.argmax(1)).all()
 
 
+@pytest.mark.parametrize("probs,top_p,kept", [
+    ([0.5, 0.25, 0.25], 0.5, [0]),            # the first token alone reaches top_p exactly
+    ([0.5, 0.25, 0.25], 0.5000001, [0, 1]),
+    ([0.5, 0.25, 0.25], 0.75, [0, 1]),         # the first two reach it exactly
+    ([0.25, 0.5, 0.25], 0.75, [0, 1]),         # order by probability, then the lower id
+    ([0.25, 0.25, 0.25, 0.25], 0.5, [0, 1]),   # ties go to the lower ids
+])
+def test_top_p_boundary_keeps_the_smallest_set(probs, top_p, kept):
+    """Cumulative mass that equals top_p exactly stops the set (issue 13). These probabilities
+    are powers of two, so their logs, the softmax and the cumulative sums are exact in float64."""
+    filtered = top_p_filter(np.log([probs]), top_p)
+    assert np.flatnonzero(np.isfinite(filtered[0])).tolist() == kept
+    assert set(_draw_many(np.log([probs]), 200, top_p=top_p)[:, 0]) == set(kept)
+
+
 def test_top_k_and_top_p_combined():
     logits = np.random.default_rng(3).normal(size=(3, 25))
     draws = _draw_many(logits, 400, top_k=8, top_p=0.6, temperature=0.7)
