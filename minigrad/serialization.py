@@ -18,7 +18,10 @@ Files we write load with the `safetensors` library and the other way round.
 
 Writes are atomic: a temp file in the same directory, fsync, then os.replace, so a crash never
 leaves a half-written checkpoint under the real name. Reads validate the header and every
-offset and raise `SafetensorsError` saying what is wrong (truncated file, bad JSON, ...).
+offset and raise `SafetensorsError` saying what is wrong (truncated file, bad JSON, ...). A file is
+read only when it is a regular file (a FIFO or device would block or never end), its header
+JSON has no duplicate keys and no absurd nesting, and the tensors' offsets tile the data
+section exactly (no gaps, no overlap, no trailing bytes), as the `safetensors` library demands.
 
 bfloat16 has no NumPy dtype: it is stored as its 16 raw bits and read back into float32 by a
 16-bit shift. On the NumPy backend (no bf16/fp16 arrays) such tensors load as float32.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 from typing import Any, Optional
@@ -157,6 +161,81 @@ def save_file(tensors: dict, filename, metadata: Optional[dict] = None) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
+def _open_regular(filename):
+    """open(filename, "rb"), refusing anything that is not a regular file.
+
+    Reading a FIFO blocks until someone writes to it and a device such as /dev/zero never ends,
+    so a hostile path could hang a run: stat first, then open without blocking and check the
+    opened file again (the path could be swapped between the two)."""
+    kind = _not_regular(os.stat(filename).st_mode)
+    fd = None
+    if kind is None:
+        fd = os.open(filename, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        kind = _not_regular(os.fstat(fd).st_mode)
+    if kind is not None:
+        if fd is not None:
+            os.close(fd)
+        raise SafetensorsError(f"{filename}: is {kind}, not a regular file; expected a safetensors file")
+    return os.fdopen(fd, "rb")
+
+
+def _not_regular(mode: int) -> Optional[str]:
+    """None for a regular file, else what it is in words."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a special file"
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    """json object_pairs_hook: a repeated key would silently keep only its last value, so two
+    entries could describe the same tensor differently to different readers."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise SafetensorsError(f"duplicate key {k!r} in the header JSON (each name must appear once)")
+        out[k] = v
+    return out
+
+
+def _parse_json(raw: bytes, filename, what: str):
+    """json.loads with duplicate keys and too-deep nesting reported as SafetensorsError."""
+    try:
+        return json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except SafetensorsError as e:
+        raise SafetensorsError(f"{filename}: {what}: {e}") from None
+    except RecursionError:
+        raise SafetensorsError(f"{filename}: {what} is nested too deeply to be a safetensors "
+                               "header (expected a flat object of tensor entries)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SafetensorsError(f"{filename}: {what} is not valid UTF-8 JSON ({e})") from None
+
+
+def _is_int(v) -> bool:
+    return type(v) is int              # bool is an int subclass, but True is not a dimension
+
+
+def _check_tiling(spans: list, data_len: int, filename) -> None:
+    """The tensors' [begin, end) spans must cover the data section exactly, in order: bytes no
+    tensor owns could hide anything, and overlapping tensors alias each other."""
+    cursor, prev = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < cursor:
+            raise SafetensorsError(f"{filename}: tensors '{prev}' and '{name}' overlap in the file "
+                                   f"('{name}' starts at byte {begin}, before '{prev}' ends at {cursor})")
+        if begin > cursor:
+            raise SafetensorsError(f"{filename}: data bytes {cursor}..{begin} belong to no tensor "
+                                   "(expected each tensor to start where the previous one ends)")
+        cursor, prev = end, name
+    if cursor != data_len:
+        raise SafetensorsError(f"{filename}: {data_len - cursor} trailing data bytes after the last "
+                               f"tensor (the tensors cover {cursor} of {data_len} bytes)")
+
+
 def _read_header(f, filename) -> tuple[dict, dict, int]:
     """Validated (entries, metadata, data_start) of an open file."""
     size = os.fstat(f.fileno()).st_size
@@ -170,11 +249,7 @@ def _read_header(f, filename) -> tuple[dict, dict, int]:
     if n > size - 8:
         raise SafetensorsError(f"{filename}: header length {n} runs past the end of the file "
                                f"({size} bytes): the file is truncated or not a safetensors file")
-    raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SafetensorsError(f"{filename}: the header is not valid UTF-8 JSON ({e})") from None
+    header = _parse_json(f.read(n), filename, "the header")
     if not isinstance(header, dict):
         raise SafetensorsError(f"{filename}: the header must be a JSON object, got "
                                f"{type(header).__name__}")
@@ -189,13 +264,13 @@ def _read_header(f, filename) -> tuple[dict, dict, int]:
         if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
             raise SafetensorsError(f"{where}: entry must have dtype, shape and data_offsets, "
                                    f"got {e!r}")
-        if e["dtype"] not in _FORMAT:
+        if not isinstance(e["dtype"], str) or e["dtype"] not in _FORMAT:
             raise SafetensorsError(f"{where}: unsupported dtype {e['dtype']!r} (supported: "
                                    f"{sorted(_FORMAT)})")
         shape, offs = e["shape"], e["data_offsets"]
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
             raise SafetensorsError(f"{where}: shape must be a list of non-negative ints, got {shape!r}")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)):
+        if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs)):
             raise SafetensorsError(f"{where}: data_offsets must be [begin, end], got {offs!r}")
         begin, end = offs
         if not 0 <= begin <= end:
@@ -208,10 +283,7 @@ def _read_header(f, filename) -> tuple[dict, dict, int]:
             raise SafetensorsError(f"{where}: {end - begin} bytes for shape {shape} of "
                                    f"{e['dtype']} (expected {expected})")
         spans.append((begin, end, name))
-    spans.sort()
-    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
-        if b1 < e0 and e1 > b1:                  # the later one starts inside a non-empty earlier one
-            raise SafetensorsError(f"{filename}: tensors '{n0}' and '{n1}' overlap in the file")
+    _check_tiling(spans, data_len, filename)
     return header, metadata, 8 + n
 
 
@@ -228,14 +300,14 @@ def _read_array(f, start: int, e: dict) -> np.ndarray:
 
 def load_numpy_file(filename) -> dict:
     """name -> NumPy array (BF16 read into float32 by shifting its bits)."""
-    with open(filename, "rb") as f:
+    with _open_regular(filename) as f:
         header, _, start = _read_header(f, filename)
         return {name: _read_array(f, start, e) for name, e in header.items()}
 
 
 def read_metadata(filename) -> dict:
     """The header's __metadata__ (string -> string), {} when absent."""
-    with open(filename, "rb") as f:
+    with _open_regular(filename) as f:
         return _read_header(f, filename)[1]
 
 
@@ -254,7 +326,7 @@ def _to_tensor(arr: np.ndarray, fmt: str, device) -> Tensor:
 def load_file(filename, device="cpu") -> dict:
     """name -> Tensor on `device`, in the file's order. BF16/F16 load as bfloat16/float16 on
     the GPU and as float32 on the NumPy backend; integer types load as int64."""
-    with open(filename, "rb") as f:
+    with _open_regular(filename) as f:
         header, _, start = _read_header(f, filename)
         return {name: _to_tensor(_read_array(f, start, e), e["dtype"], device)
                 for name, e in header.items()}
@@ -331,18 +403,17 @@ def load(path, device=None):
     """Load what save() wrote (or any safetensors file, as a flat dict) onto `device`
     (default: minigrad's default device)."""
     device = device if device is not None else get_default_device()
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         header, metadata, start = _read_header(f, path)
         tensors = {name: _to_tensor(_read_array(f, start, e), e["dtype"], device)
                    for name, e in header.items()}
     if _TREE_KEY not in metadata:
         return tensors
-    try:
-        tree = json.loads(metadata[_TREE_KEY])
-    except json.JSONDecodeError as e:
-        raise SafetensorsError(f"{path}: corrupt {_TREE_KEY} metadata ({e})") from None
+    tree = _parse_json(metadata[_TREE_KEY].encode("utf-8"), path, f"the {_TREE_KEY} metadata")
     try:
         return _decode_tree(tree, tensors)
+    except RecursionError:
+        raise SafetensorsError(f"{path}: {_TREE_KEY} metadata is nested too deeply") from None
     except (KeyError, TypeError, ValueError) as e:
         raise SafetensorsError(f"{path}: {_TREE_KEY} metadata does not match the tensors "
                                f"({type(e).__name__}: {e})") from None
