@@ -6,12 +6,14 @@ touches the network (downloads are pointed at an unreachable address where they 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 import train
 from backend_testing import cuda_backend  # tests/ is on sys.path
+from train_spy import spy_on_training, synthetic_text
 from models import data as D
 from models.checkpoint import CheckpointError
 
@@ -197,3 +199,89 @@ def test_same_run_on_the_triton_backend_matches_numpy(tmp_path, small_text):
     np.testing.assert_allclose([gpu["losses"][i] for i in (0, 1, 2)],
                                [cpu["losses"][i] for i in (0, 1, 2)], rtol=tol)
     np.testing.assert_allclose(gpu["final_val_loss"], cpu["final_val_loss"], rtol=tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the loop does to the model at each step, watched from inside (tests/train_spy.py). Float64
+# on the NumPy backend, dropout off and a synthetic text: exact and independent of shared data.
+
+SPY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--eval_iters=1",
+       "--sample_tokens=0", "--plot=false", "--progress=false", "--log_interval=1000",
+       "--device=cpu", "--dtype=float64", "--dropout=0"]
+
+
+@pytest.fixture
+def words(tmp_path):
+    return synthetic_text(tmp_path / "words.txt")
+
+
+def _spy_run(monkeypatch, tmp_path, words, name, *extra):
+    rec = spy_on_training(monkeypatch)
+    summary = train.main([f"--data={words}", f"--out_dir={tmp_path / name}",
+                          f"--data_cache={tmp_path / 'cache'}", *SPY, *extra])
+    return summary, rec
+
+
+def test_logged_train_loss_is_the_mean_over_accumulation_steps(tmp_path, monkeypatch, words):
+    s, rec = _spy_run(monkeypatch, tmp_path, words, "o", "--batch_size=2", "--grad_accum_steps=3",
+                      "--max_iters=2", "--eval_interval=2")
+    micro = rec.micro_losses
+    assert len(micro) == 6 and len(set(micro)) == 6        # 3 different micro-batches per step
+    for it in range(2):
+        by_hand = (micro[3 * it] + micro[3 * it + 1] + micro[3 * it + 2]) / 3
+        assert s["losses"][it] == pytest.approx(by_hand, rel=1e-12), it
+
+
+def test_grad_clip_is_applied_when_it_matters(tmp_path, monkeypatch, words):
+    run = ["--batch_size=2", "--max_iters=3", "--eval_interval=3", "--learning_rate=1e-2"]
+    _, free = _spy_run(monkeypatch, tmp_path, words, "free", *run, "--grad_clip=0")
+    clip = min(free.grad_norms) / 4                         # every unclipped step is far above it
+    _, clipped = _spy_run(monkeypatch, tmp_path, words, "clipped", *run, f"--grad_clip={clip}")
+    assert len(clipped.grad_norms) == 3
+    # the first step sees the same gradients in both runs (same init, same batch): scaled to clip
+    assert clipped.grad_norms[0] == pytest.approx(clip, rel=1e-6)
+    assert max(clipped.grad_norms) <= clip * (1 + 1e-6)
+    ratio = clip / free.grad_norms[0]
+    for name, g in free.grads[0].items():                   # the direction is kept
+        np.testing.assert_allclose(clipped.grads[0][name], g * ratio, rtol=1e-6, atol=1e-14)
+
+
+def test_grad_accumulation_equals_one_big_batch(tmp_path, monkeypatch, words):
+    """grad_accum_steps=2 with batch B gives the gradient and the weights of one step with
+    batch 2B: each micro-batch loss is scaled by 1/2, so their gradients add up to the mean."""
+    one = ["--max_iters=1", "--eval_interval=1", "--grad_clip=0", "--learning_rate=1e-2"]
+    _, acc = _spy_run(monkeypatch, tmp_path, words, "acc", *one, "--batch_size=2", "--grad_accum_steps=2")
+    _, big = _spy_run(monkeypatch, tmp_path, words, "big", *one, "--batch_size=4", "--grad_accum_steps=1")
+    # the same 4 sequences: two draws of 2 from the data RNG equal one draw of 4
+    assert len(acc.batches) == 2 and len(big.batches) == 1
+    np.testing.assert_array_equal(np.concatenate(acc.batches), big.batches[0])
+    assert set(acc.grads[0]) == set(big.grads[0])
+    for name, g in big.grads[0].items():
+        np.testing.assert_allclose(acc.grads[0][name], g, rtol=1e-10, atol=1e-14, err_msg=name)
+    big_weights = dict(big.model.named_parameters())
+    for name, p in acc.model.named_parameters():
+        np.testing.assert_allclose(p.numpy(), big_weights[name].numpy(), rtol=1e-10, atol=1e-14,
+                                   err_msg=name)
+
+
+def test_lr_schedule_as_applied_to_the_optimizer(tmp_path, monkeypatch, words):
+    """Warmup, cosine decay and the floor, read from each param group at every step."""
+    max_lr, min_lr, warmup, decay = 1e-2, 1e-3, 3, 9
+
+    def by_hand(it):                                        # nanoGPT's get_lr, written out
+        if it < warmup:
+            return max_lr * (it + 1) / (warmup + 1)
+        if it > decay:
+            return min_lr
+        progress = (it - warmup) / (decay - warmup)
+        return min_lr + (max_lr - min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+    _, rec = _spy_run(monkeypatch, tmp_path, words, "o", "--batch_size=1", "--max_iters=12",
+                      "--eval_interval=12", f"--learning_rate={max_lr}", f"--min_lr={min_lr}",
+                      f"--warmup_iters={warmup}", f"--lr_decay_iters={decay}")
+    assert len(rec.lrs) == 12
+    for it, group_lrs in enumerate(rec.lrs):
+        assert len(group_lrs) == 2                          # decay and no-decay groups
+        assert group_lrs == [pytest.approx(by_hand(it), rel=1e-12)] * 2, it
+    assert rec.lrs[0][0] == pytest.approx(2.5e-3) and rec.lrs[6][0] == pytest.approx(5.5e-3)
+    assert rec.lrs[10][0] == rec.lrs[11][0] == pytest.approx(min_lr)
