@@ -92,11 +92,11 @@ def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]
 
 
 def check_tokenizer_fits(tok, model_vocab: int, model_name: str, tok_name: str) -> None:
-    """A tokenizer belongs to a model when their vocabularies have the same size, or the model's
-    is the tokenizer's padded up to a multiple of 64 (as GPT-2's 50257 -> 50304). Anything else
-    would sample ids the tokenizer cannot decode, or never sample some tokens."""
+    """A tokenizer belongs to a Hugging Face model when both have the same vocabulary size (the
+    export writes the true size, without padding rows). Otherwise the model would sample ids the
+    tokenizer cannot decode, or never sample some of its tokens."""
     n = tok.vocab_size
-    if not n <= model_vocab <= -(-n // 64) * 64:
+    if n != model_vocab:
         raise ValueError(f"{model_name}: {tok_name} has {n} tokens but the model's vocabulary has "
                          f"{model_vocab}: they do not belong together; put the model's own tokenizer "
                          "beside it (sample.py --export_hf writes minigrad_tokenizer.json) or point "

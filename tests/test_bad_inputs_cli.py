@@ -1,0 +1,244 @@
+"""Bad input to train.py and sample.py: one row per case -> the error class and its message.
+
+Each row is a case a new user (or a hostile file) can produce. The expected message names what
+was wrong (the setting, the checkpoint field, the file), so the rows can only be added to. Settings
+errors must come before any work: the data cache stays untouched. A few rows run the scripts as
+a user does (a subprocess) to check the exit code and that stderr is one line, not a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+import pytest
+
+import sample
+import train
+from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from models.data import DataError
+from models.settings import SettingsError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--device=cpu", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--batch_size=2",
+        "--eval_iters=1", "--sample_tokens=0", "--plot=false", "--progress=false", "--max_iters=2",
+        "--eval_interval=2", "--bias=true"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A folder with tiny.txt, a finished tiny run in out/ (bias on: exportable), its cache and
+    its Hugging Face export in hf/."""
+    root = tmp_path_factory.mktemp("cli")
+    words = "the king and queen of a small land went to see old friends by the sea".split()
+    lines = [" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(8)) for i in range(300)]
+    (root / "tiny.txt").write_text("\n".join(lines), encoding="utf-8")
+    train.main([f"--data={root / 'tiny.txt'}", f"--out_dir={root / 'out'}", f"--data_cache={root / 'cache'}",
+                *TINY])
+    sample.main([f"--out_dir={root / 'out'}", f"--export_hf={root / 'hf'}", "--device=cpu"])
+    return root
+
+
+@dataclass
+class Env:
+    run: Path            # the shared finished run (read only)
+    tmp: Path            # this case's own folder
+
+    def out_copy(self, **meta_changes) -> Path:
+        """A copy of the run's out/ whose ckpt_last has these metadata changes (None: removed)."""
+        out = self.tmp / "out"
+        shutil.copytree(self.run / "out", out)
+        ck = out / "ckpt_last.safetensors"
+        c = load_checkpoint(ck)
+        meta = {k: v for k, v in {**c.meta, **meta_changes}.items() if v is not None}
+        save_checkpoint(ck, c.tensors, meta)
+        return out
+
+
+Argv = Union[list, Callable[[Env], list]]
+
+
+@dataclass
+class Case:
+    name: str
+    script: str          # "train" or "sample"
+    argv: Argv           # settings given, or a function of the Env that prepares files first
+    error: type
+    match: str           # a regex the message must contain
+
+
+def _train(*settings: str) -> Callable[[Env], list]:
+    """A fresh train.py run on the tiny text with these settings appended (they win)."""
+    return lambda e: [f"--data={e.run / 'tiny.txt'}", f"--out_dir={e.tmp / 'o'}",
+                      f"--data_cache={e.tmp / 'cache'}", *TINY, *settings]
+
+
+def _resume(**meta_changes) -> Callable[[Env], list]:
+    return lambda e: [f"--out_dir={e.out_copy(**meta_changes)}", "--resume",
+                      f"--data_cache={e.run / 'cache'}", "--device=cpu"]
+
+
+def _sample(*settings: str) -> Callable[[Env], list]:
+    return lambda e: [f"--out_dir={e.run / 'out'}", "--device=cpu", "--max_new_tokens=2", *settings]
+
+
+def _file(e: Env, name: str, content: bytes) -> Path:
+    p = e.tmp / name
+    p.write_bytes(content)
+    return p
+
+
+def _hf_with_other_tokenizer(e: Env) -> list:
+    hf = e.tmp / "hf"
+    shutil.copytree(e.run / "hf", hf)
+    (hf / "minigrad_tokenizer.json").write_text(json.dumps({"kind": "char", "chars": "abc"}))
+    return [f"--hf={hf}", "--device=cpu", "--max_new_tokens=2"]
+
+
+S = SettingsError
+CASES = [
+    # ---- train.py settings: each named, before any data preparation
+    Case("batch_size 0", "train", _train("--batch_size=0"), S, r"--batch_size must be an integer >= 1, got 0"),
+    Case("grad_accum_steps 0", "train", _train("--grad_accum_steps=0"), S, r"--grad_accum_steps must be"),
+    Case("eval_interval 0", "train", _train("--eval_interval=0"), S, r"--eval_interval must be an integer >= 1"),
+    Case("eval_iters -1", "train", _train("--eval_iters=-1"), S, r"--eval_iters must be an integer >= 1"),
+    Case("max_iters 0", "train", _train("--max_iters=0"), S, r"--max_iters must be an integer >= 1"),
+    Case("log_interval 0", "train", _train("--log_interval=0"), S, r"--log_interval must be"),
+    Case("patience -1", "train", _train("--patience=-1"), S, r"--patience must be an integer >= 0"),
+    Case("learning_rate nan", "train", _train("--learning_rate=nan"), S, r"--learning_rate must be a finite"),
+    Case("learning_rate inf", "train", _train("--learning_rate=inf"), S, r"--learning_rate must be a finite"),
+    Case("learning_rate < 0", "train", _train("--learning_rate=-1e-3"), S, r"--learning_rate must be .* >= 0"),
+    Case("min_lr nan", "train", _train("--min_lr=nan"), S, r"--min_lr must be a finite number"),
+    Case("grad_clip < 0", "train", _train("--grad_clip=-1"), S, r"--grad_clip must be a finite number >= 0"),
+    Case("warmup_iters < 0", "train", _train("--warmup_iters=-5"), S, r"--warmup_iters must be an integer >= 0"),
+    Case("lr_decay_iters < 0", "train", _train("--lr_decay_iters=-1"), S, r"--lr_decay_iters must be"),
+    Case("weight_decay inf", "train", _train("--weight_decay=inf"), S, r"--weight_decay must be a finite"),
+    Case("beta2 = 1", "train", _train("--beta2=1"), S, r"--beta2 must be a finite number in \[0, 1\)"),
+    Case("seed < 0", "train", _train("--seed=-1"), S, r"--seed must be an integer in \[0, 2\*\*63\)"),
+    Case("dropout 1", "train", _train("--dropout=1"), S, r"--dropout must be a finite number in \[0, 1\)"),
+    Case("dropout < 0", "train", _train("--dropout=-0.1"), S, r"--dropout must be"),
+    Case("val_fraction 0", "train", _train("--val_fraction=0"), S, r"--val_fraction must be .* \(0, 1\)"),
+    Case("val_fraction 1", "train", _train("--val_fraction=1"), S, r"--val_fraction must be .* \(0, 1\)"),
+    Case("block_size 0", "train", _train("--block_size=0"), S, r"--block_size must be an integer >= 1"),
+    Case("n_layer 0", "train", _train("--n_layer=0"), S, r"--n_layer must be an integer >= 1"),
+    Case("n_head 0", "train", _train("--n_head=0"), S, r"--n_head must be an integer >= 1"),
+    Case("n_embd 0", "train", _train("--n_embd=0"), S, r"--n_embd must be an integer >= 1"),
+    Case("n_embd % n_head", "train", _train("--n_embd=30", "--n_head=4"), S,
+         r"--n_embd \(30\) must be a multiple of --n_head \(4\)"),
+    Case("rope odd head", "train", _train("--pos=rope", "--n_embd=12", "--n_head=4"), S, r"even head size"),
+    Case("bpe vocab too small", "train", _train("--tokenizer=bpe", "--vocab_size=100"), S,
+         r"--vocab_size must be an integer in \[257, 65536\], got 100"),
+    Case("bpe vocab too large", "train", _train("--tokenizer=bpe", "--vocab_size=70000"), S, r"--vocab_size"),
+    Case("two bad settings", "train", _train("--batch_size=0", "--seed=-2"), S,
+         r"invalid settings: --batch_size .*; --seed"),
+    Case("unknown tokenizer", "train", _train("--tokenizer=word"), S, r"--tokenizer must be one of 'char'"),
+    Case("unknown device", "train", _train("--device=tpu"), S, r"--device must be one of 'auto', 'cpu'"),
+    Case("not a number", "train", _train("--max_iters=lots"), S, r"--max_iters: expected int, got 'lots'"),
+    Case("infinite int", "train", _train("--max_iters=inf"), S, r"--max_iters: expected int, got 'inf'"),
+    Case("unknown setting", "train", _train("--lr=1"), S, r"unknown setting --lr"),
+    # ---- train.py files
+    Case("out_dir is a file", "train", lambda e: _train(f"--out_dir={_file(e, 'f', b'x')}")(e), S,
+         r"--out_dir=.* is a file, expected a folder"),
+    Case("out_dir below a file", "train", lambda e: _train(f"--out_dir={_file(e, 'f', b'x') / 'sub'}")(e), S,
+         r"--out_dir=.* is not a writable folder"),
+    Case("binary training data", "train",
+         lambda e: _train(f"--data={_file(e, 'blob.txt', bytes(range(256)) * 64)}")(e), DataError,
+         r"blob.txt: this looks like a binary file"),
+    Case("data missing", "train", _train("--data=/nonexistent/text.txt"), DataError, r"no such file or folder"),
+    # ---- train.py --resume with a damaged or incomplete checkpoint: CheckpointError naming the field
+    Case("no checkpoint", "train", lambda e: [f"--out_dir={e.tmp}", "--resume"], CheckpointError,
+         r"no such checkpoint file"),
+    Case("ckpt without rng", "train", _resume(rng=None), CheckpointError, r"missing metadata field 'rng'"),
+    Case("ckpt without best_val_loss", "train", _resume(best_val_loss=None), CheckpointError,
+         r"missing metadata field 'best_val_loss'"),
+    Case("ckpt without iter_num", "train", _resume(iter_num=None), CheckpointError,
+         r"missing metadata \['iter_num'\]"),
+    Case("ckpt without train_config", "train", _resume(train_config=None), CheckpointError,
+         r"missing metadata \['train_config'\]"),
+    Case("ckpt without optimizer", "train", _resume(optimizer=None), CheckpointError,
+         r"no optimizer state \(metadata 'optimizer'\)"),
+    Case("ckpt iter_num a string", "train", _resume(iter_num="7"), CheckpointError,
+         r"metadata field 'iter_num' should be int, got '7'"),
+    Case("ckpt rng incomplete", "train", _resume(rng={"minigrad": None}), CheckpointError,
+         r"metadata field 'rng' is incomplete or malformed"),
+    Case("ckpt train_config wrong type", "train",
+         lambda e: _resume(train_config={**load_checkpoint(e.run / "out" / "ckpt_last.safetensors")
+                                         .meta["train_config"], "batch_size": "many"})(e),
+         SettingsError, r"--batch_size must be an integer >= 1, got 'many'"),
+    # ---- sample.py settings
+    Case("top_p 0", "sample", _sample("--top_p=0"), S, r"--top_p must be a finite number in \(0, 1\], got 0.0"),
+    Case("top_p > 1", "sample", _sample("--top_p=1.5"), S, r"--top_p must be"),
+    Case("temperature < 0", "sample", _sample("--temperature=-1"), S, r"--temperature must be a finite number >= 0"),
+    Case("temperature nan", "sample", _sample("--temperature=nan"), S, r"--temperature must be a finite"),
+    Case("top_k < 0", "sample", _sample("--top_k=-1"), S, r"--top_k must be an integer >= 0"),
+    Case("num_samples 0", "sample", _sample("--num_samples=0"), S, r"--num_samples must be an integer >= 1"),
+    Case("max_new_tokens 0", "sample", _sample("--max_new_tokens=0"), S, r"--max_new_tokens must be"),
+    Case("repetition_penalty 0", "sample", _sample("--repetition_penalty=0"), S,
+         r"--repetition_penalty must be a finite number > 0"),
+    Case("which", "sample", _sample("--which=middle"), S, r"--which must be one of 'best', 'last'"),
+    Case("sample seed < 0", "sample", _sample("--seed=-3"), S, r"--seed must be"),
+    # ---- sample.py files
+    Case("hf tokenizer of another model", "sample", _hf_with_other_tokenizer, ValueError,
+         r"--hf=.*minigrad_tokenizer.json has 3 tokens but the model's vocabulary has \d+"),
+    Case("ckpt without model_config", "sample",
+         lambda e: [f"--ckpt={e.out_copy(model_config=None) / 'ckpt_last.safetensors'}", "--device=cpu"],
+         CheckpointError, r"missing metadata \['model_config'\]"),
+    Case("ckpt tokenizer not a string", "sample",
+         lambda e: [f"--ckpt={e.out_copy(tokenizer={'kind': 'char'}) / 'ckpt_last.safetensors'}",
+                    "--device=cpu"], CheckpointError, r"metadata field 'tokenizer' should be str"),
+    Case("prompt file missing", "sample", _sample("--prompt=FILE:/nonexistent/prompt.txt"), OSError,
+         r"/nonexistent/prompt.txt"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_a_clear_error(case: Case, run: Path, tmp_path: Path):
+    env = Env(run, tmp_path)
+    argv = case.argv(env) if callable(case.argv) else list(case.argv)
+    main = train.main if case.script == "train" else (lambda a: sample.main(a, out=open(os.devnull, "w")))
+    with pytest.raises(case.error, match=case.match):
+        main(argv)
+    if case.error is SettingsError and case.script == "train":
+        assert not (tmp_path / "cache").exists()            # refused before any data preparation
+
+
+@pytest.mark.parametrize("script", ["train", "sample"])
+def test_cuda_without_a_gpu_is_one_clear_error(script, run, tmp_path, monkeypatch):
+    """--device=cuda where the GPU backend cannot start: here, the real backend constructor
+    without the Triton interpreter (what a machine without a GPU sees)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    import minigrad.backends
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(minigrad.backends, "_BACKENDS", {})          # build the backend afresh
+    argv = _train("--device=cuda")(Env(run, tmp_path)) if script == "train" else _sample("--device=cuda")(
+        Env(run, tmp_path))
+    main = train.main if script == "train" else sample.main
+    with pytest.raises(SettingsError, match=r"^--device=cuda: no usable CUDA GPU here \(TritonBackend needs "
+                                            r"a CUDA GPU.*\); use --device=cpu or --device=auto$"):
+        main(argv)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("script, argv, match", [
+    ("train.py", ["--batch_size=0"], r"^error: invalid setting: --batch_size must be an integer >= 1, got 0$"),
+    ("sample.py", ["--top_p=0"], r"^error: invalid setting: --top_p must be a finite number in \(0, 1\]"),
+])
+def test_scripts_exit_1_with_one_line(script, argv, match, run, tmp_path):
+    """As a user runs them: exit code 1 and a single `error:` line on stderr (no traceback)."""
+    base = [f"--data={run / 'tiny.txt'}", f"--out_dir={tmp_path / 'o'}", f"--data_cache={tmp_path / 'c'}"] \
+        if script == "train.py" else [f"--out_dir={run / 'out'}"]
+    r = subprocess.run([sys.executable, script, *base, *argv], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1, r.stderr
+    assert len(lines) == 1 and re.search(match, lines[0]), r.stderr
+    assert not (tmp_path / "c").exists()
