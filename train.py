@@ -19,9 +19,11 @@ Ctrl-C saves ckpt_last at the current step and prints the command that resumes (
 NaN or infinite loss stops the run without saving (models/stops.py). Settings are checked
 before any work (models/settings.py).
 
-What it deliberately does not do: distributed training, torch.compile-like graph capture,
-multiple data loaders. The pieces live elsewhere: models/data.py (text -> token memmaps ->
-batches), models/checkpoint.py (the checkpoint file), models/gpt.py (the model).
+Data-parallel training on several GPUs or machines: `torchrun --nproc_per_node=N train.py ...`
+(models/distributed.py; README "Multi-GPU and multi-node"). What it deliberately does not do:
+model or pipeline parallelism, torch.compile-like graph capture, multiple data loaders. The
+pieces live elsewhere: models/data.py (text -> token memmaps -> batches), models/checkpoint.py
+(the checkpoint file), models/gpt.py (the model).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from minigrad.optim import cosine_with_warmup
 from models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
                                optimizer_state_dict, optimizer_tensors, save_checkpoint)
 from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
+from models.distributed import DistributedError, setup_distributed
 from models.gpt import GPT, GPTConfig
 from models.run_dir import prepare_out_dir, read_log
 from models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
@@ -77,7 +80,7 @@ class TrainConfig:
     pad_vocab_multiple: int = 1         # round the embedding rows up (64 suits GPU matmuls)
     # optimisation
     batch_size: int = 12
-    grad_accum_steps: int = 1
+    grad_accum_steps: int = 1           # per rank: a step sees batch_size * grad_accum_steps * ranks sequences
     max_iters: int = 2000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4                # the cosine decays to this floor
@@ -103,6 +106,7 @@ class TrainConfig:
     device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
     dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"
     seed: int = 1337
+    dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others before it exits
     resume: bool = False                # continue from out_dir/ckpt_last.safetensors
     preset: str = ""                    # the preset this config came from (informational)
 
@@ -277,10 +281,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                             | set(FROM_COMMAND_LINE)})
         validate_settings(cfg, TRAIN_RULES)         # the file's values pass the same checks
     device, dtype = resolve_device_dtype(cfg)
+    ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
-    prep = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
-                        cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
+    with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
+        prep = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
+                            cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
     tok = prep.tokenizer
     tok_json = tokenizer_to_json(tok)
     if ckpt is not None and tok_json != ckpt.field("tokenizer", str):
@@ -288,7 +294,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
                               "the checkpoint's; resume needs the same data and tokenizer settings")
     print(f"data: {prep.meta['source']} -> {len(prep.train):,} train / {len(prep.val):,} val tokens, "
           f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({prep.meta['split']} split)")
-    eval_sets = {split: fixed_batches(arr, cfg.eval_iters, cfg.batch_size, cfg.block_size, cfg.seed + i)
+    # every batch is the global one (batch_size rows per rank); each rank keeps its own rows
+    global_batch = cfg.batch_size * ddp.world_size
+    eval_sets = {split: [ddp.local_rows(x, y) for x, y in
+                         fixed_batches(arr, cfg.eval_iters, global_batch, cfg.block_size, cfg.seed + i)]
                  for i, (split, arr) in enumerate((("train", prep.train), ("val", prep.val)), start=1)}
 
     # ---- model and optimizer
@@ -296,6 +305,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     data_rng = np.random.default_rng(cfg.seed)
     mcfg = GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     model = GPT(mcfg, device=device, dtype=dtype)
+    ddp.broadcast_parameters(model.parameters())         # every rank starts from rank 0's weights
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                            decay_embeddings=cfg.decay_embeddings)
     iter_num, best_val, bad_evals = 0, math.inf, 0
@@ -309,15 +319,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
         with ckpt.reading("rng"):
             set_rng_state(ckpt.field("rng", dict), data_rng)
         print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
+    ddp.seed_dropout_per_rank()
+    grads = ddp.gradient_reducer(model.parameters())     # averages .grad over ranks, bucket by bucket
     n_params = model.get_num_params()
     print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}: "
           f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}")
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.grad_accum_steps
+    tokens_per_iter = global_batch * cfg.block_size * cfg.grad_accum_steps     # all ranks together
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
 
     wandb = None
-    if cfg.wandb_log:
+    if cfg.wandb_log and ddp.is_main:
         try:
             import wandb
             wandb.init(project=cfg.wandb_project, name=out_dir.name, config=dataclasses.asdict(cfg),
@@ -329,7 +341,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     def evaluate() -> dict:
         model.eval()
         with minigrad.no_grad():
-            out = {s: float(np.mean([model(x, y)[1].item() for x, y in batches]))
+            out = {s: ddp.mean([model(x, y)[1].item() for x, y in batches])       # over all ranks
                    for s, batches in eval_sets.items()}
         model.train()
         return out
@@ -350,7 +362,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
     losses: dict[int, float] = {}
     evals: list[dict] = []
-    bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty(), cfg.log_interval)
+    bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval)
     start_iter, stopped_early = iter_num, False
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
     t_last, tok_since, tps = time.time(), 0, 0.0
@@ -376,12 +388,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 bad_evals += 1
             print(f"step {iter_num}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f} "
                   f"(ppl {row['val_ppl']:.2f}){' *' if improved else ''}")
-            if iter_num > start_iter or last:
+            if (iter_num > start_iter or last) and ddp.is_main:
                 save("ckpt_last.safetensors")
                 if improved:
                     save("ckpt_best.safetensors")
-            append_logs(out_dir, row)           # after its checkpoint: a crash never logs unsaved steps
-            if cfg.sample_tokens > 0:
+            if ddp.is_main:
+                append_logs(out_dir, row)       # after its checkpoint: a crash never logs unsaved steps
+            if cfg.sample_tokens > 0 and ddp.is_main:
                 text = sample_text(model, tok, cfg, device, cfg.seed)
                 print(f"---- sample ----\n{text}\n----------------")
             if cfg.patience and bad_evals >= cfg.patience and not last:
@@ -393,40 +406,44 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if last:
             break
         if guard.requested:                     # Ctrl-C: save this step (between two steps), stop
-            save("ckpt_last.safetensors")
+            if ddp.is_main:
+                save("ckpt_last.safetensors")
             raise guard.interrupted(iter_num, out_dir / "ckpt_last.safetensors")
 
         lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss_sum = 0.0
-        for _ in range(cfg.grad_accum_steps):
-            x, y = get_batch(prep.train, cfg.batch_size, cfg.block_size, data_rng)   # (B, T) each
+        for micro in range(cfg.grad_accum_steps):
+            x, y = ddp.local_rows(*get_batch(prep.train, global_batch, cfg.block_size, data_rng))  # (B, T) each
             _, loss = model(minigrad.tensor(x, device=device), minigrad.tensor(y, device=device))
+            grads.overlap_backward(micro == cfg.grad_accum_steps - 1)   # the last backward starts all-reduces
             (loss / cfg.grad_accum_steps).backward()
             loss_sum += loss.item()
+        grads.average()                 # wait for them: every rank now holds the mean gradient
         if cfg.grad_clip > 0:
             clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad()
-        losses[iter_num] = loss_sum / cfg.grad_accum_steps
+        losses[iter_num] = ddp.mean([loss_sum / cfg.grad_accum_steps])       # the global batch's loss
         guard.check_finite(iter_num, losses[iter_num])
         iter_num += 1
 
         tok_since += tokens_per_iter
         dt = time.time() - t_last
         tps = tok_since / dt if dt > 0 else 0.0
-        mfu = model.estimate_mfu(tps, device_name=device_name) if device == "cuda" else None
+        mfu = model.estimate_mfu(tps / ddp.world_size, device_name=device_name) if device == "cuda" else None
         bar.update(iter_num, f"loss {losses[iter_num - 1]:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s"
                    + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
                    + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
     bar.clear()
     guard.close()
     gc.unfreeze()                       # main() may be called again in this process (tests)
-    if cfg.plot:
+    if cfg.plot and ddp.is_main:
         plot_losses(out_dir)
     if wandb is not None:
         wandb.finish()
+    ddp.close()
     final = evals[-1] if evals else {}
     return {"out_dir": str(out_dir), "iters": iter_num, "best_val_loss": best_val,
             "final_val_loss": final.get("val_loss"), "final_train_loss": final.get("train_loss"),
@@ -444,5 +461,5 @@ if __name__ == "__main__":
         print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
               file=sys.stderr)
         sys.exit(TrainingInterrupted.exit_code)
-    except (DataError, CheckpointError, TrainingDiverged, ValueError, OSError) as err:
+    except (DataError, CheckpointError, DistributedError, TrainingDiverged, ValueError, OSError) as err:
         sys.exit(f"error: {err}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .dtypes import FLOATS
 
@@ -103,6 +103,28 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
+def register_post_accumulate_grad_hook(tensor, hook: Callable[[Any], None]) -> Callable[[], None]:
+    """Call `hook(tensor)` each time a backward pass has finished accumulating into the leaf
+    `tensor`'s .grad (torch's `Tensor.register_post_accumulate_grad_hook`); returns a function
+    that removes the hook.
+
+    A leaf is visited once per backward, after every op that consumed it, so at that moment its
+    .grad holds this pass's whole contribution. Data-parallel training uses it to start the
+    all-reduce of a gradient bucket while the rest of backward still runs
+    (models/distributed.py).
+    """
+    if tensor._ctx is not None:
+        raise RuntimeError("register_post_accumulate_grad_hook: expected a leaf tensor (a parameter), "
+                           f"got the output of {type(tensor._ctx).__name__}")
+    hooks = tensor.__dict__.setdefault("_post_accumulate_grad_hooks", [])
+    hooks.append(hook)
+
+    def remove() -> None:
+        if hook in hooks:
+            hooks.remove(hook)
+    return remove
+
+
 def _topological_order(root) -> list:
     """Tensors reachable from root through _ctx, each after all tensors that consume it.
 
@@ -156,6 +178,9 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
                 continue
             if node._ctx is None or node._retains_grad:
                 node._accumulate_grad(g)
+                # this node's .grad is final for this backward: every consumer has been visited
+                for hook in getattr(node, "_post_accumulate_grad_hooks", ()):
+                    hook(node)
             fn = node._ctx
             if fn is None:
                 continue
