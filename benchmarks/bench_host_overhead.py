@@ -122,6 +122,15 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
         if getattr(mod, "value_range", None) is original_range:
             mod.value_range = value_range
 
+    # Reads of device data outside to_numpy (a .item() or .tolist() on a GPU tensor is a sync too)
+    for name in ("item", "tolist"):
+        method = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _method=method, _name=name, **kwargs):
+            syncs["torch." + _name] += 1
+            return _method(self, *args, **kwargs)
+        setattr(torch.Tensor, name, counted)
+
     empty = torch.empty
 
     def zeros_as_empty(*args, **kwargs):                       # see the module docstring
@@ -137,8 +146,10 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
                                      decay_embeddings=cfg.decay_embeddings)
     B, T = cfg.batch_size, cfg.block_size
     ids = np.random.default_rng(1337).integers(0, mcfg.vocab_size, size=(B, T + 1))
-    x = minigrad.tensor(np.ascontiguousarray(ids[:, :-1]), device=device)      # (B, T)
-    y = minigrad.tensor(np.ascontiguousarray(ids[:, 1:]), device=device)       # (B, T)
+    # host batches, as train.py passes them: the model checks their ids on the host and uploads
+    # them (2 uploads per step; on the stub each is also a copy launch, counted apart)
+    x = np.ascontiguousarray(ids[:, :-1])                                     # (B, T) int64
+    y = np.ascontiguousarray(ids[:, 1:])                                      # (B, T) int64
     flops_per_token = 6 * model.get_num_params() + 6 * mcfg.n_layer * mcfg.n_embd * T
     return gpu, dict(model=model, opt=opt, x=x, y=y, clip=cfg.grad_clip, syncs=syncs, dtype=dtype,
                      describe=describe(case, mcfg, B), tokens=B * T, flops_per_token=flops_per_token,
@@ -232,7 +243,8 @@ def time_steps(s: dict, gpu, steps: int) -> dict:
     n = last["launches"]
     return {"ms": ms, "step_ms": totals, "launches": [c["launches"] for c in counts],
             "launches_per_step": n, "us_per_launch": 1000 * ms["median"] / max(1, n),
-            "syncs_per_step": last["to_numpy"], "uploads_per_step": last["from_numpy"],
+            "syncs_per_step": last["to_numpy"] + last["torch.item"] + last["torch.tolist"],
+            "uploads_per_step": last["from_numpy"],
             "torch_zeros_per_step": last["torch.zeros"],
             "host_storage_launches_per_step": last["host-storage launches"],
             "phases": {p: {"ms": float(np.median(phase_ms[p])), "launches": phase_n[p][-1]} for p in PHASES},
@@ -476,7 +488,7 @@ def report(r: dict) -> str:
              f"{sorted(set(t['launches']))}); {t['us_per_launch']:.1f} us of host time per launch",
              f"  of which {t['host_storage_launches_per_step']} only because storage is host memory "
              "(copies in to_numpy/from_numpy that a GPU does as plain transfers)",
-             f"device syncs per step (to_numpy): {t['syncs_per_step']}; host->device uploads "
+             f"device syncs per step (to_numpy, .item(), .tolist()): {t['syncs_per_step']}; host->device uploads "
              f"(from_numpy): {t['uploads_per_step']}; torch.zeros: {t['torch_zeros_per_step']} (on a GPU "
              "each is also a torch fill kernel, not counted above)",
              f"Python GC during the {ms['n']} steps: {pauses or 'none'} (a gen2 pause is the slow outlier "

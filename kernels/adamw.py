@@ -9,11 +9,14 @@ With `master` (float32 weights of a bfloat16/float16 parameter) the update reads
 master, and param receives master rounded to its own dtype.
 
 Work split: a 1-D grid of BLOCK-element programs over the flattened tensors; every element
-is independent. `adamw_step_multi_` updates a list of parameters in ONE launch: the host
+is independent. `adamw_step_multi_dev_` updates a list of parameters in ONE launch: the host
 builds a small int64 table (the five data pointers and the size of each tensor, plus one
-(tensor, start) entry per MULTI_CHUNK-element chunk), copies it to the device, and each program
+(tensor, start) entry per MULTI_CHUNK-element chunk; cached by address in
+kernels/multi_tensor.py, so a step over the same tensors uploads nothing), and each program
 looks up its chunk and casts the stored addresses back to typed pointers. The tensors of
-one launch must share their dtypes (the launcher groups them by dtype automatically).
+one launch must share their dtypes (the launcher groups them by dtype automatically). The
+step's scalars are read from a 7-element device array that `adamw_hyper_` writes (one tiny
+launch per step), so the update launches themselves never change: a CUDA graph can replay them.
 
 Bytes moved per element: read p (or master), g, m, v; write p (and master), m, v:
 fp32 = 28 bytes; bf16 param + fp32 master + bf16 grad = 4+2+4+4 read, 4+2+4+4 write = 28.
@@ -34,13 +37,16 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv
+from kernels.copy import _cast_value, cdiv
+from kernels.multi_tensor import pointer_table
 
 BLOCK = 1024
 # Elements per program of the multi-tensor kernel (keeps the host-built chunk table short:
 # ~2K entries for GPT-2 small's 124M parameters).
 MULTI_CHUNK = 64 * BLOCK
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+HYPER_SIZE = 7             # the step's scalars in device memory, see _adamw_hyper_kernel
+_HYPER_DTYPES = (torch.float32, torch.float64)   # values are passed to the kernel as float32 either way
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -77,22 +83,23 @@ def _adamw_step_kernel(param_ptr, master_ptr, exp_avg_ptr, exp_avg_sq_ptr,
     v = tl.load(exp_avg_sq_ptr + offs, mask=mask).to(ACC)
     p, m, v = _adamw_update(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2,
                             step_size, bc2_sqrt, eps)
-    tl.store(exp_avg_ptr + offs, m.to(exp_avg_ptr.dtype.element_ty), mask=mask)
-    tl.store(exp_avg_sq_ptr + offs, v.to(exp_avg_sq_ptr.dtype.element_ty), mask=mask)
+    tl.store(exp_avg_ptr + offs, _cast_value(m, exp_avg_ptr.dtype.element_ty), mask=mask)
+    tl.store(exp_avg_sq_ptr + offs, _cast_value(v, exp_avg_sq_ptr.dtype.element_ty), mask=mask)
     if HAS_MASTER:
-        tl.store(master_ptr + offs, p.to(master_ptr.dtype.element_ty), mask=mask)
-    tl.store(param_ptr + offs, p.to(param_ptr.dtype.element_ty), mask=mask)
+        tl.store(master_ptr + offs, _cast_value(p, master_ptr.dtype.element_ty), mask=mask)
+    tl.store(param_ptr + offs, _cast_value(p, param_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _adamw_step_multi_kernel(table_ptr,      # (T, 6) int64: param, master, m, v, grad addresses, numel
                              chunk_ptr,      # (n_chunks, 2) int64: tensor index, first element
-                             decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps,
+                             hyper_ptr,      # (7,) float32/64 written by _adamw_hyper_kernel: the scalars
                              P_DTYPE: tl.constexpr, S_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr,
                              HAS_MASTER: tl.constexpr, ACC: tl.constexpr,
                              CHUNK: tl.constexpr,    # elements per program, a multiple of BLOCK
                              BLOCK: tl.constexpr):
-    """One CHUNK of one tensor of the group per program (see module doc)."""
+    """One CHUNK of one tensor of the group per program (see module doc). The step's scalars
+    are read from device memory, so the launch is the same every step (a CUDA graph can replay it)."""
     pid = tl.program_id(0)
     t = tl.load(chunk_ptr + pid * 2)
     start = tl.load(chunk_ptr + pid * 2 + 1)
@@ -103,6 +110,13 @@ def _adamw_step_multi_kernel(table_ptr,      # (T, 6) int64: param, master, m, v
     exp_avg_sq_ptr = tl.load(row + 3).to(tl.pointer_type(S_DTYPE))
     grad_ptr = tl.load(row + 4).to(tl.pointer_type(G_DTYPE))
     n = tl.load(row + 5)
+    decay = tl.load(hyper_ptr + 0).to(ACC)
+    one_minus_beta1 = tl.load(hyper_ptr + 1).to(ACC)
+    beta2 = tl.load(hyper_ptr + 2).to(ACC)
+    one_minus_beta2 = tl.load(hyper_ptr + 3).to(ACC)
+    step_size = tl.load(hyper_ptr + 4).to(ACC)
+    bc2_sqrt = tl.load(hyper_ptr + 5).to(ACC)
+    eps = tl.load(hyper_ptr + 6).to(ACC)
     for inner in range(0, CHUNK, BLOCK):
         offs = start + inner + tl.arange(0, BLOCK)
         mask = offs < n
@@ -115,11 +129,24 @@ def _adamw_step_multi_kernel(table_ptr,      # (T, 6) int64: param, master, m, v
         v = tl.load(exp_avg_sq_ptr + offs, mask=mask).to(ACC)
         p, m, v = _adamw_update(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2,
                                 step_size, bc2_sqrt, eps)
-        tl.store(exp_avg_ptr + offs, m.to(S_DTYPE), mask=mask)
-        tl.store(exp_avg_sq_ptr + offs, v.to(S_DTYPE), mask=mask)
+        tl.store(exp_avg_ptr + offs, _cast_value(m, S_DTYPE), mask=mask)
+        tl.store(exp_avg_sq_ptr + offs, _cast_value(v, S_DTYPE), mask=mask)
         if HAS_MASTER:
-            tl.store(master_ptr + offs, p.to(S_DTYPE), mask=mask)
-        tl.store(param_ptr + offs, p.to(P_DTYPE), mask=mask)
+            tl.store(master_ptr + offs, _cast_value(p, S_DTYPE), mask=mask)
+        tl.store(param_ptr + offs, _cast_value(p, P_DTYPE), mask=mask)
+
+
+@triton.jit
+def _adamw_hyper_kernel(hyper_ptr, decay, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                        bc2_sqrt, eps):
+    """Write the step's seven scalars (computed on the host in double precision) to hyper (7,)."""
+    tl.store(hyper_ptr + 0, decay)
+    tl.store(hyper_ptr + 1, one_minus_beta1)
+    tl.store(hyper_ptr + 2, beta2)
+    tl.store(hyper_ptr + 3, one_minus_beta2)
+    tl.store(hyper_ptr + 4, step_size)
+    tl.store(hyper_ptr + 5, bc2_sqrt)
+    tl.store(hyper_ptr + 6, eps)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -179,15 +206,29 @@ def adamw_step_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
         BLOCK=BLOCK, num_warps=4)
 
 
-def adamw_step_multi_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                      exp_avgs: Sequence[torch.Tensor], exp_avg_sqs: Sequence[torch.Tensor],
-                      lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-                      step: int, masters: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                      multi_chunk: Optional[int] = None) -> None:
-    """adamw_step_ for many parameters (same hyper-parameters and step) in one launch per
-    dtype group. The lists are parallel; `masters` is None or a list with None entries for
-    parameters without master weights. See the module doc for the pointer table.
-    `multi_chunk` (a multiple of BLOCK) overrides the elements per program (tests)."""
+def adamw_hyper_(hyper: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, step: int) -> torch.Tensor:
+    """Write one step's scalars into `hyper` (7,) float32/float64 on the device, in one launch (the
+    bias corrections of `step` are computed here on the host, in double precision, as torch).
+    adamw_step_multi_dev_ reads them, so only this launch changes from step to step."""
+    if hyper.shape != (HYPER_SIZE,) or hyper.dtype not in _HYPER_DTYPES or not hyper.is_contiguous():
+        raise ValueError(f"hyper must be a contiguous ({HYPER_SIZE},) float32/float64 tensor, got "
+                         f"{tuple(hyper.shape)} {hyper.dtype}")
+    _adamw_hyper_kernel[(1,)](hyper, *_scalars(lr, beta1, beta2, eps, weight_decay, step), num_warps=1)
+    return hyper
+
+
+def adamw_step_multi_dev_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                          exp_avgs: Sequence[torch.Tensor], exp_avg_sqs: Sequence[torch.Tensor],
+                          hyper: torch.Tensor,
+                          masters: Optional[Sequence[Optional[torch.Tensor]]] = None,
+                          multi_chunk: Optional[int] = None) -> None:
+    """adamw_step_ for many parameters in one launch per dtype group, with the step's scalars
+    read from `hyper` (7,) float32/float64 (written by adamw_hyper_). The lists are parallel; `masters`
+    is None or a list with None entries for parameters without master weights. The pointer
+    tables are cached by address (kernels/multi_tensor.py), so repeated calls on the same
+    tensors upload nothing. `multi_chunk` (a multiple of BLOCK) overrides the elements per
+    program (tests)."""
     n_params = len(params)
     for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs)):
         if len(lst) != n_params:
@@ -196,6 +237,10 @@ def adamw_step_multi_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tens
         masters = [None] * n_params
     elif len(masters) != n_params:
         raise ValueError(f"masters has {len(masters)} entries, params has {n_params}")
+    if n_params and (hyper.shape != (HYPER_SIZE,) or hyper.dtype not in _HYPER_DTYPES
+                     or hyper.device != params[0].device):
+        raise ValueError(f"hyper must be ({HYPER_SIZE},) float32/float64 on {params[0].device}, got "
+                         f"{tuple(hyper.shape)} {hyper.dtype} on {hyper.device}")
     groups: dict[tuple, list[int]] = {}
     for i in range(n_params):
         _check_param(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], masters[i], where=f"[{i}]")
@@ -204,23 +249,30 @@ def adamw_step_multi_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tens
         key = (params[i].dtype, grads[i].dtype, exp_avgs[i].dtype, masters[i] is not None,
                params[i].device)
         groups.setdefault(key, []).append(i)
-    scalars = _scalars(lr, beta1, beta2, eps, weight_decay, step)
     chunk = multi_chunk if multi_chunk is not None else MULTI_CHUNK
     if chunk < BLOCK or chunk % BLOCK:
         raise ValueError(f"multi_chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
     for (p_dtype, g_dtype, s_dtype, has_master, device), members in groups.items():
-        table, chunks = [], []
-        for slot, i in enumerate(members):
-            n = params[i].numel()
-            master = masters[i] if has_master else params[i]
-            table.append([params[i].data_ptr(), master.data_ptr(), exp_avgs[i].data_ptr(),
-                          exp_avg_sqs[i].data_ptr(), grads[i].data_ptr(), n])
-            chunks.extend([slot, start] for start in range(0, n, chunk))
-        # host -> device copies of the small index tables (no math on data)
-        table_t = torch.tensor(table, dtype=torch.int64, device=device)
-        chunks_t = torch.tensor(chunks, dtype=torch.int64, device=device)
-        _adamw_step_multi_kernel[(len(chunks),)](
-            table_t, chunks_t, *scalars,
+        rows = [(params[i].data_ptr(), (masters[i] if has_master else params[i]).data_ptr(),
+                 exp_avgs[i].data_ptr(), exp_avg_sqs[i].data_ptr(), grads[i].data_ptr(),
+                 params[i].numel()) for i in members]
+        table_t, chunks_t, n_chunks = pointer_table(rows, [r[5] for r in rows], chunk, device)
+        _adamw_step_multi_kernel[(n_chunks,)](
+            table_t, chunks_t, hyper,
             P_DTYPE=_TL[p_dtype], S_DTYPE=_TL[s_dtype], G_DTYPE=_TL[g_dtype],
             HAS_MASTER=has_master, ACC=tl.float64 if p_dtype == torch.float64 else tl.float32,
             CHUNK=chunk, BLOCK=BLOCK, num_warps=4)
+
+
+def adamw_step_multi_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                      exp_avgs: Sequence[torch.Tensor], exp_avg_sqs: Sequence[torch.Tensor],
+                      lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                      step: int, masters: Optional[Sequence[Optional[torch.Tensor]]] = None,
+                      multi_chunk: Optional[int] = None) -> None:
+    """adamw_step_ for many parameters (same hyper-parameters and step): adamw_hyper_ into a
+    fresh scalar array, then adamw_step_multi_dev_ (see both)."""
+    if not params:
+        return
+    hyper = torch.empty(HYPER_SIZE, dtype=torch.float32, device=params[0].device)
+    adamw_hyper_(hyper, lr, beta1, beta2, eps, weight_decay, step)
+    adamw_step_multi_dev_(params, grads, exp_avgs, exp_avg_sqs, hyper, masters, multi_chunk)

@@ -46,7 +46,6 @@ import minigrad
 from minigrad import Tensor, nn
 from minigrad.nn import functional as F
 from minigrad.nn import init
-from minigrad.tensor_movement import value_range
 
 from .mfu import GPU_PEAK_FLOPS, _peak, peak_flops  # noqa: F401  (re-exported)
 from .sampling import sample_next, to_numpy_rng
@@ -304,11 +303,15 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_idx(self, idx, what: str = "idx", max_len: Optional[int] = None) -> Tensor:
+        """idx as an int64 (B, T) Tensor on the model's device, its ids checked against the
+        vocabulary. Host ids (a NumPy array, as train.py's batches) are checked on the host before
+        the upload and the Tensor remembers their range, so no layer reads them back from the
+        device; a Tensor already on the device costs one read-back (a sync) for the check."""
         if not isinstance(idx, Tensor):
             arr = np.asarray(idx)
             if arr.dtype.kind not in "iu":
                 raise TypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
-            idx = Tensor(arr.astype(np.int64), device=self.device)
+            idx = F.host_ids(arr, self.device)
         if idx.dtype != "int64":
             raise TypeError(f"{what} must be an int64 tensor of token ids, got {idx.dtype}")
         if idx.ndim != 2:
@@ -320,7 +323,7 @@ class GPT(nn.Module):
                              f"only {max_len} (GPTConfig.block_size={self.config.block_size})")
         if idx.device != self.device:
             raise ValueError(f"{what} is on '{idx.device}' but the model is on '{self.device}'")
-        lo, hi = value_range(idx)
+        lo, hi = F.ids_range(idx)
         if lo < 0 or hi >= self.config.vocab_size:
             raise IndexError(f"{what}: token ids must be in [0, {self.config.vocab_size - 1}] "
                              f"(vocab_size={self.config.vocab_size}), got values in [{lo}, {hi}]")
@@ -361,6 +364,7 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx)                                    # (B, T, C)
         if cfg.pos == "learned":
             pos = minigrad.arange(start, start + T, device=self.device)  # (T,)
+            F.with_known_range(pos, start, start + T - 1)                # no read-back to check it
             x = x + self.transformer.wpe(pos)                            # (B, T, C) + (T, C)
         rope = self._rope(start, T) if cfg.pos == "rope" else None
         x = self.transformer.drop(x)
@@ -377,11 +381,14 @@ class GPT(nn.Module):
             logits = logits[..., :cfg.vocab_size]                        # (B, T, V)
         if targets is not None:
             if not isinstance(targets, Tensor):
-                targets = Tensor(np.asarray(targets, dtype=np.int64), device=self.device)
+                targets = F.host_ids(np.asarray(targets, dtype=np.int64), self.device)
             if tuple(targets.shape) != (B, T):
                 raise ValueError(f"targets must have the shape of idx {(B, T)}, got {targets.shape}")
+            flat = targets.reshape(B * T)                                  # (B*T,)
+            if getattr(targets, "_known_range", None) is not None:         # a view: same values
+                F.with_known_range(flat, *targets._known_range)
             loss = F.cross_entropy(logits.reshape(B * T, cfg.vocab_size),  # (B*T, V)
-                                   targets.reshape(B * T), ignore_index=ignore_index)
+                                   flat, ignore_index=ignore_index)
         return logits, loss
 
     # ------------------------------------------------------------------ optimizer

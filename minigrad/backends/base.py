@@ -27,8 +27,11 @@ the tests turn it on.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, Optional, Sequence
+
+import numpy as np
 
 Array = Any          # np.ndarray or torch.Tensor; kept opaque above the boundary
 Scalar = float | int | bool
@@ -333,6 +336,58 @@ class Backend(ABC):
         When `master` (float32) is given, the update is applied to master and param (e.g.
         bfloat16) receives its rounded copy. exp_avg/exp_avg_sq are float32 (or float64).
         """
+
+    # The multi-tensor optimizer path (one launch for many parameters). The step's scalars live
+    # in a small device array `hyper` so the update launches are identical every step (a CUDA
+    # graph can replay them); only adamw_hyper_ takes the step's values as arguments.
+    HYPER_SIZE = 7
+
+    def adamw_hyper_(self, hyper: Array, lr: float, beta1: float, beta2: float, eps: float,
+                     weight_decay: float, step: int) -> None:
+        """Write one step's scalars into hyper (HYPER_SIZE,) float64, computed on the host in
+        double precision: [1 - lr*wd, 1 - b1, b2, 1 - b2, lr / (1 - b1^step),
+        sqrt(1 - b2^step), eps]. This default uploads them (from_numpy + copy_)."""
+        if step < 1:
+            raise ValueError(f"step must be >= 1 (the first update is step 1), got {step}")
+        vals = np.array([1.0 - lr * weight_decay, 1.0 - beta1, beta2, 1.0 - beta2,
+                         lr / (1.0 - beta1 ** step), math.sqrt(1.0 - beta2 ** step), eps])
+        self.copy_(hyper, self.from_numpy(vals))
+
+    def adamw_step_multi_(self, params: Sequence[Array], grads: Sequence[Array],
+                          exp_avgs: Sequence[Array], exp_avg_sqs: Sequence[Array], hyper: Array,
+                          masters: Optional[Sequence[Optional[Array]]] = None) -> None:
+        """adamw_step_ of every parameter of the parallel lists, in place, with the scalars read
+        from hyper (written by adamw_hyper_):
+            p = p * decay;  m = m + (1-b1) (g - m);  v = b2 v + (1-b2) g^2
+            p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
+        masters: None or a list with None entries; a parameter with a master (float32) copy is
+        updated through it, as in adamw_step_."""
+        raise NotImplementedError(f"{type(self).__name__} has no adamw_step_multi_")
+
+    def clip_by_total_norm(self, xs: Sequence[Array], max_norm: float) -> tuple[Array, list]:
+        """(norm, scaled): the joint L2 norm of the arrays xs, as a 0-d float32 array (float64
+        when any x is float64; squares summed in that precision), and new arrays
+        x * min(1, max_norm / (norm + 1e-6)) in each x's dtype (the coefficient is cast to x's
+        dtype first). torch.nn.utils.clip_grad_norm_'s math; this default is the
+        specification (a backend may do it in a few launches over all of xs)."""
+        acc = "float64" if any(self.dtype(x) == "float64" for x in xs) else "float32"
+        total = self.full((), 0.0, acc)
+        for x in xs:
+            if math.prod(self.shape(x)) == 0:
+                continue
+            part = self.sum_squares(x)
+            total = self.binary("add", total, part if self.dtype(part) == acc else self.astype(part, acc))
+        total = self.unary("sqrt", total)
+        coef = self.binary("minimum", self.binary("div", max_norm, self.binary("add", total, 1e-6)), 1.0)
+        coef_as = {acc: coef}
+        out = []
+        for x in xs:
+            dt, shape = self.dtype(x), self.shape(x)
+            if dt not in coef_as:
+                coef_as[dt] = self.astype(coef, dt)
+            c = self.expand(self.reshape(coef_as[dt], (1,) * len(shape)), shape)
+            out.append(self.binary("mul", x, c))
+        return total, out
 
     @abstractmethod
     def copy_(self, dst: Array, src: Array) -> None:

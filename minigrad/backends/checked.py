@@ -249,6 +249,20 @@ class CheckedBackend(Backend):
     def adamw_step_(self, *args, **kwargs):
         return self.inner.adamw_step_(*args, **kwargs)
 
+    def adamw_hyper_(self, *args, **kwargs):
+        return self.inner.adamw_hyper_(*args, **kwargs)
+
+    def adamw_step_multi_(self, *args, **kwargs):
+        return self.inner.adamw_step_multi_(*args, **kwargs)
+
+    def clip_by_total_norm(self, xs, max_norm):
+        total, out = self.inner.clip_by_total_norm(xs, max_norm)
+        acc = "float64" if any(self._d(x) == "float64" for x in xs) else "float32"
+        self._check(total, (), acc, "clip_by_total_norm norm")
+        for x, y in zip(xs, out):
+            self._check(y, self._s(x), self._d(x), "clip_by_total_norm out")
+        return total, out
+
     def copy_(self, dst, src):
         return self.inner.copy_(dst, src)
 

@@ -416,5 +416,18 @@ class NumpyBackend(Backend):
         if master is not None:
             param[...] = master
 
+    def adamw_step_multi_(self, params, grads, exp_avgs, exp_avg_sqs, hyper, masters=None):
+        decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps = hyper.tolist()
+        masters = masters if masters is not None else [None] * len(params)
+        for param, grad, exp_avg, exp_avg_sq, master in zip(params, grads, exp_avgs, exp_avg_sqs, masters):
+            p = master if master is not None else param
+            p *= decay                                               # decoupled weight decay
+            exp_avg += one_minus_beta1 * (grad - exp_avg)            # = b1 m + (1 - b1) g
+            exp_avg_sq *= beta2
+            exp_avg_sq += one_minus_beta2 * grad * grad
+            p -= step_size * exp_avg / (np.sqrt(exp_avg_sq) / bc2_sqrt + eps)
+            if master is not None:
+                param[...] = master
+
     def copy_(self, dst, src):
         dst[...] = src

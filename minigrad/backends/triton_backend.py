@@ -40,6 +40,7 @@ from kernels import elementwise as _ew
 from kernels import embedding as _emb
 from kernels import layernorm as _ln
 from kernels import matmul as _mm
+from kernels import multi_tensor as _multi
 from kernels import reduce as _red
 from kernels import softmax as _sm
 
@@ -321,6 +322,17 @@ class TritonBackend(Backend):
                     step, master=None):
         _adamw.adamw_step_(param, self._contig(grad), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
                            weight_decay, step, master)
+
+    def adamw_hyper_(self, hyper, lr, beta1, beta2, eps, weight_decay, step):
+        _adamw.adamw_hyper_(hyper, lr, beta1, beta2, eps, weight_decay, step)
+
+    def adamw_step_multi_(self, params, grads, exp_avgs, exp_avg_sqs, hyper, masters=None):
+        _adamw.adamw_step_multi_dev_(params, [self._contig(g) for g in grads], exp_avgs, exp_avg_sqs,
+                                     hyper, masters)
+
+    def clip_by_total_norm(self, xs, max_norm):
+        total, _, out = _multi.clip_by_total_norm([self._contig(x) for x in xs], max_norm)
+        return total, out
 
     def copy_(self, dst, src):
         _copy.copy_into(dst, src)

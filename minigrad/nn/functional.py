@@ -120,15 +120,41 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     return y + bias if bias is not None else y
 
 
+def host_ids(values, device: str) -> Tensor:
+    """An int64 Tensor on `device` made from host ids (a NumPy array or nested list), with their
+    (min, max) taken on the host before the upload and remembered on the Tensor, so the range
+    checks of embedding() and cross_entropy() need no read-back from the device (a sync that
+    stalls the host until the GPU queue drains). Only for Tensors the caller made here and does
+    not write into afterwards: the remembered range is not updated by in-place writes."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"token ids must be integers, got dtype {arr.dtype}")
+    t = Tensor(arr.astype(np.int64, copy=False), device=device)
+    return with_known_range(t, int(arr.min()), int(arr.max())) if arr.size else t
+
+
+def with_known_range(t: Tensor, lo: int, hi: int) -> Tensor:
+    """Remember that the int64 tensor t holds values in [lo, hi] exactly (see host_ids)."""
+    t._known_range = (int(lo), int(hi))
+    return t
+
+
+def ids_range(t: Tensor) -> tuple[int, int]:
+    """(min, max) of a non-empty int tensor: remembered from the host when known, else read from
+    the device (one sync)."""
+    known = getattr(t, "_known_range", None)
+    return known if known is not None else value_range(t)
+
+
 def embedding(idx: Tensor, weight: Tensor) -> Tensor:
     """Rows of weight (V, C) picked by int64 ids of any shape -> (*idx.shape, C)."""
     if not isinstance(idx, Tensor):
-        idx = Tensor(np.asarray(idx, dtype=np.int64), device=weight.device)
+        idx = host_ids(np.asarray(idx, dtype=np.int64), weight.device)
     if idx.dtype != "int64":
         raise TypeError(f"embedding ids must be int64, got {idx.dtype}")
     V = weight.shape[0]
     if idx.numel():
-        lo, hi = value_range(idx)
+        lo, hi = ids_range(idx)
         if lo < 0 or hi >= V:
             raise IndexError(f"embedding: token ids must be in [0, {V - 1}] (num_embeddings={V}), "
                              f"got values in [{lo}, {hi}]")
@@ -144,7 +170,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target, dtype=np.int64), device=logits.device)
+        target = host_ids(np.asarray(target, dtype=np.int64), logits.device)
     if target.dtype != "int64":
         raise TypeError(f"cross_entropy targets must be int64 class ids, got {target.dtype}")
     _floating(logits, "cross_entropy")
@@ -160,7 +186,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     t = target.reshape(-1).contiguous()
     valid = t != ignore_index
     if t.numel():
-        _check_targets(t, valid, C, ignore_index)
+        _check_targets(t, valid, C, ignore_index, getattr(target, "_known_range", None))
     losses = fused.CrossEntropyRows.apply(rows, t, ignore_index=ignore_index)
     if reduction == "none":
         return losses.reshape(target.shape)
@@ -170,7 +196,12 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     return losses.sum() / count               # all rows ignored -> 0/0 = nan, as torch
 
 
-def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int) -> None:
+def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int,
+                   known: Optional[tuple[int, int]] = None) -> None:
+    """Every target not equal to ignore_index must be a class id in [0, C). A range known from
+    the host that lies inside [0, C) settles it without reading the device."""
+    if known is not None and 0 <= known[0] and known[1] < C:
+        return
     safe = Tensor._wrap(t.backend.where(valid.data, t.data, 0), t.backend)   # ignored -> 0
     lo, hi = value_range(safe)
     if lo < 0 or hi >= C:

@@ -3,7 +3,8 @@
 Everything stays on the device: the total norm is a 0-d array, the clip coefficient
 min(1, max_norm / (norm + 1e-6)) is computed there too and multiplied into every gradient,
 so clipping costs no host synchronisation (as torch, it always multiplies, by 1.0 when the
-norm is below max_norm).
+norm is below max_norm). The L2 case is one backend call over all gradients
+(`Backend.clip_by_total_norm`: a few multi-tensor launches on the GPU).
 """
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         if p.grad.device != grads[0].grad.device:
             raise RuntimeError(f"clip_grad_norm_: gradients on different devices "
                                f"({grads[0].grad.device!r} and {p.grad.device!r})")
+    if norm_type == 2.0 and not error_if_nonfinite:
+        # the usual case: the backend's joint norm and scaled copies (a few launches in all)
+        live = [p for p in grads if p.grad.numel()]
+        total, scaled = b.clip_by_total_norm([p.grad.data for p in live], max_norm) if live else \
+            (b.full((), 0.0, "float64" if any(p.grad.dtype == "float64" for p in grads) else "float32"), [])
+        for p, g in zip(live, scaled):
+            p.grad = Tensor._wrap(g, b)
+        return Tensor._wrap(total, b)
     acc = "float64" if any(p.grad.dtype == "float64" for p in grads) else "float32"
     inf = math.isinf(norm_type)
     total = b.full((), 0.0, acc)

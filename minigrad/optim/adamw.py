@@ -4,8 +4,10 @@
     m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g^2
     p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
-Each parameter is one call to `backend.adamw_step_`, which updates the parameter and the
-moment arrays in place (one fused kernel on the GPU). Parameters stored in bfloat16/float16
+All parameters of a group are one call to `backend.adamw_step_multi_`, which updates the
+parameters and moment arrays in place (one multi-tensor kernel launch per group and dtype on the
+GPU); the step's scalars (lr, bias corrections) are written to a small device array first, so
+the update launches are the same every step and a CUDA graph can replay them. Parameters stored in bfloat16/float16
 get float32 moments and a float32 *master* copy kept in the state: the update is applied to
 the master and the parameter receives its rounded copy, so small updates are not lost to
 bf16 rounding. The master is part of state_dict(), so a resumed run continues exactly.
@@ -34,6 +36,7 @@ class AdamW(Optimizer):
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"invalid betas {betas}: expected two values in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self._hyper: dict = {}      # batch key -> (backend, (HYPER_SIZE,) device array of the step's scalars)
 
     def _init_state(self, p: Tensor) -> dict:
         b = p.backend
@@ -50,27 +53,67 @@ class AdamW(Optimizer):
         return "float32" if p.dtype in _LOW_PRECISION else p.dtype
 
     def step(self, closure=None):
-        """One update of every parameter that has a .grad. Returns closure() if given."""
+        """One update of every parameter that has a .grad. Returns closure() if given.
+
+        = prepare_step() (host bookkeeping and the step's scalars written to the device) then
+        apply_step() (the updates, reading those scalars). A CUDA-graph step captures only
+        apply_step and calls prepare_step before each replay."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+        self.prepare_step()
+        self.apply_step()
+        return loss
+
+    def _batches(self):
+        """[(key, group, [params])]: the parameters that have a .grad, per group and per step
+        count (normally one batch per group: every parameter steps together)."""
+        out = []
+        for gi, group in enumerate(self.param_groups):
+            by_step: dict[tuple, list] = {}
             for p in self._params_with_grad(group):
-                b = p.backend
+                state = self.state.get(p)
+                by_step.setdefault((state["step"] if state else 0, p.device), []).append(p)
+            for slot, step in enumerate(sorted(by_step)):
+                out.append(((gi, slot), group, by_step[step]))
+        return out
+
+    def prepare_step(self) -> None:
+        """Count the step of every parameter with a .grad (creating its state on the first
+        step) and write each batch's scalars (lr, bias corrections) to its device array: one
+        small launch per parameter group, the only part of the step whose arguments change."""
+        hyper = self._hyper
+        for key, group, params in self._batches():
+            for p in params:
                 state = self.state.get(p)
                 if not state:
                     state = self.state[p] = self._init_state(p)
-                state["step"] += 1
-                master = state.get("master")
-                if master is None and p.dtype in _LOW_PRECISION:
+                if state.get("master") is None and p.dtype in _LOW_PRECISION:
                     raise RuntimeError(f"parameter of shape {p.shape} is {p.dtype} but its AdamW "
                                        "state has no float32 master copy (was the model cast after "
                                        "the optimizer took its first step?)")
-                b.adamw_step_(p.data, b.contiguous(p.grad.data), state["exp_avg"].data,
-                              state["exp_avg_sq"].data, lr=float(group["lr"]), beta1=beta1,
-                              beta2=beta2, eps=float(group["eps"]),
-                              weight_decay=float(group["weight_decay"]), step=int(state["step"]),
-                              master=None if master is None else master.data)
-        return loss
+                state["step"] += 1
+            b = params[0].backend
+            if key not in hyper or hyper[key][0] is not b:
+                hyper[key] = (b, b.empty((b.HYPER_SIZE,), "float64"))
+            beta1, beta2 = group["betas"]
+            b.adamw_hyper_(hyper[key][1], lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+                           eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
+                           step=int(self.state[params[0]]["step"]))
+
+    def apply_step(self) -> None:
+        """The updates of prepare_step's parameters: one multi-tensor launch per parameter group
+        and dtype, reading the scalars prepare_step wrote (the same launches every step)."""
+        hyper = self._hyper
+        for key, group, params in self._batches():
+            if key not in hyper:
+                raise RuntimeError("AdamW.apply_step() before prepare_step(): the step's scalars "
+                                   "are not on the device yet")
+            b = params[0].backend
+            states = [self.state[p] for p in params]
+            masters = [s.get("master") for s in states]
+            b.adamw_step_multi_([p.data for p in params], [p.grad.data for p in params],
+                                [s["exp_avg"].data for s in states],
+                                [s["exp_avg_sq"].data for s in states], hyper[key][1],
+                                [None if m is None else m.data for m in masters])
 
 
 __all__ = ["AdamW"]

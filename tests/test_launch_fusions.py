@@ -1,0 +1,167 @@
+"""The launch-saving paths of issue 11 against the NumPy specification and independent math.
+
+- AdamW over many parameters in one call (`Backend.adamw_step_multi_`) with the step's scalars
+  in device memory (`Backend.adamw_hyper_`): NumPy spec == the per-parameter spec
+  (`adamw_step_`), Triton == NumPy.
+- Gradient clipping in one call (`Backend.clip_by_total_norm`): NumPy == a hand computation with
+  np.linalg.norm, Triton == NumPy, across several dtypes and chunk boundaries.
+- Pointer tables (kernels/multi_tensor.py) are reused for the same addresses (no upload).
+- Token ids that come from the host are range-checked there: the model never reads them back.
+
+Small shapes: the Triton side runs in the interpreter in CI.
+"""
+from __future__ import annotations
+
+import kernel_testing  # noqa: F401  (interpreter only when there is no CUDA; before kernels)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import minigrad  # noqa: E402
+from minigrad.backends.checked import CheckedBackend  # noqa: E402
+from minigrad.backends.numpy_backend import NumpyBackend  # noqa: E402
+from minigrad.backends.triton_backend import TritonBackend  # noqa: E402
+
+NB = CheckedBackend(NumpyBackend())
+TB = CheckedBackend(TritonBackend())
+RNG = np.random.default_rng(11)
+HYPER = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
+
+
+def _adamw_inputs(shapes):
+    ps = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
+    gs = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
+    ms = [0.1 * RNG.standard_normal(s).astype(np.float32) for s in shapes]
+    vs = [np.abs(RNG.standard_normal(s)).astype(np.float32) for s in shapes]
+    return ps, gs, ms, vs
+
+
+@pytest.mark.parametrize("step", [1, 7])
+def test_numpy_adamw_multi_equals_per_parameter_spec(step):
+    """The multi-tensor spec (scalars from the hyper array) gives adamw_step_'s result."""
+    shapes = [(3, 5), (7,), (1,)]
+    ps, gs, ms, vs = _adamw_inputs(shapes)
+    one = [[a.astype(np.float64) for a in group] for group in (ps, gs, ms, vs)]
+    multi = [[a.astype(np.float64) for a in group] for group in (ps, gs, ms, vs)]
+    for p, g, m, v in zip(*one):
+        NB.adamw_step_(p, g, m, v, step=step, **HYPER)
+    hyper = NB.empty((NB.HYPER_SIZE,), "float64")
+    NB.adamw_hyper_(hyper, step=step, **HYPER)
+    NB.adamw_step_multi_(multi[0], multi[1], multi[2], multi[3], hyper)
+    for a, b in zip(one[0] + one[2] + one[3], multi[0] + multi[2] + multi[3]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+
+
+def test_adamw_hyper_holds_the_bias_corrected_scalars():
+    """hyper = [1 - lr wd, 1 - b1, b2, 1 - b2, lr / (1 - b1^t), sqrt(1 - b2^t), eps], by hand."""
+    lr, b1, b2, eps, wd, t = 0.01, 0.8, 0.9, 1e-6, 0.5, 3
+    want = [1 - lr * wd, 1 - b1, b2, 1 - b2, lr / (1 - b1 ** 3), (1 - b2 ** 3) ** 0.5, eps]
+    for be, rtol in ((NB, 1e-15), (TB, 1e-6)):            # Triton passes the scalars as float32
+        hyper = be.empty((be.HYPER_SIZE,), "float64")
+        be.adamw_hyper_(hyper, lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd, step=t)
+        np.testing.assert_allclose(be.to_numpy(hyper), want, rtol=rtol)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        NB.adamw_hyper_(NB.empty((7,), "float64"), step=0, **HYPER)
+
+
+@pytest.mark.parametrize("with_master", [False, True])
+def test_triton_adamw_multi_matches_numpy(with_master):
+    """Several parameters of different sizes in one call, fp32 or bf16 with fp32 masters."""
+    shapes = [(3, 5), (1100,), (2,)]                       # 1100 crosses a 1024-element block
+    ps, gs, ms, vs = _adamw_inputs(shapes)
+    outs = []
+    for be in (NB, TB):
+        dt = "bfloat16" if with_master and be is TB else "float32"
+        bp = [be.from_numpy(p, dt) for p in ps]
+        masters = [be.from_numpy(p) for p in ps] if with_master else None
+        bm, bv = [be.from_numpy(m) for m in ms], [be.from_numpy(v) for v in vs]
+        hyper = be.empty((be.HYPER_SIZE,), "float64")
+        for step in (1, 2):
+            be.adamw_hyper_(hyper, step=step, **HYPER)
+            be.adamw_step_multi_(bp, [be.from_numpy(g, dt) for g in gs], bm, bv, hyper, masters)
+        outs.append([be.to_numpy(a) for a in (masters if with_master else bp) + bm + bv])
+    if with_master:         # NumPy ran fp32 grads; Triton bf16-rounded ones: compare loosely
+        tol = dict(rtol=2e-2, atol=2e-3)
+    else:
+        tol = dict(rtol=1e-5, atol=1e-6)
+    for t_out, n_out in zip(*outs[::-1]):
+        np.testing.assert_allclose(t_out, n_out, **tol)
+
+
+def test_numpy_clip_by_total_norm_is_the_hand_computed_clip():
+    xs = [RNG.standard_normal(s) for s in ((4, 3), (5,), (0, 2))]
+    for max_norm in (0.5, 1e3):                            # clips, then leaves them as they are
+        total, out = NB.clip_by_total_norm([x.astype(np.float64) for x in xs], max_norm)
+        norm = np.sqrt(sum(np.sum(x * x) for x in xs))
+        assert float(total) == pytest.approx(norm, rel=1e-12)
+        coef = min(1.0, max_norm / (norm + 1e-6))
+        for x, y in zip(xs, out):
+            np.testing.assert_allclose(y, x * coef, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("bfloat16", "float32"), ("float64", "float32")])
+def test_triton_clip_by_total_norm_matches_numpy(dtypes):
+    """Mixed dtypes (one launch group per dtype), sizes crossing a chunk, a clipping max_norm."""
+    shapes = [(3, 5), (2100,), (1,)]
+    xs = [RNG.standard_normal(s).astype(np.float32) for s in shapes]
+    kinds = [dtypes[i % 2] for i in range(len(xs))]
+    ref = [x.astype(np.float64) if k == "float64" else x for x, k in zip(xs, kinds)]
+    if "bfloat16" in kinds:
+        ref = [torch.from_numpy(x).to(torch.bfloat16).float().numpy() if k == "bfloat16" else x
+               for x, k in zip(ref, kinds)]
+    n_total, n_out = NB.clip_by_total_norm([NB.from_numpy(x) for x in ref], 2.0)
+    t_total, t_out = TB.clip_by_total_norm([TB.from_numpy(x, k) for x, k in zip(xs, kinds)], 2.0)
+    assert TB.dtype(t_total) == ("float64" if "float64" in kinds else "float32")
+    rtol = 1e-2 if "bfloat16" in kinds else 1e-5
+    np.testing.assert_allclose(TB.to_numpy(t_total), n_total, rtol=1e-5)
+    for k, t, n in zip(kinds, t_out, n_out):
+        assert TB.dtype(t) == k
+        np.testing.assert_allclose(TB.to_numpy(t), n, rtol=rtol, atol=1e-6)
+
+
+def test_kernel_clip_with_small_chunks_matches_numpy():
+    """Many programs per tensor (chunk = one block): the partial sums add up exactly once."""
+    from kernels import multi_tensor as mt
+    xs = [torch.from_numpy(RNG.standard_normal(s).astype(np.float32)) for s in ((2500,), (1025,))]
+    total, coef, out = mt.clip_by_total_norm(xs, 1.0, chunk=mt.BLOCK)
+    norm = np.sqrt(sum(float(np.sum(x.numpy().astype(np.float64) ** 2)) for x in xs))
+    assert float(total) == pytest.approx(norm, rel=1e-5)
+    assert float(coef) == pytest.approx(1.0 / (norm + 1e-6), rel=1e-5)
+    for x, y in zip(xs, out):
+        np.testing.assert_allclose(y.numpy(), x.numpy() * float(coef), rtol=1e-6)
+
+
+def test_pointer_tables_are_reused_for_the_same_addresses():
+    from kernels import multi_tensor as mt
+    a, b = torch.empty(5), torch.empty(3000)
+    rows = [(a.data_ptr(), 5), (b.data_ptr(), 3000)]
+    first = mt.pointer_table(rows, [5, 3000], 1024, a.device)
+    assert mt.pointer_table(list(rows), [5, 3000], 1024, a.device) is first   # no new upload
+    table, chunks, n = first
+    assert n == 1 + 3 and chunks.tolist() == [[0, 0], [1, 0], [1, 1024], [1, 2048]]
+    assert table.tolist() == [list(r) for r in rows]
+    assert mt.pointer_table(rows[::-1], [3000, 5], 1024, a.device) is not first
+
+
+def test_host_batches_are_checked_on_the_host_not_read_back(monkeypatch):
+    """GPT given NumPy ids and targets (as train.py) never calls value_range (a device read);
+    out-of-range host ids still give the clear error."""
+    from minigrad.nn import functional as F
+    from models.gpt import GPT, GPTConfig
+
+    def no_read_back(values):
+        raise AssertionError("value_range called: the ids were read back from the device")
+    monkeypatch.setattr(F, "value_range", no_read_back)
+    minigrad.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+    x = RNG.integers(0, 11, size=(2, 8))
+    _, loss = model(x, np.roll(x, -1, axis=1))
+    assert np.isfinite(loss.item())
+    with pytest.raises(IndexError, match=r"got values in \[0, 11\]"):
+        model(np.array([[0, 11]]))
+    with pytest.raises(IndexError, match=r"target class ids must be in \[0, 10\]"):
+        monkeypatch.undo()                                  # the invalid target is read back
+        model(x, np.full((2, 8), 12))
