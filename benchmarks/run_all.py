@@ -21,13 +21,14 @@ KERNELS = ["matmul", "attention", "softmax", "layernorm", "cross_entropy", "elem
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="shorten the CPU training benchmark")
+    ap.add_argument("--quick", action="store_true", help="shorten the CPU training benchmarks")
     ap.add_argument("--only", nargs="*", help="benchmark names, e.g. matmul tokenizer train_cpu")
     args = ap.parse_args(argv)
     runs = [(f"bench_{k}", []) for k in KERNELS]
     runs += [("bench_train", []),                    # one GPT training step vs torch (GPU)
              ("bench_tokenizer", []),
-             ("bench_train_cpu", ["--max_iters=200"] if args.quick else [])]
+             ("bench_train_cpu", ["--max_iters=200"] if args.quick else []),
+             ("bench_distributed", ["--max_iters=40", "--repeats=1"] if args.quick else [])]   # 1 vs 2 CPU ranks
     if args.only:
         runs = [(m, a) for m, a in runs if m.removeprefix("bench_") in args.only]
     failed = []

@@ -235,8 +235,9 @@ def setup_distributed(device: str, timeout_s: float) -> Distributed:
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     else:
         backend = "gloo"                        # cpu, and cuda under TRITON_INTERPRET (cpu storage)
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     ddp = Distributed(rank, local_rank, world, timeout_s, backend)
+    with ddp._collective(f"joining the {backend} process group"):
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     ddp.supports_avg = _probe_avg(ddp)
     if rank > 0:
         ddp._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")

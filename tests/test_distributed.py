@@ -232,6 +232,13 @@ def test_reducer_without_overlap_launches_in_average_and_fills_unused_gradients_
 
 
 def test_a_world_of_one_needs_no_torch_and_changes_nothing():
+    code = ("import sys, train; from models.distributed import setup_distributed; "
+            "d = setup_distributed('cpu', 5.0); assert d.world_size == 1; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]     # a plain `python train.py` imports no torch
     ddp = Distributed()
     assert ddp.is_main and ddp.mean([1.0, 2.0]) == 1.5
     x = np.arange(6).reshape(3, 2)
