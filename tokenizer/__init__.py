@@ -10,6 +10,6 @@ See the README ("Tokenizer") for the API, the CLI (``python -m tokenizer --help`
 """
 from .bpe import BPETokenizer
 from .io import ModelFileError
-from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SplitPatternError
 
-__all__ = ["BPETokenizer", "ModelFileError", "GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN"]
+__all__ = ["BPETokenizer", "ModelFileError", "SplitPatternError", "GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN"]

@@ -47,7 +47,8 @@ class BPETokenizer:
             needed for tiktoken rank files.
         special_tokens: names (found in `vocab` by their bytes, or else given the next free
             ids in order) or a dict name -> id.
-        pattern: "gpt2", "gpt4" or a custom `regex` split pattern.
+        pattern: "gpt2", "gpt4" or a custom `regex` split pattern (time-limited on every split,
+            see patterns.py; a catastrophic one raises patterns.SplitPatternError).
         cache_size: number of distinct chunks whose ids are remembered.
     """
 
@@ -175,7 +176,9 @@ class BPETokenizer:
         """Learn a tokenizer of `vocab_size` tokens (256 bytes + merges + specials).
 
         `texts_or_paths`: str items are text; pathlib.Path items are UTF-8 files (streamed in
-        blocks of `block_chars`) or folders of ``*.txt`` files. Special tokens split the text and
+        blocks of `block_chars`) or folders of ``*.txt`` files. A str that names an existing
+        file or folder raises ValueError (it would train on the path's characters; pass a Path),
+        or warns when other str items are real text. Special tokens split the text and
         are never part of a merge. `processes` counts chunks in parallel (None: all CPUs when
         the input is over a few MB). `verbose` draws progress bars on stderr.
         """

@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import chain, repeat
@@ -31,7 +32,8 @@ def expand_sources(sources: "str | os.PathLike[str] | Iterable[str | os.PathLike
     """Normalise the `train` input into a list of texts (str) and file paths (Path).
 
     A `str` is text, a `Path` (any os.PathLike) is a file, or a folder whose ``*.txt`` files
-    are taken in sorted order. A single str or Path may be given instead of a list.
+    are taken in sorted order. A single str or Path may be given instead of a list. A str that
+    names an existing file or folder is refused or warned about (see `_check_path_strs`).
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -59,7 +61,41 @@ def expand_sources(sources: "str | os.PathLike[str] | Iterable[str | os.PathLike
                 "training inputs must be str (text) or pathlib.Path (files/folders), "
                 f"got {type(src).__name__}"
             )
+    _check_path_strs([src for src in out if isinstance(src, str)])
     return out
+
+
+def _path_kind(text: str) -> str | None:
+    """"file" or "folder" when the str `text` is the name of an existing one, else None.
+    Only short one-line strings can be paths, so real corpora cost no file-system call."""
+    if len(text) > 4096 or "\n" in text or "\0" in text or not text.strip():
+        return None
+    try:
+        return "folder" if os.path.isdir(text) else "file" if os.path.isfile(text) else None
+    except (OSError, ValueError):          # not a name the OS accepts: it is text
+        return None
+
+
+def _check_path_strs(texts: list[str]) -> None:
+    """str inputs that name existing files or folders were almost surely meant as paths.
+
+    `train("data/input.txt", ...)` would otherwise learn merges from the 14 characters of the
+    path and return a useless tokenizer without a word. When every str input is such a name
+    this raises (no one means a corpus made only of path names; the fix, pathlib.Path, is one
+    call away, and a warning would scroll past a long training run). When real text is mixed
+    in, one short document could be an accidental match ("data"), so it only warns.
+    """
+    named = [(t, kind) for t in texts if (kind := _path_kind(t))]
+    if not named:
+        return
+    t, kind = named[0]
+    msg = (f"training input {t!r} is a str that names an existing {kind}"
+           + (f" (and {len(named) - 1} more)" if len(named) > 1 else "")
+           + f"; str items are training text, so this trains on the path's {len(t)} characters. "
+           f"Pass pathlib.Path({t!r}) to train on the {kind}'s contents")
+    if len(named) == len(texts):
+        raise ValueError(msg)
+    warnings.warn(msg, stacklevel=4)
 
 
 def source_size(source) -> int:

@@ -9,8 +9,16 @@ ships them, so that our chunks (and therefore our token ids) equal tiktoken's:
 - ``"gpt4"``: GPT-4's ``cl100k_base`` pattern (case-insensitive contractions, digits in
   groups of at most three, newlines kept with the preceding punctuation).
 
-Any other string is taken as a custom pattern. This module also defines the one assumption
-streaming relies on (see `safe_cut`). It does not encode or train anything.
+Any other string is taken as a custom pattern. Such a pattern may come from a tokenizer file or
+a checkpoint, i.e. from someone else, and a backtracking regex can take exponential time
+(``(a|aa)+$`` on 40 a's runs for hours), so a custom pattern is *guarded*: it must be at most
+MAX_PATTERN_CHARS long, it is probed once on awkward text when loaded, and every split with it
+runs under a time budget (the `regex` module's ``timeout=``) that grows with the text. Running
+out of time raises `SplitPatternError` naming the pattern, never a hang. The built-in patterns,
+by name or by their exact strings (as written into existing files), are trusted and unguarded.
+
+This module also defines the one assumption streaming relies on (see `safe_cut`). It does not
+encode or train anything.
 """
 from __future__ import annotations
 
@@ -27,6 +35,67 @@ GPT4_SPLIT_PATTERN = (
 
 BUILTIN_PATTERNS: dict[str, str] = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
+# Custom patterns only: the split budget of one findall call is CUSTOM_TIMEOUT_S +
+# CUSTOM_TIMEOUT_PER_CHAR_S * len(text). A sane pattern costs well under 0.2 us per character
+# (a chunk every ~4 characters at ~175 ns per match), so this leaves >10x headroom, while an
+# exponential one runs out within a second. (The regex module overshoots its timeout by up to
+# ~3x on a busy machine; the bound still holds.)
+CUSTOM_TIMEOUT_S = 0.5
+CUSTOM_TIMEOUT_PER_CHAR_S = 2e-6
+PROBE_TIMEOUT_S = 0.25
+MAX_PATTERN_CHARS = 4096
+# Runs of one character class ended by a character that breaks the run: what makes nested or
+# overlapping quantifiers (``(a|aa)+$``, ``(\w+\s?)+$``) backtrack through every split of the run.
+PROBE_TEXT = "".join(c * 40 + end for c in ("a", " ", "1", ".", "\n", "é", "ab")
+                     for end in ("\x00", "!", " x")) + "Hello, world! It's 2024.\r\n\n  end"
+
+
+class SplitPatternError(ValueError):
+    """A split pattern that is invalid, too long, or too slow (catastrophic backtracking)."""
+
+
+def _show(pattern: str) -> str:
+    """The pattern for an error message (a hostile one may be long)."""
+    return repr(pattern) if len(pattern) <= 120 else repr(pattern[:120]) + f"... ({len(pattern)} chars)"
+
+
+class GuardedPattern:
+    """A compiled custom split pattern whose `findall` runs under a time budget.
+
+    Has the one method the tokenizer uses on a compiled pattern (`findall`), so callers need
+    not know whether a pattern is built-in or guarded.
+    """
+
+    __slots__ = ("pattern", "_re")
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        self._re = regex.compile(pattern)
+
+    def findall(self, text: str, timeout: float | None = None) -> list:
+        """regex findall; SplitPatternError when it takes longer than `timeout` (default: the
+        budget for len(text) characters)."""
+        if timeout is None:
+            timeout = CUSTOM_TIMEOUT_S + CUSTOM_TIMEOUT_PER_CHAR_S * len(text)
+        try:
+            if self._re.groups:      # findall would return the groups' text: chunks are whole matches
+                return [m[0] for m in self._re.finditer(text, timeout=timeout)]
+            return self._re.findall(text, timeout=timeout)
+        except TimeoutError:
+            raise SplitPatternError(
+                f"the custom split pattern {_show(self.pattern)} took longer than {timeout:.2g} s on "
+                f"{len(text)} characters: it backtracks catastrophically (nested or overlapping "
+                "quantifiers such as (a|aa)+). Use a built-in pattern ('gpt2', 'gpt4') or rewrite it "
+                "with possessive quantifiers / atomic groups"
+            ) from None
+
+    def __reduce__(self):
+        return (GuardedPattern, (self.pattern,))
+
+    def __repr__(self) -> str:
+        return f"GuardedPattern({_show(self.pattern)})"
+
+
 # Patterns in which no chunk contains a non-whitespace character followed by a space (and with
 # no look-behind), so that encoding may cut the text before any such space: see
 # `bpe._WordCache`. Checked by tests/test_tokenizer_encode.py; a custom pattern is not assumed to.
@@ -36,23 +105,34 @@ SPACE_SPLIT_SAFE = frozenset(BUILTIN_PATTERNS.values())
 def resolve_pattern(pattern: str) -> str:
     """Return the pattern string for a built-in name ("gpt2", "gpt4") or a custom pattern.
 
-    A custom pattern is compiled once here so that a typo fails now, with the pattern in the
-    message, rather than deep inside training or encoding.
+    A custom pattern is compiled and probed here (see the module doc) so that a typo or a
+    catastrophic regex fails now, with the pattern in the message (SplitPatternError, a
+    ValueError), rather than hanging or failing deep inside training or encoding.
     """
     if not isinstance(pattern, str) or not pattern:
-        raise ValueError(f"pattern must be 'gpt2', 'gpt4' or a non-empty regex string, got {pattern!r}")
+        raise SplitPatternError(f"pattern must be 'gpt2', 'gpt4' or a non-empty regex string, got {pattern!r}")
     resolved = BUILTIN_PATTERNS.get(pattern, pattern)
+    if resolved in SPACE_SPLIT_SAFE:
+        return resolved
+    if len(resolved) > MAX_PATTERN_CHARS:
+        raise SplitPatternError(f"the custom split pattern {_show(resolved)} is longer than "
+                                f"{MAX_PATTERN_CHARS} characters; use 'gpt2', 'gpt4' or a shorter regex")
     try:
-        compile_pattern(resolved)
+        guarded = compile_pattern(resolved)
     except regex.error as err:
-        raise ValueError(f"the split pattern {pattern!r} is not a valid `regex` expression: {err}") from err
+        raise SplitPatternError(f"the split pattern {_show(pattern)} is not a valid `regex` expression: "
+                                f"{err}") from err
+    guarded.findall(PROBE_TEXT, timeout=PROBE_TIMEOUT_S)
     return resolved
 
 
 @functools.lru_cache(maxsize=32)
-def compile_pattern(pattern: str) -> "regex.Pattern[str]":
-    """Compile (and memoise) a split pattern."""
-    return regex.compile(pattern)
+def compile_pattern(pattern: str) -> "regex.Pattern[str] | GuardedPattern":
+    """Compile (and memoise) a split pattern: a plain regex for the built-in patterns, a
+    GuardedPattern (time-limited findall) for any other."""
+    if pattern in SPACE_SPLIT_SAFE:
+        return regex.compile(pattern)
+    return GuardedPattern(pattern)
 
 
 @functools.lru_cache(maxsize=32)
