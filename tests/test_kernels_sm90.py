@@ -1,11 +1,13 @@
-"""Every Triton kernel outside matmul/attention compiled for an H100 (sm_90), no GPU needed.
+"""Every Triton kernel outside attention and the classic matmul (their own test files compile
+those) built for an H100 (sm_90), no GPU needed.
 
 The interpreter never runs Triton's compiler, so type errors in loops, unsupported ops,
 pointer casts, bool pointers, atomics and shared-memory overflow only show up on a GPU. Each
 test compiles one kernel family (in a subprocess without TRITON_INTERPRET, see
 `check_compiles_for_sm90`) in the configurations its launchers pick on a GPU for realistic
 shapes: softmax C = 1024 / 8192 single block and 64K multi block, layernorm C = 768 / 4096 /
-32768, cross-entropy V = 50304, the flat kernels' 1024/2048-element blocks, float32 /
+32768, cross-entropy V = 50304, the flat kernels' 1024/2048-element blocks, the persistent and
+split-K matmuls at GPT-2's forward and weight-gradient shapes, float32 /
 bfloat16 / float16 / float64 and int64 / bool where the launcher allows them. The variants
 cover the distinct code paths (constexpr branches, dtypes), not the full product.
 
@@ -188,7 +190,19 @@ for p, s, g, master, nt in [("bf16", "fp32", "bf16", True, "i32"), ("fp32", "fp3
     sm90(A._adamw_step_multi_kernel,
          dict(P_DTYPE=TL[p], S_DTYPE=TL[s], G_DTYPE=TL[g], HAS_MASTER=master, ACC=acc,
               CHUNK=A.MULTI_CHUNK, BLOCK=A.BLOCK),
-         {"table_ptr": "*i64", "chunk_ptr": "*i64", **F}, num_warps=4, tag=tag)
+         {"table_ptr": "*i64", "chunk_ptr": "*i64", "hyper_ptr": "*fp64"}, num_warps=4, tag=tag)
+sm90(A._adamw_hyper_kernel, {}, {"hyper_ptr": "*fp64", **F}, num_warps=1, tag="hyper")
+from kernels import multi_tensor as MT
+for x in ("bf16", "fp32", "fp64"):
+    acc = tl.float64 if x == "fp64" else tl.float32
+    meta = dict(X_DTYPE=TL[x], ACC=acc, CHUNK=MT.CHUNK, BLOCK=MT.BLOCK)
+    sm90(MT._sum_squares_multi_kernel, meta,
+         {"partial_ptr": "*" + STAT[x], "table_ptr": "*i64", "chunk_ptr": "*i64"}, tag="sumsq " + x)
+    sm90(MT._scale_multi_kernel, meta,
+         {"table_ptr": "*i64", "chunk_ptr": "*i64", "coef_ptr": "*" + STAT[x]}, tag="scale " + x)
+    sm90(MT._clip_coef_kernel, dict(ACC=acc, BLOCK=MT.BLOCK),
+         {"total_ptr": "*" + STAT[x], "coef_ptr": "*" + STAT[x], "partial_ptr": "*" + STAT[x],
+          "max_norm": "fp32"}, tag="clip coef " + x)
 done()
 """
 
@@ -346,6 +360,88 @@ for dt, rank, seed in [("bf16", 1, "i64"), ("fp32", 1, "i32"), ("fp16", 3, "i64"
 done()
 """
 
+
+# GPT-2 small on 8192 tokens. (case, M, N, K, a layout, b layout); "t" = a transposed view.
+_MATMUL_SHAPES = r"""
+SHAPES = [("fwd qkv x @ W^T", 8192, 2304, 768, "n", "t"), ("fwd fc", 8192, 3072, 768, "n", "t"),
+          ("fwd proj", 8192, 768, 3072, "n", "t"), ("dX qkv dY @ W", 8192, 768, 2304, "n", "n"),
+          ("dW attn.proj X^T @ dY", 768, 768, 8192, "t", "n"), ("dW qkv", 768, 2304, 8192, "t", "n"),
+          ("dW fc", 768, 3072, 8192, "t", "n"), ("dW mlp.proj", 3072, 768, 8192, "t", "n")]
+SMS = 132                    # H100 SXM / H200
+
+
+def unit_strides(a_layout, b_layout):
+    # the strides Triton specialises to 1 for these layouts (c is contiguous)
+    return {"stride_am" if a_layout == "t" else "stride_ak": 1,
+            "stride_bk" if b_layout == "t" else "stride_bn": 1, "stride_cn": 1}
+
+
+def configs(cfgs):
+    return [(c.kwargs, c.num_warps, c.num_stages) for c in cfgs]
+"""
+
+_MATMUL_PERSISTENT = r"""
+from kernels import matmul_persistent as P
+
+TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr")}
+seen = set()
+for case, M, N, K, la, lb in SHAPES:
+    tiles = triton.cdiv(M, 128) * triton.cdiv(N, 128)
+    print(f"{case}: {tiles} tiles of 128x128 = {tiles / SMS:.2f} per SM")
+    # every autotune config on the TMA path (bf16), once per distinct set of constexprs
+    for kw, w, st in configs(P.AUTOTUNE_CONFIGS):
+        flags = (la, lb, K % kw["BLOCK_K"] == 0, tuple(kw.values()), w, st)
+        if flags in seen:
+            continue
+        seen.add(flags)
+        const = dict(HAS_BIAS=case.startswith("fwd"), ACTIVATION="gelu_tanh" if "fc" in case else "none",
+                     DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=flags[2],
+                     USE_TMA=True, A_T=la == "t", B_T=lb == "t", FLATTEN=True, B1=1, BATCH=1,
+                     **kw, **unit_strides(la, lb))
+        sm90(P._matmul_persistent_kernel, const, TYPES, num_warps=w, num_stages=st,
+             tag=f"TMA {case} {kw} w{w} s{st}")
+# pointer path (batched, any strides, K tail) in bf16 and float32, and float32 through TMA (tf32)
+for dt, kw, w, st, tma in [("bf16", dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8), 8, 3, False),
+                           ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8, 3, False),
+                           ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8, 3, True)]:
+    const = dict(HAS_BIAS=True, ACTIVATION="gelu_exact", DOT_PRECISION="tf32", UPCAST_DOT=False,
+                 INDEX_64=False, EVEN_K=tma, USE_TMA=tma, A_T=tma, B_T=False, FLATTEN=True, **kw,
+                 **unit_strides("t" if tma else "n", "n"))
+    sm90(P._matmul_persistent_kernel, const, {n: "*" + dt for n in TYPES}, num_warps=w, num_stages=st,
+         tag=f"{dt} {'TMA a^T' if tma else 'pointers, batched, K tail'}")
+done()
+"""
+
+_MATMUL_SPLITK = r"""
+from kernels import matmul_splitk as S
+
+picked = {}
+for case, M, N, K, la, lb in SHAPES:
+    picked[case] = S.split_candidates(M, N, K, SMS)
+    print(f"{case}: split-K candidates {picked[case]}")
+# the forward shapes already have waves of tiles: no split; every weight gradient has one
+assert all(not v for k, v in picked.items() if not k.startswith("dW")), picked
+assert all(v for k, v in picked.items() if k.startswith("dW")), picked
+# the weight gradients share one layout (a = X^T, b = dY) and K = 8192: every autotune config
+for kw, w, st in configs(S.AUTOTUNE_CONFIGS):
+    const = dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False,
+                 EVEN_K=8192 % kw["BLOCK_K"] == 0, stride_am=1, stride_bn=1, **kw)
+    sm90(S._matmul_splitk_partial_kernel, const,
+         {"ws_ptr": "*fp32", "a_ptr": "*bf16", "b_ptr": "*bf16"}, num_warps=w, num_stages=st,
+         tag=f"dW bf16 {kw} w{w} s{st}")
+sm90(S._matmul_splitk_partial_kernel,
+     dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=False, BLOCK_M=128,
+          BLOCK_N=128, BLOCK_K=64, GROUP_M=8, stride_ak=1, stride_bn=1),
+     {"ws_ptr": "*fp32", "a_ptr": "*fp32", "b_ptr": "*fp32"}, num_warps=8, num_stages=3,
+     tag="fp32 K tail")
+bm, bn, w = S.REDUCE_BLOCKS
+for dt, act in [("bf16", "gelu_tanh"), ("fp32", "none"), ("fp16", "relu")]:
+    sm90(S._matmul_splitk_reduce_kernel,
+         dict(HAS_BIAS=True, ACTIVATION=act, INDEX_64=False, BLOCK_M=bm, BLOCK_N=bn, stride_cn=1),
+         {"c_ptr": "*" + dt, "ws_ptr": "*fp32", "bias_ptr": "*" + dt}, num_warps=w, tag=f"{dt} {act}")
+done()
+"""
+
 FAMILIES = {
     "softmax": _SOFTMAX,
     "layernorm": _LAYERNORM,
@@ -356,6 +452,8 @@ FAMILIES = {
     "copy": _COPY,
     "reduce": _REDUCE,
     "dropout": _DROPOUT,
+    "matmul_persistent": _MATMUL_SHAPES + _MATMUL_PERSISTENT,
+    "matmul_splitk": _MATMUL_SHAPES + _MATMUL_SPLITK,
 }
 
 
