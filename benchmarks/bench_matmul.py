@@ -10,6 +10,13 @@ Cases (B*T = 8192 tokens, GPT-2 small, C = 768):
 in bfloat16, plus float16 and float32 rows for a few. float32 runs on TF32 tensor cores on both
 sides (torch.backends.cuda.matmul.allow_tf32 = True for those rows), so the comparison is fair.
 
+Variants (kernels/matmul_persistent.py, kernels/matmul_splitk.py): for the four weight-gradient
+shapes dW = X^T @ dY (768 x {768, 2304, 3072} and 3072 x 768, K = 8192) and two forward shapes,
+each variant forced (classic, persistent, split-K at every candidate split count) and the
+autotuner's own pick, each against cuBLAS; rows "variant <name> <case>". Every variant is first
+checked against torch on a ragged transposed shape (`check_variants`, which also runs under the
+interpreter: `TRITON_INTERPRET=1 python -m benchmarks.bench_matmul --check`).
+
 Timing: median of CUDA-event-timed runs (benchmarks.common.time_ms); autotuning happens in an
 untimed first call. TFLOP/s = 2*M*N*K / time. pct_of_peak is relative to the best cuBLAS
 TFLOP/s measured in this same run for that dtype (square 4096 and 8192), not a datasheet number.
@@ -58,8 +65,68 @@ def _check_correct(matmul):
     print(f"correctness ok on the first case (max abs err vs torch {err:.3g})")
 
 
+def _variant_cases():
+    """(case, M, K, N, layout): the weight gradients (a = X^T view) and two forward shapes."""
+    return [
+        ("dW attn.proj (8192x768)^T @ 8192x768", 768, 8192, 768, "tn"),
+        ("dW qkv (8192x768)^T @ 8192x2304", 768, 8192, 2304, "tn"),
+        ("dW fc (8192x768)^T @ 8192x3072", 768, 8192, 3072, "tn"),
+        ("dW mlp.proj (8192x3072)^T @ 8192x768", 3072, 8192, 768, "tn"),
+        ("fwd qkv 8192x768 @ (2304x768)^T", 8192, 768, 2304, "nt"),
+        ("fwd fc 8192x768 @ (3072x768)^T", 8192, 768, 3072, "nt"),
+    ]
+
+
+def check_variants(device: str) -> None:
+    """Every matmul variant against torch (float64 oracle) on a small ragged weight-gradient-style
+    shape with bias + GELU; raises SystemExit on a wrong result. Runs on the GPU or the interpreter."""
+    import torch
+    from kernels.matmul import matmul
+    for dtype, tol in ((torch.float32, 2e-2), (torch.bfloat16, 6e-2)):
+        a = torch.randn(100, 40, device=device).to(dtype).t()              # (40, 100): X^T
+        b = torch.randn(100, 24, device=device).to(dtype)
+        bias = torch.randn(24, device=device).to(dtype)
+        want = torch.nn.functional.gelu(a.double() @ b.double() + bias.double(), approximate="tanh")
+        for variant, split_k in (("classic", None), ("persistent", None), ("splitk", 3)):
+            got = matmul(a, b, bias=bias, activation="gelu", variant=variant, split_k=split_k)
+            err = ((got.double() - want).abs() / (1 + want.abs())).max().item()
+            if err > tol:
+                raise SystemExit(f"bench_matmul: variant {variant} WRONG ({dtype}, rel err {err:.3g})")
+    print("variants ok: classic, persistent, splitk (float32, bfloat16)")
+
+
+def _variant_rows(common, matmul, peak: float) -> list:
+    import torch
+    from kernels import matmul_persistent, matmul_splitk
+    dtype = torch.bfloat16
+    programs = matmul_persistent.num_programs(torch.device("cuda"))
+    rows = []
+    for case, M, K_, N, layout in _variant_cases():
+        a, b = _operands(M, K_, N, layout, dtype)
+        base = common.time_ms(lambda: torch.matmul(a, b))
+        runs = [("classic", None), ("persistent", None)]
+        runs += [("splitk", s) for s in matmul_splitk.split_candidates(M, N, K_, programs)]
+        runs.append((None, None))                                 # the autotuner's pick
+        for variant, split_k in runs:
+            fn = lambda: matmul(a, b, variant=variant, split_k=split_k)   # noqa: E731
+            fn()                                                  # autotune outside the timing
+            ours = common.time_ms(fn)
+            tflops = 2 * M * N * K_ / (ours * 1e-3) / 1e12
+            name = "auto" if variant is None else variant + (f" S={split_k}" if split_k else "")
+            row = common.make_row("matmul", f"variant {name} {case}", dtype, ours, "cublas", base,
+                                  tflops=tflops, pct_of_peak=100 * tflops / peak,
+                                  peak=f"measured cuBLAS bfloat16 {peak:.1f} TFLOP/s")
+            common.print_row(row)
+            rows.append(row)
+        del a, b
+    return rows
+
+
 def main() -> int:
     from benchmarks import common
+    if "--check" in sys.argv[1:]:
+        check_variants("cuda" if common.has_cuda() else "cpu")
+        return 0
     if not common.require_cuda("bench_matmul"):
         return 0
     import torch
@@ -70,6 +137,7 @@ def main() -> int:
     K.AUTOTUNE = True
     torch.backends.cuda.matmul.allow_tf32 = True      # float32 rows: TF32 on both sides
     _check_correct(matmul)
+    check_variants("cuda")
     peaks = {}
     rows = []
     print(f"device: {common.device_name()}")
@@ -104,6 +172,7 @@ def main() -> int:
                           peak=f"measured cuBLAS bfloat16 {peaks[dtype]:.1f} TFLOP/s")
     common.print_row(row)
     rows.append(row)
+    rows += _variant_rows(common, matmul, peaks[dtype])
     print(f"wrote {len(rows)} rows to {common.write_rows(rows)}")
     return 0
 

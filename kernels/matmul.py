@@ -56,6 +56,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels import matmul_persistent as _persistent
+from kernels import matmul_splitk as _splitk
 from kernels.copy import cdiv, launch_tuned
 from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
@@ -176,11 +178,77 @@ def _max_offset(t: torch.Tensor) -> int:
     return sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
 
 
-def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-            activation: Optional[str]) -> None:
-    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N)."""
+def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+                    meta: dict, cfg: Optional[dict]) -> None:
+    """One program per tile; cfg None autotunes the tile config."""
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
+    args = (c4, a4, b4, bias if bias is not None else c4,
+            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
+            M, N, K, B1)
+    batch = B0 * B1
+
+    def grid(META):
+        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
+
+    if cfg is None:
+        launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
+                     derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
+    else:
+        _matmul_fwd_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+
+
+def _run_variant(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor,
+                 b4: torch.Tensor, bias: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
+    if variant == "persistent":
+        _persistent.launch(c4, a4, b4, bias, meta, cfg)
+    elif variant == "splitk":
+        M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
+        if split_k is None:
+            block_k = cfg["BLOCK_K"] if cfg else _splitk.BLOCK_K
+            split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
+                       or [2])[0]
+        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, meta, split_k, cfg)
+    else:
+        _launch_classic(c4, a4, b4, bias, meta, cfg)
+
+
+# (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
+_CHOSEN: dict[tuple, tuple[str, Optional[int]]] = {}
+
+
+def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+                  meta: dict) -> tuple[str, Optional[int]]:
+    """The fastest of classic / persistent / split-K (a few split counts) for this launch.
+
+    The first launch of each key runs every candidate once (which autotunes its tile config
+    through launch_tuned), times each with device events and remembers the winner; later
+    launches cost one dict lookup. Split-K is a candidate only for one matrix whose output has
+    less than two waves of 128x128 tiles and a long K (`matmul_splitk.split_candidates`).
+    """
+    B0, B1, M, K = a4.shape
+    N = b4.shape[3]
+    key = (M, N, K, B0 * B1, tuple(a4.stride()[2:]), tuple(b4.stride()[2:]), a4.dtype,
+           tuple(meta.items()))
+    chosen = _CHOSEN.get(key)
+    if chosen is None:
+        options: list[tuple[str, Optional[int]]] = [("classic", None), ("persistent", None)]
+        if B0 * B1 == 1:
+            programs = _persistent.num_programs(a4.device)
+            options += [("splitk", s) for s in _splitk.split_candidates(M, N, K, programs)]
+        times = []
+        for variant, split_k in options:
+            def run(variant=variant, split_k=split_k):
+                _run_variant(variant, split_k, c4, a4, b4, bias, meta, None)
+            run()                                     # autotunes its tiles, outside the timing
+            times.append(triton.testing.do_bench(run, warmup=5, rep=25))
+        chosen = _CHOSEN[key] = options[times.index(min(times))]
+    return chosen
+
+
+def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+            activation: Optional[str], variant: Optional[str], split_k: Optional[int]) -> None:
+    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N)."""
     dtype = a4.dtype
     interp = _interpreting()
     index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
@@ -192,24 +260,35 @@ def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional
         UPCAST_DOT=interp and dtype == torch.bfloat16,
         INDEX_64=index_64,
     )
-    args = (c4, a4, b4, bias if bias is not None else c4,
-            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
-            M, N, K, B1)
-    batch = B0 * B1
+    tuned = AUTOTUNE and not interp and dtype != torch.float64
+    if variant is None:
+        variant, split_k = _pick_variant(c4, a4, b4, bias, meta) if tuned else ("classic", None)
+    _run_variant(variant, split_k, c4, a4, b4, bias, meta, None if tuned else _fixed_config(dtype))
 
-    def grid(META):
-        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
 
-    if AUTOTUNE and not interp and dtype != torch.float64:
-        launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
-                     derived=lambda cfg: {"EVEN_K": K % cfg["BLOCK_K"] == 0})
-    else:
-        cfg = _fixed_config(dtype)
-        _matmul_fwd_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+VARIANTS = ("classic", "persistent", "splitk")
+
+
+def _check_variant(variant: Optional[str], split_k: Optional[int], dtype: torch.dtype,
+                   batch_shape: tuple[int, ...]) -> None:
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown matmul variant {variant!r}; expected None or one of {VARIANTS}")
+    if variant not in (None, "classic") and dtype == torch.float64:
+        raise ValueError(f"matmul variant {variant!r} supports float32/bfloat16/float16; got float64 "
+                         f"(use variant=None or 'classic')")
+    if variant == "splitk" and any(n > 1 for n in batch_shape):
+        raise ValueError(f"matmul variant 'splitk' takes one (M, K) @ (K, N) matrix; got batch dims "
+                         f"{batch_shape}")
+    if split_k is not None:
+        if variant != "splitk":
+            raise ValueError(f"split_k is for variant='splitk'; got variant={variant!r}")
+        if not isinstance(split_k, int) or isinstance(split_k, bool) or split_k < 1:
+            raise ValueError(f"split_k must be a positive int; got {split_k!r}")
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           activation: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+           activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
+           variant: Optional[str] = None, split_k: Optional[int] = None) -> torch.Tensor:
     """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
 
     a, b: same dtype (float32, bfloat16, float16 or float64) and device, equal batch dims, any
@@ -219,6 +298,11 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     out: optional preallocated (..., M, N) result of a's dtype (may be a strided view).
     Returns c (contiguous unless `out` was given) in a's dtype; accumulation in float32
     (float64 for float64). float32 uses TF32 on the GPU unless ALLOW_TF32 is False.
+    variant: None (the default) lets the autotuner time "classic", "persistent" and "splitk" per
+    shape on the GPU (classic with fixed tiles when AUTOTUNE is off or under the interpreter);
+    naming one forces it (tests, benchmarks). "persistent" and "splitk" take float32/bfloat16/
+    float16; "splitk" takes no batch dims. split_k: the number of K ranges for "splitk" (default:
+    about one wave of tiles).
     """
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise TypeError(f"matmul expects torch tensors, got {type(a).__name__} and {type(b).__name__}")
@@ -238,6 +322,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
         raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
     batch_shape = tuple(a.shape[:-2])
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    _check_variant(variant, split_k, a.dtype, batch_shape)
     if bias is not None:
         if bias.shape != (N,) or bias.dtype != a.dtype or bias.device != a.device:
             raise ValueError(f"bias must be ({N},) {a.dtype} on {a.device}; got "
@@ -264,5 +349,5 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
             strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
             views.append(t.as_strided((*sizes, rows, cols), strides, offset))
         a4, b4, c4 = views
-        _launch(c4, a4, b4, bias, activation)
+        _launch(c4, a4, b4, bias, activation, variant, split_k)
     return out

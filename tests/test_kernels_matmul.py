@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
 from kernels import matmul as K
+from kernels import matmul_persistent as MP
+from kernels import matmul_splitk as MS
 
 # Per-dtype tolerances (atol, rtol) of c against float64 torch on the same (rounded) inputs.
 # bfloat16 is loose also because the interpreter truncates (not rounds) float32 -> bfloat16.
@@ -161,6 +163,112 @@ def test_bad_inputs():
         K.matmul(a.to(torch.int64), _rand(5, 3).to(torch.int64))
     with pytest.raises(ValueError, match="stride-0"):
         K.matmul(a, _rand(5, 3), out=_rand(1, 3).expand(4, 3))
+
+
+# ---------------------------------------------------- persistent and split-K variants (interpreter)
+# Under the interpreter a persistent launch has 3 programs (matmul_persistent.INTERPRET_PROGRAMS),
+# so every case below with more than 3 tiles of 16x16 makes programs walk several tiles.
+@pytest.mark.parametrize("dtype,tma", [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)])
+def test_persistent_ragged_transposed_epilogue(monkeypatch, dtype, tma):
+    monkeypatch.setattr(MP, "USE_TMA", tma)
+    # a = X^T and b = W^T views (the weight-gradient / Linear layouts), M, N, K off the 16-grid
+    a = _rand(40, 24, dtype=dtype).t()                              # (24, 40), stride (1, 24)
+    b = _rand(33, 40, dtype=dtype).t()                              # (40, 33), stride (1, 40)
+    bias = _rand(33, dtype=dtype)
+    assert MP.tma_plan(a[None, None], b[None, None], False) == (tma, tma, tma)
+    _check(K.matmul(a, b, bias=bias, activation="gelu", variant="persistent"), a, b, bias, "gelu")
+
+
+def test_persistent_row_major_tma_and_batched_pointers():
+    a, b = _rand(17, 32), _rand(32, 40)                             # row-major, TMA-readable
+    assert MP.tma_plan(a[None, None], b[None, None], False) == (True, False, False)
+    _check(K.matmul(a, b, variant="persistent"), a, b)
+    a3, b3 = _rand(2, 9, 20), _rand(2, 20, 18)                      # batched: pointer path
+    assert MP.tma_plan(a3[None], b3[None], False)[0] is False
+    bias = _rand(18)
+    _check(K.matmul(a3, b3, bias=bias, activation="relu", variant="persistent"), a3, b3, bias, "relu")
+
+
+def test_tma_layout_rules():
+    x = _rand(8, 12)
+    assert MP._tma_layout(x) is False and MP._tma_layout(x.t()) is True
+    assert MP._tma_layout(_rand(8, 6)) is None                      # row stride 24 bytes: not 16-aligned
+    assert MP._tma_layout(x[:, 1:9]) is None                        # base 4 bytes past an aligned one
+    assert MP._tma_layout(x[:, ::2]) is None                        # no unit stride
+
+
+@pytest.mark.parametrize("dtype,split_k,activation", [(torch.float32, 3, "silu"), (torch.bfloat16, 4, None)])
+def test_splitk_uneven_splits_transposed_a(dtype, split_k, activation):
+    # K = 70: 5 blocks of 16 with a tail; S = 3 gives blocks (2, 2, 1 + tail), S = 4 leaves the last
+    # split empty (its partial must be zeros). a = X^T as in a weight gradient.
+    a = _rand(70, 20, dtype=dtype).t()                              # (20, 70)
+    b = _rand(70, 18, dtype=dtype)
+    bias = _rand(18, dtype=dtype)
+    c = K.matmul(a, b, bias=bias, activation=activation, variant="splitk", split_k=split_k)
+    _check(c, a, b, bias, activation)
+
+
+def test_splitk_default_split_and_strided_out():
+    a, b = _rand(9, 40), _rand(40, 7)
+    buf = torch.full((9, 12), 5.0, device=DEVICE)
+    c = K.matmul(a, b, out=buf[:, 2:9], variant="splitk")
+    _check(c, a, b)
+    assert (buf[:, :2] == 5).all() and (buf[:, 9:] == 5).all()     # nothing written outside
+
+
+def test_splitk_is_deterministic():
+    """The reduction sums the splits in a fixed order: bitwise-equal results across runs."""
+    a, b = _rand(48, 18).t(), _rand(48, 10)
+    c1 = K.matmul(a, b, variant="splitk", split_k=3)
+    c2 = K.matmul(a, b, variant="splitk", split_k=3)
+    assert torch.equal(c1, c2)
+
+
+def test_split_candidates_at_gpt2_shapes():
+    # 132 SMs (H100/H200), tiles of 128x128. dW 768x768: 36 tiles -> cdiv(132, 36) = 4 splits
+    # first, then 2 and 8; 768x2304: 108 tiles -> 2 (and 4); 768x3072: 144 tiles -> 2 (and 4);
+    # forward 8192x2304: 1152 tiles, already 8.7 waves -> none.
+    assert MS.split_candidates(768, 768, 8192, 132) == [4, 2, 8]
+    assert MS.split_candidates(768, 2304, 8192, 132) == [2, 4]
+    assert MS.split_candidates(768, 3072, 8192, 132) == [2, 4]
+    assert MS.split_candidates(8192, 2304, 768, 132) == []
+    assert MS.split_candidates(768, 768, 256, 132) == []            # K too short to split
+
+
+def test_autotuner_picks_the_fastest_variant_once(monkeypatch):
+    """_pick_variant times classic, persistent and each split-K candidate once per key and
+    remembers the fastest (no GPU needed: launches and timings are stand-ins)."""
+    fake_ms = {("classic", None): 3.0, ("persistent", None): 2.0, ("splitk", 4): 1.0,
+               ("splitk", 2): 1.5, ("splitk", 8): 4.0}
+    ran = []
+    monkeypatch.setattr(K, "_run_variant", lambda v, s, *args: ran.append((v, s)))
+    monkeypatch.setattr(K.triton.testing, "do_bench", lambda fn, **kw: (fn(), fake_ms[ran[-1]])[1])
+    monkeypatch.setattr(MP, "num_programs", lambda device: 132)
+    monkeypatch.setattr(K, "_CHOSEN", {})
+    a, b, c = torch.empty(8192, 768).t(), torch.empty(8192, 768), torch.empty(768, 768)   # dW = X^T @ dY
+    views = [t[None, None] for t in (c, a, b)]
+    meta = dict(HAS_BIAS=False, ACTIVATION="none")
+    assert K._pick_variant(*views, None, meta) == ("splitk", 4)
+    assert {r for r in ran} == set(fake_ms)                         # every candidate was tried
+    n = len(ran)
+    assert K._pick_variant(*views, None, meta) == ("splitk", 4) and len(ran) == n   # remembered
+    # batched: split-K is not a candidate, persistent wins
+    views = [t.expand(2, 1, *t.shape) for t in (c, a, b)]
+    assert K._pick_variant(*views, None, meta) == ("persistent", None)
+
+
+def test_variant_bad_inputs():
+    a, b = _rand(4, 5), _rand(5, 3)
+    with pytest.raises(ValueError, match="unknown matmul variant"):
+        K.matmul(a, b, variant="fast")
+    with pytest.raises(ValueError, match="float64"):
+        K.matmul(a.double(), b.double(), variant="persistent")
+    with pytest.raises(ValueError, match="batch dims"):
+        K.matmul(_rand(2, 4, 5), _rand(2, 5, 3), variant="splitk")
+    with pytest.raises(ValueError, match="split_k is for"):
+        K.matmul(a, b, split_k=2)
+    with pytest.raises(ValueError, match="positive int"):
+        K.matmul(a, b, variant="splitk", split_k=0)
 
 
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).

@@ -1,0 +1,169 @@
+"""Split-K matmul for few output tiles and a long K (the weight gradients of a Linear).
+
+    c[m, n] = act( sum_s  sum_{k in split s} a[m, k] * b[k, n]  + bias[n] )
+
+The weight gradient dW = X^T @ dY of a GPT-2 small Linear on 8192 tokens is (768 x 8192) @ (8192 x
+{768, 2304, 3072}): 36 / 108 / 144 output tiles of 128x128 for the H100's 132 SMs, each walking a
+128-step K loop. One program per tile leaves most SMs idle (36 tiles) or runs a second, nearly
+empty wave (144 tiles = 1.09 waves). Splitting K into S ranges gives S times as many programs,
+each with a K loop S times shorter.
+
+Work split, two launches:
+1. `_matmul_splitk_partial_kernel`, grid (tiles, S): program (t, s) computes tile t over the K
+   blocks [s*kb, (s+1)*kb) (kb = cdiv(cdiv(K, BLOCK_K), S), so every split starts on a BLOCK_K
+   boundary and only the last one has a K tail) with the classic kernel's tile loop
+   (`_dot_tile`), and writes the float32 partial tile to workspace[s] of a (S, M, N) float32
+   buffer.
+2. `_matmul_splitk_reduce_kernel`, one program per (BLOCK_M, BLOCK_N) tile of c: sums the S
+   partials in the fixed order s = 0, 1, ..., S-1 in float32, then the usual epilogue (+ bias,
+   activation, one rounding to c's dtype, masked store into any strided c; `_store_tile`).
+
+Why a workspace and a reduce kernel, not float32 atomics into c: atomic adds land in whatever
+order the programs finish, so the last bits of dW would change from run to run (and training runs
+would not be reproducible); atomics would also need a zero-filled float32 buffer and a cast pass
+anyway for a bf16 c, and cannot apply a nonlinear epilogue. The workspace costs S*M*N*4 bytes
+written and read once (S = 4, 768 x 2304: 28 MB, ~10 us at 3 TB/s... of a ~40 us matmul on an
+H100, so the autotuner weighs it against the classic kernel; see docs/perf-notes.md), and the
+result is bitwise identical across runs (tested).
+
+Limits: one matrix (no batch dims; batched matmuls have enough tiles anyway); float32 / bfloat16 /
+float16 inputs (float32 accumulation and workspace).
+
+References: CUTLASS "split-K serial/parallel" GEMM; Triton's matmul tutorials.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.copy import cdiv, interpreting, launch_tuned
+from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
+
+MAX_SPLIT = 16            # beyond this the workspace traffic outweighs any occupancy gain
+MIN_K_BLOCKS_PER_SPLIT = 4  # a split shorter than this has no K loop left to pipeline
+
+
+@triton.jit
+def _matmul_splitk_partial_kernel(
+    ws_ptr, a_ptr, b_ptr,
+    stride_am, stride_ak, stride_bk, stride_bn,      # a (M, K), b (K, N): any strides
+    M, N, K,
+    stride_ws,                                       # M * N: one split's plane in the workspace
+    SPLIT_K,                                         # S: grid size along axis 1
+    DOT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_64: tl.constexpr,
+    EVEN_K: tl.constexpr,         # K % BLOCK_K == 0: no split has a K tail
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    pid_m, pid_n = _grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
+    pid_s = tl.program_id(1)
+    k_split = tl.cdiv(tl.cdiv(K, BLOCK_K), SPLIT_K) * BLOCK_K     # a whole number of K blocks
+    k0 = pid_s * k_split
+    k_len = max(min(K - k0, k_split), 0)    # trailing splits may be empty when S does not divide
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, k0, k_len, M, N, stride_am, stride_ak,
+                    stride_bk, stride_bn, False, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
+                    BLOCK_M, BLOCK_N, BLOCK_K)
+    ws = ws_ptr + pid_s.to(tl.int64) * stride_ws
+    _store_tile(acc, ws, ws, pid_m, pid_n, M, N, N, 1, 0, False, "none", INDEX_64, BLOCK_M, BLOCK_N)
+
+
+@triton.jit
+def _matmul_splitk_reduce_kernel(
+    c_ptr, ws_ptr, bias_ptr,
+    stride_cm, stride_cn, stride_bias,
+    M, N, stride_ws, SPLIT_K,
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, INDEX_64: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    pid_m = tl.program_id(0) // num_pid_n
+    pid_n = tl.program_id(0) % num_pid_n
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INDEX_64:
+        offs_m = offs_m.to(tl.int64)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]                    # (BLOCK_M, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for s in range(0, SPLIT_K):     # fixed order: the same bits on every run
+        acc += tl.load(ptrs, mask=mask, other=0.0)
+        ptrs += stride_ws
+    _store_tile(acc, c_ptr, bias_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
+                HAS_BIAS, ACTIVATION, INDEX_64, BLOCK_M, BLOCK_N)
+
+
+def _config(bm: int, bn: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": BLOCK_K, "GROUP_M": 8},
+                         num_warps=warps, num_stages=stages)
+
+
+BLOCK_K = 64              # every GPU config: the split boundaries (and so S's range) depend on it
+AUTOTUNE_CONFIGS = [
+    _config(128, 128, 8, 3),
+    _config(128, 128, 4, 4),
+    _config(128, 256, 8, 3),
+    _config(64, 128, 4, 4),
+    _config(128, 64, 4, 4),
+]
+
+_partial_autotuned = triton.autotune(
+    configs=AUTOTUNE_CONFIGS,
+    key=["M", "N", "K", "SPLIT_K", "stride_am", "stride_ak", "stride_bk", "stride_bn"],
+)(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_splitk_partial_kernel))
+
+
+REDUCE_BLOCKS = (32, 128, 4)      # reduce (BLOCK_M, BLOCK_N, num_warps): 4096 float32 per program
+INTERPRET_REDUCE_BLOCKS = (16, 16, 1)
+
+
+def split_candidates(M: int, N: int, K: int, programs: int, block_k: int = BLOCK_K) -> list[int]:
+    """Split counts worth trying for (M, N, K) on `programs` SMs, best guess first.
+
+    The guess fills about one wave of 128x128 tiles (cdiv(SMs, tiles)); half and double are the
+    alternatives. Each split keeps >= MIN_K_BLOCKS_PER_SPLIT K blocks. Empty when even S = 2 does
+    not fit, or when the output already has a wave of tiles (then split-K only adds traffic).
+    """
+    tiles = cdiv(M, 128) * cdiv(N, 128)
+    max_split = min(MAX_SPLIT, cdiv(K, block_k) // MIN_K_BLOCKS_PER_SPLIT)
+    if tiles >= 2 * programs or max_split < 2:
+        return []
+    guess = max(2, cdiv(programs, tiles))
+    out = []
+    for s in (guess, guess // 2, 2 * guess):
+        s = min(s, max_split)
+        if s >= 2 and s not in out:
+            out.append(s)
+    return out
+
+
+def launch(c2: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, bias: Optional[torch.Tensor],
+           meta: dict, split_k: int, cfg: Optional[dict]) -> None:
+    """c2 (M, N) = epilogue(a2 (M, K) @ b2 (K, N)) with K cut into `split_k` ranges.
+
+    meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
+    cfg: fixed tile config, or None to autotune the partial kernel (launch_tuned).
+    """
+    M, K = a2.shape
+    N = b2.shape[1]
+    ws = torch.empty((split_k, M, N), dtype=torch.float32, device=a2.device)   # every entry written
+    index_64 = meta["INDEX_64"] or M * N >= 2 ** 31
+    pmeta = dict(DOT_PRECISION=meta["DOT_PRECISION"], UPCAST_DOT=meta["UPCAST_DOT"], INDEX_64=index_64)
+    args = (ws, a2, b2, *a2.stride(), *b2.stride(), M, N, K, M * N, split_k)
+
+    def grid(META):
+        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]), split_k)
+
+    if cfg is None:
+        launch_tuned(_partial_autotuned, _matmul_splitk_partial_kernel, grid, args, pmeta,
+                     derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
+    else:
+        _matmul_splitk_partial_kernel[grid](*args, **pmeta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+
+    bm, bn, warps = INTERPRET_REDUCE_BLOCKS if interpreting() else REDUCE_BLOCKS
+    _matmul_splitk_reduce_kernel[(cdiv(M, bm) * cdiv(N, bn),)](
+        c2, ws, bias if bias is not None else c2, *c2.stride(), bias.stride(0) if bias is not None else 0,
+        M, N, M * N, split_k, HAS_BIAS=meta["HAS_BIAS"], ACTIVATION=meta["ACTIVATION"],
+        INDEX_64=index_64, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps)
