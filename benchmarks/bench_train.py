@@ -282,7 +282,7 @@ def bench_case(name: str, args) -> list[dict]:
         if ms is None:
             return {"tokens_per_s": None, "tflops": None, "mfu": None}
         tps = B * T / (ms / 1000)
-        return {"tokens_per_s": round(tps, 1), "tflops": flops_per_token * tps / 1e12,
+        return {"tokens_per_s": common.round_sig(tps, 6), "tflops": flops_per_token * tps / 1e12,
                 "mfu": None if peak is None else round(flops_per_token * tps / peak, 4)}
 
     mine = perf(res["ours"]["ms"])

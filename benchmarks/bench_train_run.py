@@ -256,8 +256,8 @@ def pair(row: dict, ours: dict) -> dict:
     """A torch row with the ours row of the same settings: ours_ms, ratio and the wall times."""
     out = dict(row, ours_ms=ours["ours_ms"], ours_wall_s=ours["wall_s"],
                ours_wall_s_without_ckpt=ours.get("wall_s_without_ckpt"))
-    out["ratio"] = round(out["baseline_ms"] / ours["ours_ms"], 4) if ours["ours_ms"] else None
-    out["wall_ratio"] = round(out["wall_s"] / ours["wall_s"], 4) if ours["wall_s"] else None
+    out["ratio"] = common.round_sig(out["baseline_ms"] / ours["ours_ms"]) if ours["ours_ms"] else None
+    out["wall_ratio"] = common.round_sig(out["wall_s"] / ours["wall_s"]) if ours["wall_s"] else None
     return out
 
 

@@ -184,6 +184,18 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def round_sig(x: float, digits: int = 4) -> float:
+    """x rounded to `digits` significant digits.
+
+    Ratios and rates span orders of magnitude (tokens/s is ~50 for the tiny CPU benchmark on a
+    busy machine and ~1e6 on a GPU; a ratio can be 0.04 or 12): rounding them to a fixed number
+    of decimals left small values with few significant digits. That was the flakiness of
+    tests/test_bench_train.py under load: tokens/s rounded to 0.1 is off by up to 1e-3
+    relative once a slowed step brings it under ~50 tokens/s.
+    """
+    return float(f"{x:.{digits}g}")
+
+
 def make_row(benchmark: str, case: str, dtype: Any, ours_ms: float, baseline: str,
              baseline_ms: Optional[float], *, tflops: Optional[float] = None,
              gbps: Optional[float] = None, pct_of_peak: Optional[float] = None,
@@ -197,7 +209,7 @@ def make_row(benchmark: str, case: str, dtype: Any, ours_ms: float, baseline: st
         "benchmark": benchmark, "case": case, "dtype": dtype_name(dtype),
         "device": device_name(), "ours_ms": round(ours_ms, 5), "baseline": baseline,
         "baseline_ms": None if baseline_ms is None else round(baseline_ms, 5),
-        "ratio": None if not baseline_ms else round(baseline_ms / ours_ms, 4),
+        "ratio": None if not baseline_ms else round_sig(baseline_ms / ours_ms),
     }
     if tflops is not None:
         row["tflops"] = round(tflops, 2)
