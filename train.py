@@ -46,6 +46,7 @@ from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
 from models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
                                optimizer_state_dict, optimizer_tensors, save_checkpoint)
+from models.cuda_graph import train_step_graph
 from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
 from models.distributed import DistributedError, setup_distributed
 from models.gpt import GPT, GPTConfig
@@ -104,6 +105,7 @@ class TrainConfig:
     wandb_project: str = "minigrad"
     # system
     device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
+    cuda_graph: bool = True             # on a GPU: capture the training step once, replay it (models/cuda_graph.py)
     dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"
     seed: int = 1337
     dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others before it exits
@@ -365,6 +367,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval)
     start_iter, stopped_early = iter_num, False
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
+    # one CUDA graph replay per step where it applies (one process, a GPU, no dropout), else None
+    graph_step = (train_step_graph(model, optimizer, cfg.grad_clip, cfg.grad_accum_steps, cfg.batch_size,
+                                   cfg.block_size) if cfg.cuda_graph and device == "cuda" and ddp.world_size == 1
+                  else None)
     t_last, tok_since, tps = time.time(), 0, 0.0
     model.train()
     while True:
@@ -414,17 +420,22 @@ def main(argv: Optional[list[str]] = None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss_sum = 0.0
-        for micro in range(cfg.grad_accum_steps):
+        if graph_step is not None:      # forward, backward, clip and AdamW of every micro-batch: one replay
+            xs, ys = zip(*(get_batch(prep.train, global_batch, cfg.block_size, data_rng)
+                           for _ in range(cfg.grad_accum_steps)))
+            loss_sum = graph_step(np.stack(xs), np.stack(ys)).item() * cfg.grad_accum_steps
+        for micro in range(cfg.grad_accum_steps if graph_step is None else 0):
             x, y = ddp.local_rows(*get_batch(prep.train, global_batch, cfg.block_size, data_rng))  # (B, T) each
-            _, loss = model(minigrad.tensor(x, device=device), minigrad.tensor(y, device=device))
+            _, loss = model(x, y)         # NumPy ids: checked on the host, no read-back from the device
             grads.overlap_backward(micro == cfg.grad_accum_steps - 1)   # the last backward starts all-reduces
             (loss / cfg.grad_accum_steps).backward()
             loss_sum += loss.item()
         grads.average()                 # wait for them: every rank now holds the mean gradient
-        if cfg.grad_clip > 0:
+        if cfg.grad_clip > 0 and graph_step is None:
             clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad()
+        if graph_step is None:
+            optimizer.step()
+            optimizer.zero_grad()
         losses[iter_num] = ddp.mean([loss_sum / cfg.grad_accum_steps])       # the global batch's loss
         guard.check_finite(iter_num, losses[iter_num])
         iter_num += 1

@@ -100,13 +100,15 @@ _TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()
 _MAX_TABLES = 64            # distinct (address list, chunk) keys kept: a few per optimizer/clip call
 
 
-def _upload(rows: list, device: torch.device) -> torch.Tensor:
-    """int64 host data -> device without waiting for the GPU queue (pinned + non_blocking)."""
+def _upload(rows: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """int64 host data -> (device copy, host source), without waiting for the GPU queue (pinned
+    memory + non_blocking). The host source is kept with the table: a copy made during a CUDA
+    graph capture is replayed from that host block."""
     host = torch.tensor(rows, dtype=torch.int64)
     if device.type == "cuda":
-        # the pinned block stays reserved by torch's host allocator until the copy has run
-        return host.pin_memory().to(device, non_blocking=True)
-    return host.to(device)
+        host = host.pin_memory()
+        return host.to(device, non_blocking=True), host
+    return host.to(device), host
 
 
 def pointer_table(rows: Sequence[tuple], numels: Sequence[int], chunk: int,
@@ -116,15 +118,22 @@ def pointer_table(rows: Sequence[tuple], numels: Sequence[int], chunk: int,
     Cached by the rows: the same addresses give back the same device tables, no upload."""
     key = (tuple(rows), chunk, device)
     hit = _TABLES.get(key)
-    if hit is not None:
+    if hit is None:
+        chunks = [[slot, start] for slot, n in enumerate(numels) for start in range(0, n, chunk)]
+        (table, table_host), (chunk_t, chunk_host) = _upload([list(r) for r in rows], device), \
+            _upload(chunks, device)
+        hit = _TABLES[key] = (table, chunk_t, len(chunks), (table_host, chunk_host))
+        if len(_TABLES) > _MAX_TABLES:
+            _TABLES.popitem(last=False)
+    else:
         _TABLES.move_to_end(key)
-        return hit
-    chunks = [[slot, start] for slot, n in enumerate(numels) for start in range(0, n, chunk)]
-    entry = (_upload([list(r) for r in rows], device), _upload(chunks, device), len(chunks))
-    _TABLES[key] = entry
-    if len(_TABLES) > _MAX_TABLES:
-        _TABLES.popitem(last=False)
-    return entry
+    return hit[:3]
+
+
+def live_tables() -> list:
+    """Every cached table: a CUDA graph that launched kernels reading them keeps this list, so
+    no table it replays is freed when the cache evicts it."""
+    return list(_TABLES.values())
 
 
 def _check(xs: Sequence[torch.Tensor], what: str) -> None:

@@ -389,6 +389,17 @@ class Backend(ABC):
             out.append(self.binary("mul", x, c))
         return total, out
 
+    # CUDA graphs (models/cuda_graph.py): runtime, not math; only a backend on a GPU has them.
+    def cuda_graph_check(self) -> None:
+        """Raise (NotImplementedError or RuntimeError, saying why) unless cuda_graph() works here."""
+        raise NotImplementedError(f"the {self.name} backend has no CUDA graphs")
+
+    def cuda_graph(self) -> Any:
+        """A new graph: capture(fn) records the launches fn makes (without running them) and
+        returns fn's result; replay() runs them again on the same memory;
+        executes_on_capture = False."""
+        raise NotImplementedError(f"the {self.name} backend has no CUDA graphs")
+
     @abstractmethod
     def copy_(self, dst: Array, src: Array) -> None:
         """Write src into dst in place (same shape; casts to dst's dtype)."""

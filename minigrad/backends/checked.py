@@ -263,6 +263,12 @@ class CheckedBackend(Backend):
             self._check(y, self._s(x), self._d(x), "clip_by_total_norm out")
         return total, out
 
+    def cuda_graph_check(self):
+        return self.inner.cuda_graph_check()
+
+    def cuda_graph(self):
+        return self.inner.cuda_graph()
+
     def copy_(self, dst, src):
         return self.inner.copy_(dst, src)
 

@@ -334,5 +334,36 @@ class TritonBackend(Backend):
         total, _, out = _multi.clip_by_total_norm([self._contig(x) for x in xs], max_norm)
         return total, out
 
+    def cuda_graph_check(self):
+        if self.storage_device.type != "cuda":
+            raise RuntimeError("Triton's interpreter runs the kernels on the CPU: no CUDA graphs")
+
+    def cuda_graph(self):
+        self.cuda_graph_check()
+        return _CudaGraph()
+
     def copy_(self, dst, src):
         _copy.copy_into(dst, src)
+
+
+class _CudaGraph:
+    """torch.cuda.CUDAGraph behind the Backend.cuda_graph() protocol (the graph API is CUDA's
+    runtime, not math). Launches during capture go to torch's capture stream, which Triton's
+    launcher uses as the current stream; allocations come from the graph's private pool."""
+
+    executes_on_capture = False
+
+    def __init__(self):
+        self.graph = torch.cuda.CUDAGraph()
+        self.keep: list = []
+
+    def capture(self, fn):
+        torch.cuda.synchronize()                  # warm-up work must be done before capturing
+        with torch.cuda.graph(self.graph):
+            out = fn()
+        # the multi-tensor kernels read pointer tables: keep every one alive as long as the graph
+        self.keep = _multi.live_tables()
+        return out
+
+    def replay(self):
+        self.graph.replay()

@@ -134,7 +134,8 @@ def host_ids(values, device: str) -> Tensor:
 
 
 def with_known_range(t: Tensor, lo: int, hi: int) -> Tensor:
-    """Remember that the int64 tensor t holds values in [lo, hi] exactly (see host_ids)."""
+    """Remember that every value of the int64 tensor t lies in [lo, hi] (see host_ids; a static
+    buffer whose every batch is validated on the host may carry the valid range instead)."""
     t._known_range = (int(lo), int(hi))
     return t
 
