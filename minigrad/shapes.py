@@ -1,6 +1,8 @@
 """Shape arithmetic shared by the Tensor methods: broadcasting and dim normalisation."""
 from __future__ import annotations
 
+import numpy as np
+
 
 def broadcast_shapes(*shapes) -> tuple:
     """NumPy/torch broadcasting rule, with an error that names both shapes."""
@@ -15,15 +17,30 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
+def normalize_dim(dim, ndim: int, *, insert: bool = False) -> int:
+    """`dim` as an index in [0, ndim), counting negative dims from the end, as torch does.
+
+    Every op that takes a dim goes through here, so a dim out of range is one clear IndexError
+    (torch's class) instead of a wrong answer from `dim % ndim` or a bare "index out of range".
+    A 0-d tensor accepts dim 0 and -1 (as in torch) and gets 0. insert=True is for ops that
+    add a dim (unsqueeze, stack): there the new dim may also be at position ndim.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__} {dim!r}")
+    n = ndim + 1 if insert else max(ndim, 1)
+    if not -n <= dim < n:
+        what = f"inserting a dim into a tensor with {ndim} dims" if insert else \
+            f"a tensor with {ndim} dims"
+        raise IndexError(f"dimension {dim} out of range for {what} (expected in [{-n}, {n - 1}])")
+    return int(dim) % n if ndim or insert else 0
+
+
 def _normalize_axes(dim, ndim: int) -> tuple:
+    """dim (None = all, an int, or a sequence of ints) -> sorted distinct axes in [0, ndim)."""
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"dimension {d} out of range for a tensor with {ndim} dims")
-        out.append(d % ndim if ndim else 0)
+    dims = tuple(dim) if isinstance(dim, (tuple, list, range)) else (dim,)
+    out = [normalize_dim(d, ndim) for d in dims]
     if len(set(out)) != len(out):
         raise ValueError(f"dimension repeated in {dim}")
     return tuple(sorted(out)) if ndim else ()

@@ -16,7 +16,7 @@ import numpy as np
 from . import dtypes
 from .ops.elementwise import Where
 from .ops.movement import Concat, Contiguous, IndexSelect, Permute, Reshape
-from .shapes import _normalize_axes, broadcast_shapes
+from .shapes import _normalize_axes, broadcast_shapes, normalize_dim
 
 
 if TYPE_CHECKING:
@@ -44,9 +44,11 @@ class MovementMixin:
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)
+        if s > e:
+            raise RuntimeError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
         return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if self.numel() else \
             self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
@@ -90,7 +92,7 @@ class MovementMixin:
         return self.expand(other.shape)
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        d = dim % (self.ndim + 1)
+        d = normalize_dim(dim, self.ndim, insert=True)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None) -> "Tensor":
@@ -108,6 +110,7 @@ class MovementMixin:
         return self.backend.is_contiguous(self.data)
 
     def split(self, split_size_or_sections, dim: int = 0) -> list:
+        dim = normalize_dim(dim, self.ndim)
         n = self.shape[dim]
         if isinstance(split_size_or_sections, int):
             step = split_size_or_sections
@@ -125,19 +128,20 @@ class MovementMixin:
         return out
 
     def chunk(self, chunks: int, dim: int = 0) -> list:
+        dim = normalize_dim(dim, self.ndim)
         n = self.shape[dim]
         return self.split(max(1, math.ceil(n / chunks)), dim)
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor":
         index = [slice(None)] * self.ndim
-        index[dim % self.ndim] = slice(start, start + length)
+        index[normalize_dim(dim, self.ndim)] = slice(start, start + length)
         return self[tuple(index)]
 
     def index_select(self, dim: int, index: "Tensor") -> "Tensor":
         index = _as_index_tensor(index, self.device)
         if index.ndim != 1:
             raise ValueError(f"index_select needs a 1-d index, got shape {index.shape}")
-        d = dim % self.ndim
+        d = normalize_dim(dim, self.ndim)
         _check_index_range(index, self.shape[d], f"index_select along dim {d}")
         return IndexSelect.apply(self, index, axis=d)
 
@@ -193,7 +197,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat() needs at least one tensor")
     nd = tensors[0].ndim
-    d = dim % nd
+    if nd == 0:
+        raise RuntimeError("cat: zero-dimensional tensors cannot be concatenated (use stack)")
+    d = normalize_dim(dim, nd)
     dt = tensors[0].dtype
     for t in tensors[1:]:
         dt = dtypes.promote(dt, t.dtype)

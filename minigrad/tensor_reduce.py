@@ -12,7 +12,7 @@ from collections import namedtuple
 
 from . import dtypes
 from .ops.reduce import Max, Sum
-from .shapes import _normalize_axes
+from .shapes import _normalize_axes, normalize_dim
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
@@ -73,7 +73,9 @@ class ReduceMixin:
     def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
         if dim is None:
             return self.reshape(-1).argmax(0)
-        d = _normalize_axes(dim, self.ndim)[0]
+        d = normalize_dim(dim, self.ndim)
+        if self.ndim == 0:                # a 0-d tensor is its own max, at index 0 (as in torch)
+            return self.reshape(1).argmax(0)
         out = _tensor()._wrap(self.backend.argmax(self.data, d), self.backend)
         return out.unsqueeze(d) if keepdim else out
 

@@ -289,3 +289,50 @@ def test_against_torch_catches_mismatches():
     with pytest.raises(AssertionError, match="grad"):   # same values, gradient 0 instead of 2
         against_torch(lambda L, a: (a.detach() * 2.0 + a * 0.0) if L.name == "minigrad" else a * 2.0,
                       [rnd(3)], "float64")
+
+
+# Every op that takes a dim, written once for both libraries (L is minigrad or torch).
+DIM_OPS = {
+    "softmax": lambda L, x, d: L.F.softmax(x, dim=d),
+    "log_softmax": lambda L, x, d: L.F.log_softmax(x, dim=d),
+    "sum": lambda L, x, d: x.sum(d),
+    "mean": lambda L, x, d: x.mean(d),
+    "var": lambda L, x, d: x.var(d),
+    "amax": lambda L, x, d: x.amax(d),
+    "max": lambda L, x, d: x.max(d)[0],
+    "argmax": lambda L, x, d: x.argmax(d),
+    "logsumexp": lambda L, x, d: x.logsumexp(d),
+    "squeeze": lambda L, x, d: x.squeeze(d),
+    "unsqueeze": lambda L, x, d: x.unsqueeze(d),
+    "flatten": lambda L, x, d: x.flatten(d),
+    "split": lambda L, x, d: x.split(1, d)[0],
+    "chunk": lambda L, x, d: x.chunk(1, d)[0],
+    "narrow": lambda L, x, d: x.narrow(d, 0, 1),
+    "index_select": lambda L, x, d: x.index_select(d, L.idx([0])),
+    "cat": lambda L, x, d: L.m.cat([x, x], d),
+    "stack": lambda L, x, d: L.m.stack([x, x], d),
+    "size": lambda L, x, d: L.fl(x.size(d)),
+}
+
+
+# torch refuses these on a 0-d tensor for another reason than the dim: only 2-d for them
+_NOT_0D = ("cat", "split", "chunk", "narrow", "index_select", "size", "var")
+
+
+@pytest.mark.parametrize("name,shape", [(n, s) for n in DIM_OPS for s in [(2, 3), ()]
+                                        if s or n not in _NOT_0D])
+def test_dim_range_matches_torch(name, shape):
+    """Each dim from -4 to 3: torch and minigrad both raise IndexError, or agree on the result.
+    A dim past either end was silently wrapped (softmax, cat, stack, flatten, ...) before."""
+    a = rnd(*shape) if shape else np.float64(0.5)
+    for d in range(-4, 4):
+        outs = []
+        for L, x in ((_mg_lib("float64", DEVICE), minigrad.tensor(a, dtype="float64")),
+                     (_torch_lib("float64"), torch.tensor(a, dtype=torch.float64))):
+            try:
+                outs.append(np.asarray(DIM_OPS[name](L, x, d).tolist()))
+            except IndexError:
+                outs.append("IndexError")
+        assert type(outs[0]) is type(outs[1]), f"{name}(dim={d}): minigrad {outs[0]!r}, torch {outs[1]!r}"
+        if not isinstance(outs[0], str):
+            np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12, err_msg=f"{name}(dim={d})")

@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from .. import random as _random
+from ..shapes import normalize_dim
 from ..tensor import Tensor, broadcast_shapes
 from ..tensor_movement import value_range
 from . import fused
@@ -19,7 +20,9 @@ from . import fused
 
 def _last_dim_op(fn, x: Tensor, dim: int) -> Tensor:
     """Fused row ops work over the last dim: move `dim` there and back (views, no copies)."""
-    d = dim % x.ndim
+    d = normalize_dim(dim, x.ndim)
+    if x.ndim == 0:                       # one row of one entry, as torch treats a 0-d tensor
+        return fn.apply(x.reshape(1)).reshape(())
     if d == x.ndim - 1:
         return fn.apply(x)
     y = fn.apply(x.transpose(d, -1))
