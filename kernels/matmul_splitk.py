@@ -44,6 +44,8 @@ from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 MAX_SPLIT = 16            # beyond this the workspace traffic outweighs any occupancy gain
 MIN_K_BLOCKS_PER_SPLIT = 4  # a split shorter than this has no K loop left to pipeline
+SPLIT_FILL_BLOCKS = 4.0     # split_candidates' model: fixed cost of one program, in K-block times
+SPLIT_WS_BLOCKS_PER_MB = 0.8  # ... and of 1 MB of workspace traffic (~0.33 us at ~3 TB/s)
 
 
 @triton.jit
@@ -120,23 +122,26 @@ INTERPRET_REDUCE_BLOCKS = (16, 16, 1)
 
 
 def split_candidates(M: int, N: int, K: int, programs: int, block_k: int = BLOCK_K) -> list[int]:
-    """Split counts worth trying for (M, N, K) on `programs` SMs, best guess first.
+    """Up to three split counts worth timing for (M, N, K) on `programs` SMs, cheapest first.
 
-    The guess fills about one wave of 128x128 tiles (cdiv(SMs, tiles)); half and double are the
-    alternatives. Each split keeps >= MIN_K_BLOCKS_PER_SPLIT K blocks. Empty when even S = 2 does
-    not fit, or when the output already has a wave of tiles (then split-K only adds traffic).
+    Empty when the output already has two waves of 128x128 tiles (split-K would only add
+    workspace traffic) or K is too short for two splits of MIN_K_BLOCKS_PER_SPLIT blocks. The
+    ranking is a rough model in units of one K block of one tile on one SM (~0.4 us for bf16 on an
+    H100): each round of programs costs its K loop plus SPLIT_FILL_BLOCKS (pipeline fill, partial
+    tile store), and the workspace costs SPLIT_WS_BLOCKS_PER_MB per MB written and read back. The
+    autotuner times the real thing; the model only keeps it from timing sixteen split counts.
     """
     tiles = cdiv(M, 128) * cdiv(N, 128)
-    max_split = min(MAX_SPLIT, cdiv(K, block_k) // MIN_K_BLOCKS_PER_SPLIT)
+    k_blocks = cdiv(K, block_k)
+    max_split = min(MAX_SPLIT, k_blocks // MIN_K_BLOCKS_PER_SPLIT)
     if tiles >= 2 * programs or max_split < 2:
         return []
-    guess = max(2, cdiv(programs, tiles))
-    out = []
-    for s in (guess, guess // 2, 2 * guess):
-        s = min(s, max_split)
-        if s >= 2 and s not in out:
-            out.append(s)
-    return out
+
+    def cost(s: int) -> float:
+        rounds = cdiv(tiles * s, programs)
+        return rounds * (k_blocks / s + SPLIT_FILL_BLOCKS) + SPLIT_WS_BLOCKS_PER_MB * 8 * s * M * N / 1e6
+
+    return sorted(range(2, max_split + 1), key=cost)[:3]
 
 
 def launch(c2: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, bias: Optional[torch.Tensor],

@@ -225,21 +225,25 @@ def test_splitk_is_deterministic():
 
 
 def test_split_candidates_at_gpt2_shapes():
-    # 132 SMs (H100/H200), tiles of 128x128. dW 768x768: 36 tiles -> cdiv(132, 36) = 4 splits
-    # first, then 2 and 8; 768x2304: 108 tiles -> 2 (and 4); 768x3072: 144 tiles -> 2 (and 4);
-    # forward 8192x2304: 1152 tiles, already 8.7 waves -> none.
-    assert MS.split_candidates(768, 768, 8192, 132) == [4, 2, 8]
-    assert MS.split_candidates(768, 2304, 8192, 132) == [2, 4]
-    assert MS.split_candidates(768, 3072, 8192, 132) == [2, 4]
-    assert MS.split_candidates(8192, 2304, 768, 132) == []
-    assert MS.split_candidates(768, 768, 256, 132) == []            # K too short to split
+    # 132 SMs (H100/H200), 128x128 tiles, K = 8192 = 128 blocks of 64. Model, in K-block times:
+    # rounds * (128 / S + 4) + 0.8 * 8 * S * M * N / 1e6 (hand-computed, docs/perf-notes.md).
+    # dW 768x768 (36 tiles): S=3 one round -> 46.7 + 11.3 = 58.0; S=7 two -> 44.6 + 26.4 = 71.0;
+    # S=6 two -> 50.7 + 22.6 = 73.3; S=2 75.5; S=4 87.1.
+    assert MS.split_candidates(768, 768, 8192, 132) == [3, 7, 6]
+    # dW 768x2304 (108 tiles): S=2 158.6 < S=3 174.0 < S=4 189.3 < S=6 194.6
+    assert MS.split_candidates(768, 2304, 8192, 132) == [2, 3, 4]
+    # dW 768x3072 and 3072x768 (144 tiles): S=3 232.0 < S=2 234.2 < S=4 240.4 < S=5 253.1
+    assert MS.split_candidates(768, 3072, 8192, 132) == [3, 2, 4]
+    assert MS.split_candidates(3072, 768, 8192, 132) == [3, 2, 4]
+    assert MS.split_candidates(8192, 2304, 768, 132) == []          # 1152 tiles: 8.7 waves already
+    assert MS.split_candidates(768, 768, 256, 132) == []            # 4 K blocks: too short to split
 
 
 def test_autotuner_picks_the_fastest_variant_once(monkeypatch):
     """_pick_variant times classic, persistent and each split-K candidate once per key and
     remembers the fastest (no GPU needed: launches and timings are stand-ins)."""
-    fake_ms = {("classic", None): 3.0, ("persistent", None): 2.0, ("splitk", 4): 1.0,
-               ("splitk", 2): 1.5, ("splitk", 8): 4.0}
+    fake_ms = {("classic", None): 3.0, ("persistent", None): 2.0, ("splitk", 3): 4.0,
+               ("splitk", 7): 1.0, ("splitk", 6): 1.5}
     ran = []
     monkeypatch.setattr(K, "_run_variant", lambda v, s, *args: ran.append((v, s)))
     monkeypatch.setattr(K.triton.testing, "do_bench", lambda fn, **kw: (fn(), fake_ms[ran[-1]])[1])
@@ -248,10 +252,10 @@ def test_autotuner_picks_the_fastest_variant_once(monkeypatch):
     a, b, c = torch.empty(8192, 768).t(), torch.empty(8192, 768), torch.empty(768, 768)   # dW = X^T @ dY
     views = [t[None, None] for t in (c, a, b)]
     meta = dict(HAS_BIAS=False, ACTIVATION="none")
-    assert K._pick_variant(*views, None, meta) == ("splitk", 4)
-    assert {r for r in ran} == set(fake_ms)                         # every candidate was tried
+    assert K._pick_variant(*views, None, meta) == ("splitk", 7)
+    assert set(ran) == set(fake_ms)                                 # every candidate was tried
     n = len(ran)
-    assert K._pick_variant(*views, None, meta) == ("splitk", 4) and len(ran) == n   # remembered
+    assert K._pick_variant(*views, None, meta) == ("splitk", 7) and len(ran) == n   # remembered
     # batched: split-K is not a candidate, persistent wins
     views = [t.expand(2, 1, *t.shape) for t in (c, a, b)]
     assert K._pick_variant(*views, None, meta) == ("persistent", None)
@@ -361,3 +365,22 @@ def test_launch_tuned_asks_the_autotuner_once_per_signature():
     launch_tuned(tuner, kernel, None, (x.float(), 96, 1), {"ACT": "none"}, derived)
     launch_tuned(tuner, kernel, None, (x, 96, 1), {"ACT": "gelu"}, derived)
     assert [c[0] for c in calls[2:]] == ["tuner", "tuner", "tuner"]
+
+
+@gpu
+@pytest.mark.parametrize("N", [768, 2304, 3072])
+def test_gpu_weight_gradient_variants(monkeypatch, N):
+    """dW = X^T @ dY at GPT-2's shapes through every variant and the autotuner's pick."""
+    monkeypatch.setattr(K, "AUTOTUNE", True)
+    x, dy = _rand(8192, 768, dtype=torch.bfloat16), _rand(8192, N, dtype=torch.bfloat16)
+    ref = torch.matmul(x.t().float(), dy.float())
+    for variant, split_k in [("classic", None), ("persistent", None), ("splitk", 3), (None, None)]:
+        c = K.matmul(x.t(), dy, variant=variant, split_k=split_k)
+        torch.testing.assert_close(c.float(), ref, atol=1.0, rtol=2e-2)
+
+
+@gpu
+def test_gpu_splitk_is_deterministic_at_weight_gradient_size():
+    x, dy = _rand(8192, 768, dtype=torch.bfloat16), _rand(8192, 768, dtype=torch.bfloat16)
+    runs = [K.matmul(x.t(), dy, variant="splitk", split_k=4) for _ in range(3)]
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
