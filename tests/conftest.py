@@ -5,6 +5,8 @@
 - Every backend is wrapped in CheckedBackend (shape/dtype assertions on each call).
 - `shared_data` finds ../shared/data (or $MINIGRAD_DATA) and skips clearly when it is absent.
 - Tests marked `gpu` skip without CUDA.
+- skip_guard.py fails the session when, with the [test] extras and no CUDA, a test skips for any
+  reason but `gpu` or absent shared data (a skip must never hide a failure).
 """
 from __future__ import annotations
 
@@ -69,6 +71,9 @@ def pytest_report_header(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a real CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "slow: long-running; still part of the default run")
+    from skip_guard import SkipGuard, extras_installed   # tests/ is on sys.path
+    config.pluginmanager.register(
+        SkipGuard(enforce=extras_installed() and not HAS_CUDA, data_dir=shared_data_dir()), "skip_guard")
 
 
 def pytest_collection_modifyitems(config, items):

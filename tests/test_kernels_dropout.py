@@ -67,6 +67,7 @@ def test_backward(dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_realistic_size_gpu():
     x = torch.randn(8192, 3072, device="cuda", dtype=torch.bfloat16)

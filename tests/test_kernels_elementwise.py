@@ -242,6 +242,7 @@ def test_fill_and_arange(dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_realistic_sizes_gpu(dtype):

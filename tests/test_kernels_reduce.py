@@ -119,6 +119,7 @@ def test_argmax_ties_and_neg_inf():
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_realistic_sizes_gpu(dtype):

@@ -506,6 +506,7 @@ def test_name_and_device():
 
 # ----------------------------------------------------------------------------- GPU, real sizes
 @pytest.mark.gpu
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_realistic_sizes_gpu():
     x, y = randn(1024, 3072), randn(1024, 3072)
