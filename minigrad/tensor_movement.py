@@ -54,7 +54,9 @@ class MovementMixin:
 
     def permute(self, *dims) -> "Tensor":
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        dims = tuple(d % self.ndim for d in dims) if self.ndim else dims
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
+        dims = tuple(normalize_dim(d, self.ndim) for d in dims)
         if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         if dims == tuple(range(self.ndim)):
@@ -62,6 +64,9 @@ class MovementMixin:
         return Permute.apply(self, axes=dims)
 
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        dim0, dim1 = normalize_dim(dim0, self.ndim), normalize_dim(dim1, self.ndim)
+        if dim0 == dim1:                  # also a 0-d tensor's transpose(0, -1), as in torch
+            return self
         dims = list(range(self.ndim))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(dims)

@@ -312,15 +312,19 @@ DIM_OPS = {
     "cat": lambda L, x, d: L.m.cat([x, x], d),
     "stack": lambda L, x, d: L.m.stack([x, x], d),
     "size": lambda L, x, d: L.fl(x.size(d)),
+    "transpose_first": lambda L, x, d: x.transpose(d, 0),
+    "transpose_last": lambda L, x, d: x.transpose(-1, d),
+    "permute": lambda L, x, d: x.permute(*[d] + [i for i in range(x.ndim) if i != d % max(x.ndim, 1)]),
 }
 
 
 # torch refuses these on a 0-d tensor for another reason than the dim: only 2-d for them
-_NOT_0D = ("cat", "split", "chunk", "narrow", "index_select", "size", "var")
+_NOT_0D = ("cat", "split", "chunk", "narrow", "index_select", "size", "var", "permute")
 
 
 @pytest.mark.parametrize("name,shape", [(n, s) for n in DIM_OPS for s in [(2, 3), ()]
-                                        if s or n not in _NOT_0D])
+                                        if s or n not in _NOT_0D],
+                         ids=lambda v: v if isinstance(v, str) else f"{len(v)}d")
 def test_dim_range_matches_torch(name, shape):
     """Each dim from -4 to 3: torch and minigrad both raise IndexError, or agree on the result.
     A dim past either end was silently wrapped (softmax, cat, stack, flatten, ...) before."""
