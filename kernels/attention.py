@@ -537,16 +537,30 @@ def _bias_args(bias: Optional[torch.Tensor], fallback: torch.Tensor) -> tuple:
     return (bias, *bias.stride())
 
 
+def _check_out(name: str, t: torch.Tensor, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A caller's output view: right shape, dtype and device, no stride-0 (overlapping) dims."""
+    if tuple(t.shape) != tuple(shape) or t.dtype != like.dtype or t.device != like.device:
+        raise ValueError(f"{name} must be {tuple(shape)} {like.dtype} on {like.device}; got "
+                         f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    if any(st == 0 and n > 1 for n, st in zip(t.shape, t.stride())):
+        raise ValueError(f"{name} must not be an expanded (stride-0) view; got strides {t.stride()}")
+    return t
+
+
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  bias: Optional[torch.Tensor] = None,
+                  out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
     (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
+    out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
+    heads come out already merged, with no transpose copy).
 
-    Returns o (B, H, T, D) contiguous in q's dtype and lse (B, H, T) float32 (natural log;
-    -inf for rows with every key masked, whose o is 0).
+    Returns o (B, H, T, D) (contiguous unless `out` was given) in q's dtype and lse (B, H, T)
+    float32 (natural log; -inf for rows with every key masked, whose o is 0).
     """
     B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
-    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device) if out is None else \
+        _check_out("attention_fwd: out", out, (B, H, T, D), q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     if o.numel() == 0:
         return o, lse
@@ -568,10 +582,13 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
 
 def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  bias: Optional[torch.Tensor] = None,
+                  out: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
-    q, k, v, causal, scale, bias as given to it. Returns (dq, dk, dv), contiguous, in q's dtype
-    with the shapes of q, k, v (the bias gets no gradient)."""
+    q, k, v, causal, scale, bias as given to it. Returns (dq, dk, dv) in q's dtype with the shapes
+    of q, k, v (the bias gets no gradient): contiguous, or written into `out` = (dq, dk, dv)
+    views (dk and dv with equal strides), e.g. the three thirds of one (B, T, 3, H, D) buffer,
+    which is the gradient of a fused qkv projection's output with no concat or fill."""
     B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
     for n, t in (("do", do), ("o", o)):
         if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
@@ -584,10 +601,17 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
         return (torch.zeros((B, H, T, D), dtype=q.dtype, device=q.device),
                 torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device),
                 torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device))
-    dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
-    # dk and dv are passed one set of strides, so they must be allocated alike (contiguous).
-    dk = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
-    dv = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
+    if out is None:
+        dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+        # dk and dv are passed one set of strides, so they must be allocated alike (contiguous).
+        dk = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
+        dv = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
+    else:
+        dq, dk, dv = (_check_out(f"attention_bwd: out[{i}]", t, shp, q)
+                      for i, (t, shp) in enumerate(zip(out, ((B, H, T, D), (B, H, S, D), (B, H, S, D)))))
+        if dk.stride() != dv.stride():
+            raise ValueError(f"attention_bwd: out dk and dv must have equal strides (the kernel takes "
+                             f"one set); got {dk.stride()} and {dv.stride()}")
     meta = _meta(q, D, causal, bias)
     d_pad = meta["D_PAD"]
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)

@@ -188,6 +188,10 @@ class CausalSelfAttention(nn.Module):
                 layer: int = 0) -> Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        if rope is None and kv_cache is None and not (self.training and self.dropout > 0):
+            # the fused path: heads read from qkv in place, y written with its heads merged
+            y = F.qkv_self_attention(self.c_attn(x), nh, is_causal=True)  # (B, T, C)
+            return self.resid_dropout(self.c_proj(y))
         q, k, v = self.c_attn(x).split(C, dim=2)                         # (B, T, C) each
         q = q.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)

@@ -166,3 +166,44 @@ def test_host_batches_are_checked_on_the_host_not_read_back(monkeypatch):
     with pytest.raises(IndexError, match=r"target class ids must be in \[0, 10\]"):
         monkeypatch.undo()                                  # the invalid target is read back
         model(x, np.full((2, 8), 12))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_triton_qkv_attention_matches_numpy(dtype):
+    """Forward (heads merged) and backward (one (B, T, 3C) gradient) against the NumPy spec;
+    T = 5 leaves a ragged tail in every block."""
+    B, T, nh, hs = 2, 5, 2, 4
+    qkv = RNG.standard_normal((B, T, 3 * nh * hs)).astype(np.float32)
+    dy = RNG.standard_normal((B, T, nh * hs)).astype(np.float32)
+    if dtype == "bfloat16":
+        qkv, dy = (torch.from_numpy(a).to(torch.bfloat16).float().numpy() for a in (qkv, dy))
+    outs = []
+    for be, dt in ((NB, "float32"), (TB, dtype)):
+        x = be.from_numpy(qkv, dt)
+        y, lse = be.qkv_attention_fwd(x, nh, True, 0.5)
+        d = be.qkv_attention_bwd(be.from_numpy(dy, dt), x, y, lse, nh, True, 0.5)
+        outs.append([be.to_numpy(a) for a in (y, lse, d)])
+    tol = dict(rtol=3e-2, atol=3e-2) if dtype == "bfloat16" else dict(rtol=1e-4, atol=1e-5)
+    for t_out, n_out in zip(outs[1], outs[0]):
+        np.testing.assert_allclose(t_out, n_out, **tol)
+
+
+def test_qkv_self_attention_equals_split_heads_attention():
+    """F.qkv_self_attention == nanoGPT's split / transpose / sdpa / merge, values and gradients
+    (NumPy backend, float64: an independent composition through autograd)."""
+    from minigrad.nn import functional as F
+    B, T, nh, hs = 2, 4, 3, 2
+    C = nh * hs
+    a = RNG.standard_normal((B, T, 3 * C))
+    w = RNG.standard_normal((B, T, C))
+    x1 = minigrad.tensor(a, dtype="float64", requires_grad=True)
+    y1 = F.qkv_self_attention(x1, nh)
+    (y1 * minigrad.tensor(w, dtype="float64")).sum().backward()
+    x2 = minigrad.tensor(a, dtype="float64", requires_grad=True)
+    q, k, v = (t.reshape(B, T, nh, hs).transpose(1, 2) for t in x2.split(C, dim=2))
+    y2 = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+    (y2 * minigrad.tensor(w, dtype="float64")).sum().backward()
+    np.testing.assert_allclose(y1.numpy(), y2.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x1.grad.numpy(), x2.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="divisible by n_head=4"):
+        F.qkv_self_attention(x1, 4)

@@ -325,6 +325,39 @@ class Backend(ABC):
                       ) -> tuple[Array, Array, Array]:
         """Returns (dq, dk, dv) with the shapes of q, k, v (the bias gets no gradient)."""
 
+    # Self-attention straight from a fused qkv projection (B, T, 3C): the q, k, v heads are views
+    # of it, the output comes back with its heads merged (B, T, C), and the backward returns one
+    # (B, T, 3C) gradient. A backend can write those layouts directly (no transposes, no split
+    # gradients to zero-fill and add); these defaults, built from the methods above, are the spec.
+    def _qkv_heads(self, qkv: Array, n_head: int) -> list:
+        B, T, C3 = self.shape(qkv)
+        x = self.reshape(qkv, (B, T, 3, n_head, C3 // (3 * n_head)))         # (B, T, 3, nh, hs)
+        return [self.permute(self.slice(x, (slice(None), slice(None), i)), (0, 2, 1, 3))
+                for i in range(3)]                                           # (B, nh, T, hs) each
+
+    def qkv_attention_fwd(self, qkv: Array, n_head: int, causal: bool, scale: float,
+                          ) -> tuple[Array, Array]:
+        """qkv (B, T, 3C) = [q | k | v] along the last dim, each (B, T, n_head, hs) -> y (B, T, C)
+        = attention over the heads with the heads merged back, and lse (B, n_head, T) float32."""
+        B, T, C3 = self.shape(qkv)
+        q, k, v = self._qkv_heads(qkv, n_head)
+        o, lse = self.attention_fwd(q, k, v, causal, scale)                  # (B, nh, T, hs)
+        y = self.contiguous(self.permute(o, (0, 2, 1, 3)))                   # (B, T, nh, hs)
+        return self.reshape(y, (B, T, C3 // 3)), lse
+
+    def qkv_attention_bwd(self, dy: Array, qkv: Array, y: Array, lse: Array, n_head: int,
+                          causal: bool, scale: float) -> Array:
+        """dqkv (B, T, 3C) from dy (B, T, C), with qkv, y, lse from qkv_attention_fwd."""
+        B, T, C3 = self.shape(qkv)
+        C, hs = C3 // 3, C3 // (3 * n_head)
+
+        def heads(t):                                                        # (B, T, C) -> (B, nh, T, hs)
+            return self.permute(self.reshape(t, (B, T, n_head, hs)), (0, 2, 1, 3))
+        q, k, v = self._qkv_heads(qkv, n_head)
+        grads = self.attention_bwd(heads(self.contiguous(dy)), q, k, v, heads(y), lse, causal, scale)
+        return self.concat([self.reshape(self.contiguous(self.permute(d, (0, 2, 1, 3))), (B, T, C))
+                            for d in grads], 2)
+
     @abstractmethod
     def adamw_step_(self, param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
                     lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,

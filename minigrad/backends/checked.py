@@ -246,6 +246,17 @@ class CheckedBackend(Backend):
         self._check(dv, self._s(v), self._d(v), "attention_bwd dv")
         return dq, dk, dv
 
+    def qkv_attention_fwd(self, qkv, n_head, causal, scale):
+        y, lse = self.inner.qkv_attention_fwd(qkv, n_head, causal, scale)
+        B, T, C3 = self._s(qkv)
+        self._check(y, (B, T, C3 // 3), self._d(qkv), "qkv_attention_fwd y")
+        self._check(lse, (B, n_head, T), what="qkv_attention_fwd lse")
+        return y, lse
+
+    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale):
+        d = self.inner.qkv_attention_bwd(dy, qkv, y, lse, n_head, causal, scale)
+        return self._check(d, self._s(qkv), self._d(qkv), "qkv_attention_bwd")
+
     def adamw_step_(self, *args, **kwargs):
         return self.inner.adamw_step_(*args, **kwargs)
 

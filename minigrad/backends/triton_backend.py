@@ -317,6 +317,30 @@ class TritonBackend(Backend):
     def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None):
         return _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, bias)
 
+    def qkv_attention_fwd(self, qkv, n_head, causal, scale):
+        qkv = self._contig(qkv)
+        B, T, C3 = qkv.shape
+        C, hs = C3 // 3, C3 // (3 * n_head)
+        q, k, v = self._qkv_heads(qkv, n_head)                               # views, no copies
+        y = torch.empty((B, T, C), dtype=qkv.dtype, device=qkv.device)
+        # o written straight into y's (B, T, nh, hs) layout: the heads come out merged
+        _, lse = _attention.attention_fwd(q, k, v, causal, scale,
+                                          out=y.view(B, T, n_head, hs).permute(0, 2, 1, 3))
+        return y, lse
+
+    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale):
+        qkv = self._contig(qkv)
+        B, T, C3 = qkv.shape
+        hs = C3 // (3 * n_head)
+        q, k, v = self._qkv_heads(qkv, n_head)
+        do = self._contig(dy).view(B, T, n_head, hs).permute(0, 2, 1, 3)      # (B, nh, T, hs)
+        o = y.view(B, T, n_head, hs).permute(0, 2, 1, 3)
+        dqkv = torch.empty((B, T, C3), dtype=qkv.dtype, device=qkv.device)
+        # dq, dk, dv written into their thirds of one buffer: no split-gradient fills, copies, adds
+        parts = tuple(self._qkv_heads(dqkv, n_head))
+        _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, out=parts)
+        return dqkv
+
     # ------------------------------------------------------------------ optimizer, in place
     def adamw_step_(self, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                     step, master=None):

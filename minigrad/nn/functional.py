@@ -303,3 +303,19 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
     else:
         o = fused.Attention.apply(q4, k4, v4, causal=is_causal, scale=scale)
     return o.reshape(q.shape[:-1] + (v.shape[-1],)) if q.ndim != 4 else o
+
+
+def qkv_self_attention(qkv: Tensor, n_head: int, is_causal: bool = True,
+                       scale: Optional[float] = None) -> Tensor:
+    """Multi-head self-attention from a fused projection: qkv (B, T, 3C) holds q, k, v side by
+    side on the last dim, each (B, T, n_head, hs) with hs = C / n_head -> (B, T, C), the heads
+    merged as nanoGPT's y.transpose(1, 2).reshape(B, T, C). No dropout (use
+    scaled_dot_product_attention for that). Same result as splitting qkv and calling
+    scaled_dot_product_attention per head, in fewer kernels and without a transpose copy."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"qkv_self_attention: qkv must be (B, T, 3C) with C divisible by n_head="
+                         f"{n_head}; got shape {qkv.shape}")
+    hs = qkv.shape[-1] // (3 * n_head)
+    scale = 1.0 / math.sqrt(hs) if scale is None else float(scale)
+    return fused.QKVAttention.apply(_floating(qkv, "qkv_self_attention"), n_head=n_head,
+                                    causal=is_causal, scale=scale)

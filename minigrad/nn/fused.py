@@ -132,3 +132,19 @@ class Attention(Function):
         dq, dk, dv = self.backend.attention_bwd(g, self.q, self.k, self.v, self.o, self.lse,
                                                 self.causal, self.scale, self.bias)
         return (dq, dk, dv) if self.bias is None else (dq, dk, dv, None)
+
+
+class QKVAttention(Function):
+    """Self-attention over the output of a fused q/k/v projection: qkv (B, T, 3C) -> y (B, T, C)
+    with the heads merged. One Function instead of split + reshapes + transposes + attention +
+    transpose-copy, so the backward is one (B, T, 3C) gradient written in place by the backend
+    (no zero-filled slice gradients to add up)."""
+
+    def forward(self, qkv, n_head: int, causal: bool = True, scale: float = 1.0):
+        self.qkv, self.n_head, self.causal, self.scale = qkv, n_head, causal, scale
+        self.y, self.lse = self.backend.qkv_attention_fwd(qkv, n_head, causal, scale)
+        return self.y
+
+    def backward(self, g):
+        return self.backend.qkv_attention_bwd(g, self.qkv, self.y, self.lse, self.n_head,
+                                              self.causal, self.scale)

@@ -19,5 +19,13 @@ class MatMul(Function):
         # C = A B:  dA = dC B^T (..., M, K);  dB = A^T dC (..., K, N)
         b = self.backend
         da = b.matmul(g, _t(b, self.b_)) if self.needs_input_grad[0] else None
-        db = b.matmul(_t(b, self.a), g) if self.needs_input_grad[1] else None
+        db = None
+        if self.needs_input_grad[1]:
+            if not b.is_contiguous(self.b_) and b.is_contiguous(_t(b, self.b_)):
+                # B is a transposed view (a Linear's x W^T): compute dB^T = dC^T A in W's own
+                # layout and return its transposed view, so W's .grad comes out contiguous (the
+                # multi-tensor optimizer and clipping read gradients flat, without a copy)
+                db = _t(b, b.matmul(_t(b, g), self.a))
+            else:
+                db = b.matmul(_t(b, self.a), g)
         return da, db
