@@ -17,6 +17,15 @@ in flight stay in L2 and each operand is read from HBM about once per group inst
 tile. The batch index is the slowest-moving part of the program id so a whole matrix finishes
 before the next starts.
 
+Variants: this "classic" one-program-per-tile kernel has two siblings that share its tile code
+(kernels/matmul_tiles.py): a persistent kernel (kernels/matmul_persistent.py: one program per
+SM walking tiles, TMA loads on sm_90) for grids of many tiles with short K loops, and split-K
+(kernels/matmul_splitk.py: K cut into S ranges, float32 partials reduced in a fixed order) for
+outputs with fewer tiles than SMs and a long K, i.e. the weight gradients. With autotuning on
+(GPU), the first launch of each shape key times all three (a few split counts) and remembers
+the fastest (`_pick_variant`); tests and the interpreter use the classic kernel with fixed tiles
+unless they pass `variant=`.
+
 Tails: rows/columns past M/N are clamped with a modulo (`offs % M`) so their loads stay in
 bounds without masks (their results are simply not stored); the K tail is one masked step peeled
 out of the main loop (skipped at compile time when K % BLOCK_K == 0), so the main loop's loads
