@@ -8,16 +8,8 @@ import numpy as np
 from . import dtypes
 from .backends import get_backend
 from .random import _rng
+from .shapes import parse_size
 from .tensor import Tensor, get_default_device, get_default_dtype
-
-
-def _shape(size) -> tuple:
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    shape = tuple(int(s) for s in size)
-    if any(s < 0 for s in shape):
-        raise ValueError(f"negative dimension in shape {shape}")
-    return shape
 
 
 def _make(arr_fn, shape, dtype, device, requires_grad) -> Tensor:
@@ -38,27 +30,33 @@ def from_numpy(a: np.ndarray, device=None) -> Tensor:
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make(lambda b, s, d: b.full(s, 0, d), _shape(size), dtype, device, requires_grad)
+    return _make(lambda b, s, d: b.full(s, 0, d), parse_size(size, "zeros"), dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make(lambda b, s, d: b.full(s, 1, d), _shape(size), dtype, device, requires_grad)
+    return _make(lambda b, s, d: b.full(s, 1, d), parse_size(size, "ones"), dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make(lambda b, s, d: b.full(s, fill_value, d), _shape((size,)), dtype, device,
+    return _make(lambda b, s, d: b.full(s, fill_value, d), parse_size((size,), "full"), dtype, device,
                  requires_grad)
 
 
 def empty(*size, dtype=None, device=None) -> Tensor:
-    return _make(lambda b, s, d: b.empty(s, d), _shape(size), dtype, device, False)
+    return _make(lambda b, s, d: b.empty(s, d), parse_size(size, "empty"), dtype, device, False)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
     if end is None:
         start, end = 0, start
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(v):
+            raise ValueError(f"arange: {name} must be a finite number, got {v!r}")
     if step == 0:
         raise ValueError("arange step must be non-zero")
+    if (end - start) * step < 0:          # torch refuses what NumPy would make empty
+        raise ValueError(f"arange: the range {start} -> {end} goes against the sign of step {step}")
     is_int = all(isinstance(v, int) for v in (start, end, step))
     if dtype is None:
         dtype = "int64" if is_int else get_default_dtype()
@@ -68,8 +66,8 @@ def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
     return Tensor(np.arange(n) * step + start, dtype=dtype, device=device)
 
 
-def _random(draw, size, generator, dtype, device, requires_grad) -> Tensor:
-    shape = _shape(size)
+def _random(what, draw, size, generator, dtype, device, requires_grad) -> Tensor:
+    shape = parse_size(size, what)
     dtype = dtypes.canonical(dtype) if dtype is not None else get_default_dtype()
     arr = draw(_rng(generator), shape)
     return Tensor(arr, dtype=dtype, device=device, requires_grad=requires_grad)
@@ -77,16 +75,16 @@ def _random(draw, size, generator, dtype, device, requires_grad) -> Tensor:
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples, drawn on the host (identical across backends for one seed)."""
-    return _random(lambda r, s: r.standard_normal(s), size, generator, dtype, device, requires_grad)
+    return _random("randn", lambda r, s: r.standard_normal(s), size, generator, dtype, device, requires_grad)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return _random(lambda r, s: r.random(s), size, generator, dtype, device, requires_grad)
+    return _random("rand", lambda r, s: r.random(s), size, generator, dtype, device, requires_grad)
 
 
 def randint(low, high, size, generator=None, device=None) -> Tensor:
-    arr = _rng(generator).integers(low, high, size=tuple(size))
+    arr = _rng(generator).integers(low, high, size=parse_size((size,), "randint"))
     return Tensor(arr.astype(np.int64), dtype="int64", device=device)
 
 

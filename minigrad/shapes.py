@@ -1,7 +1,34 @@
-"""Shape arithmetic shared by the Tensor methods: broadcasting and dim normalisation."""
+"""Shape arithmetic shared by the Tensor methods: size parsing, broadcasting, dim normalisation."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
+
+
+def parse_size(size: tuple, what: str, *, infer: bool = False) -> tuple:
+    """Sizes given as f(2, 3) or f((2, 3)) -> (2, 3), each a non-negative int (as in torch).
+
+    Every function that takes a size goes through here (creation, reshape/view, expand), so
+    randn(2.5) or zeros("2") is a TypeError naming the element instead of a tensor of shape
+    (2,) from int(2.5). Ints, NumPy ints and 1-element int64 tensors (via __index__) pass; bool
+    does not. infer=True allows -1 (reshape: infer this size, expand: keep this size).
+    """
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    out = []
+    for i, s in enumerate(size):
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            out.append(operator.index(s))
+        except TypeError:
+            raise TypeError(f"{what}: sizes must be ints, got {type(s).__name__} {s!r} at "
+                            f"position {i} of {tuple(size)}") from None
+    if any(s < (-1 if infer else 0) for s in out):
+        raise ValueError(f"{what}: negative dimension in shape {tuple(out)}"
+                         + (" (-1 is the only negative size allowed)" if infer else ""))
+    return tuple(out)
 
 
 def broadcast_shapes(*shapes) -> tuple:

@@ -16,7 +16,7 @@ import numpy as np
 from . import dtypes
 from .ops.elementwise import Where
 from .ops.movement import Concat, Contiguous, IndexSelect, Permute, Reshape
-from .shapes import _normalize_axes, broadcast_shapes, normalize_dim
+from .shapes import _normalize_axes, broadcast_shapes, normalize_dim, parse_size
 
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
 class MovementMixin:
     def reshape(self, *shape) -> "Tensor":
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        shape = tuple(int(s) for s in shape)
+        shape = parse_size(shape, "reshape", infer=True)
         n = self.numel()
         if shape.count(-1) > 1:
             raise ValueError("only one dimension can be -1 in reshape")
@@ -80,7 +79,7 @@ class MovementMixin:
         return self.transpose(-2, -1)
 
     def expand(self, *shape) -> "Tensor":
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = parse_size(shape, "expand", infer=True)
         lead = len(shape) - self.ndim
         if lead < 0:
             raise ValueError(f"expand: target {shape} has fewer dims than {self.shape}")

@@ -100,6 +100,16 @@ CASES = [
     Case("expand to an incompatible shape", lambda: _x().expand(3, 3), ValueError, r"cannot expand shape \(2, 3\) to \(3, 3\)"),
     Case("sum over a missing dim", lambda: _x().sum(2), IndexError, r"dimension 2 out of range for a tensor with 2 dims"),
     Case("negative size", lambda: mg.zeros(-1), ValueError, r"negative dimension"),
+    Case("randn with a float size", lambda: mg.randn(2.5), TypeError,
+         r"randn: sizes must be ints, got float 2\.5 at position 0"),
+    Case("zeros with a str size", lambda: mg.zeros(2, "3"), TypeError, r"zeros: sizes must be ints, got str '3' at position 1"),
+    Case("full with a bool size", lambda: mg.full((True,), 1.0), TypeError, r"full: sizes must be ints, got bool True"),
+    Case("reshape to a float size", lambda: _x().reshape(6.0), TypeError, r"reshape: sizes must be ints, got float 6\.0"),
+    Case("reshape to negative sizes", lambda: _x().reshape(-2, -3), ValueError,
+         r"negative dimension in shape \(-2, -3\) \(-1 is the only negative size allowed\)"),
+    Case("arange to infinity", lambda: mg.arange(float("inf")), ValueError, r"arange: end must be a finite number, got inf"),
+    Case("arange against its step", lambda: mg.arange(0, 5, -1), ValueError,
+         r"the range 0 -> 5 goes against the sign of step -1"),
     Case("softmax over a missing dim", lambda: F.softmax(_x(), dim=3), IndexError,
          r"dimension 3 out of range for a tensor with 2 dims \(expected in \[-2, 1\]\)"),
     Case("log_softmax over a missing dim", lambda: F.log_softmax(_x(), dim=-3), IndexError,
@@ -214,7 +224,7 @@ CASES = [
 ]
 
 # The number of rows when this table was written; raise it when you add rows, never lower it.
-MIN_CASES = 78
+MIN_CASES = 85
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -65,6 +65,19 @@ def test_zeros_ones_full_empty():
         minigrad.zeros(-1, 2)
 
 
+def test_sizes_accept_any_int_and_nothing_else():
+    """Sizes are parsed once (shapes.parse_size): NumPy ints and 1-element int64 tensors are ints,
+    as in torch; a float is a TypeError, never truncated (randn(2.5) was silently shape (2,))."""
+    assert minigrad.randn(np.int64(2), 3).shape == (2, 3)
+    assert minigrad.zeros(minigrad.tensor(2)).shape == (2,)
+    assert minigrad.zeros(2, 3).reshape(np.int32(3), -1).shape == (3, 2)
+    assert minigrad.zeros(()).shape == ()
+    for make in (lambda: minigrad.randn(2.5), lambda: minigrad.rand((2, 1.0)), lambda: minigrad.empty(2.0),
+                 lambda: minigrad.zeros(minigrad.tensor(2.0)), lambda: minigrad.zeros(2).expand(2.0)):
+        with pytest.raises(TypeError, match="sizes must be ints"):
+            make()
+
+
 def test_like_constructors():
     x = minigrad.tensor(np.ones((2, 3)))           # float64
     for t, val in ((minigrad.zeros_like(x), 0), (minigrad.ones_like(x), 1), (minigrad.full_like(x, 4), 4)):
