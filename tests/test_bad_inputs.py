@@ -57,6 +57,12 @@ def _x() -> mg.Tensor:
     return mg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
 
 
+def _param_with_grad() -> nn.Parameter:
+    p = nn.Parameter(mg.ones(3))
+    p.grad = mg.ones(3)
+    return p
+
+
 def _setitem(index):
     x = _x()
     x[index] = 1.0
@@ -155,6 +161,12 @@ CASES = [
     Case("dropout p > 1", lambda: F.dropout(_x(), p=1.5), ValueError, r"must be in \[0, 1\], got 1\.5"),
     Case("AdamW negative lr", lambda: mg.optim.AdamW([mg.randn(2, requires_grad=True)], lr=-1), ValueError,
          r"invalid lr: -1"),
+    Case("clip_grad_norm_ negative max_norm", lambda: nn.utils.clip_grad_norm_(_param_with_grad(), -1.0),
+         ValueError, r"max_norm must be >= 0 \(inf: no clipping\), got -1\.0"),
+    Case("clip_grad_norm_ NaN max_norm", lambda: nn.utils.clip_grad_norm_(_param_with_grad(), float("nan")),
+         ValueError, r"max_norm must be >= 0 .*got nan"),
+    Case("clip_grad_norm_ NaN norm_type", lambda: nn.utils.clip_grad_norm_(_param_with_grad(), 1.0, float("nan")),
+         ValueError, r"norm_type must be positive \(or inf\), got nan"),
     Case("AdamW no parameters", lambda: mg.optim.AdamW([], lr=1e-3), ValueError, r"empty parameter list"),
     # ------------------------------------------------------------------ safetensors
     Case("safetensors too short", lambda: load_file(_file("short.st", b"\1\2")), SafetensorsError, r"too short"),
@@ -224,7 +236,7 @@ CASES = [
 ]
 
 # The number of rows when this table was written; raise it when you add rows, never lower it.
-MIN_CASES = 85
+MIN_CASES = 88
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -411,7 +411,8 @@ def test_init_functions():
 
 # ---------------------------------------------------------------------------- clip_grad_norm_
 @pytest.mark.parametrize("max_norm,norm_type", [(0.5, 2.0), (1e6, 2.0), (0.3, float("inf")),
-                                                (1.0, 1.0), (0.7, 3.0)])
+                                                (1.0, 1.0), (0.7, 3.0), (0.0, 2.0),
+                                                (float("inf"), 2.0), (0.0, 1.0)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_clip_grad_norm_matches_torch(max_norm, norm_type, dtype):
     rng = np.random.default_rng(0)

@@ -29,7 +29,11 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p for p in params if p.grad is not None]
     max_norm, norm_type = float(max_norm), float(norm_type)
-    if norm_type <= 0:
+    # torch takes these silently, but a negative max_norm flips every gradient (ascent) and NaN
+    # turns every weight into NaN; inf (never clip) and 0 (zero the gradients) mean something
+    if not max_norm >= 0:
+        raise ValueError(f"max_norm must be >= 0 (inf: no clipping), got {max_norm}")
+    if not norm_type > 0:
         raise ValueError(f"norm_type must be positive (or inf), got {norm_type}")
     if not grads:
         return Tensor(np.zeros((), dtype=np.float32))
