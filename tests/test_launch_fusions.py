@@ -207,3 +207,29 @@ def test_qkv_self_attention_equals_split_heads_attention():
     np.testing.assert_allclose(x1.grad.numpy(), x2.grad.numpy(), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="divisible by n_head=4"):
         F.qkv_self_attention(x1, 4)
+
+
+def test_linear_function_equals_matmul_plus_bias():
+    """F.linear (one Function, bias in the epilogue) == x @ W^T + b composed from primitives:
+    values and all three gradients (NumPy, float64, a 3-d input); W's .grad is contiguous."""
+    from minigrad.nn import functional as F
+    x, w, b, gy = (RNG.standard_normal(s) for s in ((2, 3, 4), (5, 4), (5,), (2, 3, 5)))
+    grads = []
+    for fused_path in (True, False):
+        xt, wt, bt = (minigrad.tensor(a, dtype="float64", requires_grad=True) for a in (x, w, b))
+        y = F.linear(xt, wt, bt) if fused_path else xt.matmul(wt.transpose(0, 1)) + bt
+        (y * minigrad.tensor(gy, dtype="float64")).sum().backward()
+        grads.append([y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()])
+        if fused_path:
+            assert wt.grad.backend.is_contiguous(wt.grad.data)
+    for a, c in zip(*grads):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[0][3], gy.sum(axis=(0, 1)), rtol=1e-12)   # db by hand
+
+
+def test_triton_matmul_bias_matches_numpy():
+    a, w, bias = (RNG.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
+    outs = [be.to_numpy(be.matmul_bias(be.from_numpy(a), be.permute(be.from_numpy(w), (1, 0)),
+                                       be.from_numpy(bias))) for be in (NB, TB)]
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], a @ w.T + bias, rtol=1e-5, atol=1e-6)

@@ -200,6 +200,10 @@ class Backend(ABC):
     def is_contiguous(self, x: Array) -> bool:
         """True when x is row-major contiguous."""
 
+    @abstractmethod
+    def strides(self, x: Array) -> Shape:
+        """x's strides in elements (not bytes), one per dim; 0 along a broadcast dim."""
+
     # ------------------------------------------------------------------ tier 2: matmul
     @abstractmethod
     def matmul(self, a: Array, b: Array) -> Array:
@@ -208,6 +212,15 @@ class Backend(ABC):
         Batch dims are equal (broadcasting was resolved above with `expand`). Either operand
         may be a transposed or otherwise strided view. Accumulates in float32 or better.
         """
+
+    def matmul_bias(self, a: Array, b: Array, bias: Optional[Array]) -> Array:
+        """a (M, K) @ b (K, N) + bias (N,) broadcast over the rows (bias None: a plain matmul).
+        A backend may add the bias in the matmul's epilogue; this default is the specification."""
+        out = self.matmul(a, b)
+        if bias is None:
+            return out
+        M, N = self.shape(out)
+        return self.binary("add", out, self.expand(self.reshape(bias, (1, N)), (M, N)))
 
     # ------------------------------------------------------------------ tier 3: fused pairs
     @abstractmethod

@@ -151,6 +151,11 @@ class CheckedBackend(Backend):
     def is_contiguous(self, x):
         return self.inner.is_contiguous(x)
 
+    def strides(self, x):
+        out = tuple(self.inner.strides(x))
+        assert len(out) == len(self._s(x)), f"strides: {out} for shape {self._s(x)}"
+        return out
+
     def matmul(self, a, b):
         sa, sb = self._s(a), self._s(b)
         assert sa[:-2] == sb[:-2] and sa[-1] == sb[-2], f"matmul: shapes {sa} @ {sb}"
@@ -245,6 +250,10 @@ class CheckedBackend(Backend):
         self._check(dk, self._s(k), self._d(k), "attention_bwd dk")
         self._check(dv, self._s(v), self._d(v), "attention_bwd dv")
         return dq, dk, dv
+
+    def matmul_bias(self, a, b, bias):
+        out = self.inner.matmul_bias(a, b, bias)
+        return self._check(out, (self._s(a)[0], self._s(b)[1]), self._d(a), "matmul_bias")
 
     def qkv_attention_fwd(self, qkv, n_head, causal, scale):
         y, lse = self.inner.qkv_attention_fwd(qkv, n_head, causal, scale)

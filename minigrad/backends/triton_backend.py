@@ -243,9 +243,15 @@ class TritonBackend(Backend):
     def is_contiguous(self, x):
         return bool(x.is_contiguous())
 
+    def strides(self, x):
+        return tuple(x.stride())
+
     # ------------------------------------------------------------------ tier 2: matmul
     def matmul(self, a, b):
         return _mm.matmul(a, b)
+
+    def matmul_bias(self, a, b, bias):
+        return _mm.matmul(a, b, bias=bias)                   # the bias in the epilogue
 
     # ------------------------------------------------------------------ tier 3: softmax family
     def softmax_fwd(self, x):

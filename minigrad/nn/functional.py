@@ -14,6 +14,7 @@ import numpy as np
 from .. import random as _random
 from ..shapes import normalize_dim
 from ..tensor import Tensor, broadcast_shapes
+from ..ops.matmul import Linear as _Linear
 from ..tensor_movement import value_range
 from . import fused
 
@@ -119,6 +120,13 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features but weight is {weight.shape} "
                          f"(out_features, in_features)")
+    if x.ndim >= 2 and x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype):
+        # one Function: the bias rides in the matmul's epilogue, dW comes out in W's layout
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x              # (N, in), a view if it can be
+        args = (x2, weight) if bias is None else (x2, weight, bias)
+        y = _Linear.apply(*args)                                           # (N, out)
+        return y.reshape(lead + (weight.shape[0],)) if x.ndim != 2 else y
     y = x.matmul(weight.transpose(0, 1))
     return y + bias if bias is not None else y
 

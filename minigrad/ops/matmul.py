@@ -29,3 +29,23 @@ class MatMul(Function):
             else:
                 db = b.matmul(_t(b, self.a), g)
         return da, db
+
+
+class Linear(Function):
+    """y = x W^T (+ b): x (N, in), W (out, in), b (out,) optional -> (N, out), the bias added in
+    the matmul's epilogue (one launch instead of a matmul and a broadcast add). Backward:
+    dx = dy W, dW = dy^T x (in W's own layout), db = sum of dy over rows."""
+
+    def forward(self, x, w, bias=None):
+        b = self.backend
+        self.x, self.w, self.has_bias = x, w, bias is not None
+        return b.matmul_bias(x, _t(b, w), bias)
+
+    def backward(self, g):
+        b = self.backend
+        dx = b.matmul(g, self.w) if self.needs_input_grad[0] else None
+        dw = b.matmul(_t(b, g), self.x) if self.needs_input_grad[1] else None
+        if not self.has_bias:
+            return dx, dw
+        db = b.reduce_sum(g, (0,), False) if self.needs_input_grad[2] else None
+        return dx, dw, db
