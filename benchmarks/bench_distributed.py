@@ -9,16 +9,18 @@ the tokens per step. Each rank gets ONE BLAS thread (OMP/OPENBLAS/MKL_NUM_THREAD
 does the single rank: 1 core against 2 cores, a fair comparison on a 2-core machine, whose
 second core would otherwise serve the single process's BLAS threads.
 
-tokens/s is train.py's own global figure (all ranks' tokens over the wall time of the steps,
-evals excluded, so process start-up and the first eval are not counted); ms/step follows from
-it. Scaling efficiency = tokens/s(2 ranks) / (2 x tokens/s(1 rank)): 1.0 is perfect; what is
-missing is the gradient all-reduce (~0.8 M float32 = 3.2 MB per step, one bucket) and the
-per-step loss all-reduce, plus whatever else the machine runs (the load average is recorded
-with each row: the machine is shared).
+Each step is timestamped in the worker (train.py calls GradientReducer.average once per step):
+ms/step is the median wall time per step after 10 warm-up steps, and CPU ms/step the median of
+rank 0's process CPU time per step (gloo's threads included), which a loaded machine disturbs
+far less than wall time. With the same work per rank, scaling efficiency = ms/step(1 rank) /
+ms/step(2 ranks) = tokens/s(2) / (2 x tokens/s(1)); 1.0 is perfect, and what is missing is the
+gradient all-reduce (0.8 M float32 = 3.2 MB per step, one bucket), the per-step loss
+all-reduce, and whatever else the machine runs (the load average is recorded with each row:
+the machine is shared). train.py's own tokens/s (global, evals excluded) is recorded too.
 
-Rows go to benchmarks/results/distributed-cpu.json (benchmark, case, ours = 2 ranks, baseline
-= 1 rank; ratio = baseline_ms / ours_ms per step, i.e. the efficiency); the table is printed
-for docs/BENCHMARKS.md. GPU multi-rank (NCCL) figures are owed: they need a multi-GPU machine.
+Rows go to benchmarks/results/distributed-cpu.json (ours = 2 ranks, baseline = 1 rank, ratio =
+baseline_ms / ours_ms = the efficiency); the table is printed for docs/BENCHMARKS.md. GPU
+multi-rank (NCCL) figures are owed: they need a machine with several GPUs.
 """
 from __future__ import annotations
 
@@ -28,7 +30,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ["--n_layer=4", "--n_head=4", "--n_embd=128", "--block_size=64", "--batch_size=12",
@@ -37,12 +42,30 @@ MODEL = ["--n_layer=4", "--n_head=4", "--n_embd=128", "--block_size=64", "--batc
 
 
 def _worker(summary_path: str, argv: list[str]) -> int:
-    """The process torchrun starts: train.main, rank 0 writes the summary as JSON."""
+    """The process torchrun starts: train.main, rank 0 writes the summary as JSON.
+
+    train.py calls GradientReducer.average once per step (a no-op on one rank), so wrapping it
+    here timestamps every step: wall time, and this process's CPU time (gloo's threads included).
+    """
     sys.path.insert(0, str(REPO))
     import train
+    from models import distributed
+    stamps: list[tuple[float, float]] = []
+    average = distributed.GradientReducer.average
+
+    def timed_average(self) -> None:
+        average(self)
+        stamps.append((time.perf_counter(), time.process_time()))
+
+    distributed.GradientReducer.average = timed_average
     summary = train.main(argv)
     if os.environ.get("RANK", "0") == "0":
-        Path(summary_path).write_text(json.dumps({k: summary[k] for k in ("tokens_per_s", "iters")}))
+        skip = min(10, len(stamps) // 4)                 # warm-up steps
+        wall = np.diff([w for w, _ in stamps[skip:]]) * 1000
+        cpu = np.diff([c for _, c in stamps[skip:]]) * 1000
+        Path(summary_path).write_text(json.dumps({
+            "tokens_per_s": summary["tokens_per_s"], "iters": summary["iters"],
+            "median_ms": float(np.median(wall)), "median_cpu_ms": float(np.median(cpu))}))
     return 0
 
 
@@ -96,28 +119,29 @@ def main(argv: list[str] | None = None) -> int:
                 load_before = os.getloadavg()[0]
                 res[ranks] = _run(ranks, data, cache, str(Path(tmp) / f"r{ranks}-{rep}"), args.max_iters)
                 res[ranks]["load"] = (load_before + os.getloadavg()[0]) / 2
-            tokens_per_step = {n: n * 12 * 64 for n in (1, 2)}
-            ms = {n: 1000 * tokens_per_step[n] / res[n]["tokens_per_s"] for n in (1, 2)}
-            eff = res[2]["tokens_per_s"] / (2 * res[1]["tokens_per_s"])
+            one, two = res[1], res[2]
+            eff = one["median_ms"] / two["median_ms"]       # same work per rank: time ratio
             row = common.make_row(
                 "distributed_cpu", f"4x4x128 T=64 B=12 per rank, 2 ranks (gloo) vs 1, {args.max_iters} iters, "
-                f"1 thread per rank, repeat {rep + 1}", "float32", ms[2], "1 rank", ms[1],
-                tokens_per_s=round(res[2]["tokens_per_s"], 1),
-                baseline_tokens_per_s=round(res[1]["tokens_per_s"], 1),
+                f"1 thread per rank, repeat {rep + 1}", "float32", two["median_ms"], "1 rank", one["median_ms"],
+                tokens_per_s=round(two["tokens_per_s"], 1), baseline_tokens_per_s=round(one["tokens_per_s"], 1),
+                cpu_ms=round(two["median_cpu_ms"], 2), baseline_cpu_ms=round(one["median_cpu_ms"], 2),
                 scaling_efficiency=round(eff, 4), ranks=2, threads_per_rank=1,
-                load_average=round((res[1]["load"] + res[2]["load"]) / 2, 2), backend="gloo",
-                cpu_model=cpu_name())
+                load_average=round((one["load"] + two["load"]) / 2, 2), backend="gloo", cpu_model=cpu_name())
             rows.append(row)
-            print(f"repeat {rep + 1}: 1 rank {res[1]['tokens_per_s']:,.0f} tok/s ({ms[1]:.1f} ms/step), "
-                  f"2 ranks {res[2]['tokens_per_s']:,.0f} tok/s ({ms[2]:.1f} ms/step): efficiency {eff:.2f} "
-                  f"(load average ~{row['load_average']})", flush=True)
+            print(f"repeat {rep + 1}: median step 1 rank {one['median_ms']:.1f} ms, "
+                  f"2 ranks {two['median_ms']:.1f} ms (CPU {one['median_cpu_ms']:.1f} / "
+                  f"{two['median_cpu_ms']:.1f} ms): efficiency {eff:.2f}, "
+                  f"load average ~{row['load_average']}", flush=True)
     path = common.write_rows(rows, name="distributed")
     print(f"\nrows -> {path}\n")
-    print("| repeat | 1 rank tok/s | 2 ranks tok/s | ms/step 1 rank | ms/step 2 ranks | efficiency | load avg |")
-    print("|---|---|---|---|---|---|---|")
+    print("| repeat | load avg | ms/step 1 rank | ms/step 2 ranks | efficiency | CPU ms/step 1 rank | "
+          "CPU ms/step 2 ranks | tok/s 1 rank | tok/s 2 ranks |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows, 1):
-        print(f"| {i} | {r['baseline_tokens_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {r['baseline_ms']:.1f} | "
-              f"{r['ours_ms']:.1f} | {r['scaling_efficiency']:.2f} | {r['load_average']} |")
+        print(f"| {i} | {r['load_average']} | {r['baseline_ms']:.1f} | {r['ours_ms']:.1f} | "
+              f"{r['scaling_efficiency']:.2f} | {r['baseline_cpu_ms']:.1f} | {r['cpu_ms']:.1f} | "
+              f"{r['baseline_tokens_per_s']:,.0f} | {r['tokens_per_s']:,.0f} |")
     return 0
 
 
