@@ -8,7 +8,9 @@ for both backends. State needed by backward is kept on the Function object itsel
 gradient, links the output to this Function (`out._ctx`), which links to its input Tensors:
 that chain *is* the graph. `backward(root)` walks it in reverse topological order, found
 iteratively (no recursion limit on deep graphs), checks every gradient's shape, accumulates
-leaf gradients into `.grad`, and frees the graph unless `retain_graph=True`.
+leaf gradients into `.grad`, and frees the graph unless `retain_graph=True`. A leaf may carry
+post-accumulate-grad hooks (`register_post_accumulate_grad_hook`), called once its `.grad` is
+final for the pass: data-parallel training starts gradient all-reduces from them.
 """
 from __future__ import annotations
 
