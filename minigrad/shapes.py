@@ -1,6 +1,7 @@
 """Shape arithmetic shared by the Tensor methods: size parsing, broadcasting, dim normalisation."""
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -29,6 +30,37 @@ def parse_size(size: tuple, what: str, *, infer: bool = False) -> tuple:
         raise ValueError(f"{what}: negative dimension in shape {tuple(out)}"
                          + (" (-1 is the only negative size allowed)" if infer else ""))
     return tuple(out)
+
+
+def can_view(shape: tuple, strides: tuple, new_shape: tuple) -> bool:
+    """Whether an array of `shape` with element `strides` can be read as `new_shape` (same
+    numel) without copying: torch's rule for Tensor.view (computeStride in ATen).
+
+    Cut the dims into chunks whose elements are evenly spaced in memory (stride[i] ==
+    shape[i+1] * stride[i+1]). Within a chunk any regrouping is a view; across a chunk boundary
+    none is. So each new dim must lie inside one chunk: the chunks' sizes must be products of
+    consecutive new dims. Dims of size 1 address nothing and are left out; an empty array has
+    nothing to address and can take any shape.
+    """
+    if math.prod(shape) == 0:
+        return True
+    chunks, prev_stride = [], None            # chunk sizes, outermost first
+    for n, st in zip(shape, strides):
+        if n == 1:
+            continue
+        if chunks and prev_stride == n * st:
+            chunks[-1] *= n
+        else:
+            chunks.append(n)
+        prev_stride = st
+    new = iter(n for n in new_shape if n != 1)
+    for c in chunks:
+        p = 1
+        while p < c:
+            p *= next(new)
+        if p != c:
+            return False
+    return True
 
 
 def broadcast_shapes(*shapes) -> tuple:

@@ -16,7 +16,7 @@ import numpy as np
 from . import dtypes
 from .ops.elementwise import Where
 from .ops.movement import Concat, Contiguous, IndexSelect, Permute, Reshape
-from .shapes import _normalize_axes, broadcast_shapes, normalize_dim, parse_size
+from .shapes import _normalize_axes, broadcast_shapes, can_view, normalize_dim, parse_size
 
 
 if TYPE_CHECKING:
@@ -24,23 +24,43 @@ if TYPE_CHECKING:
 
 class MovementMixin:
     def reshape(self, *shape) -> "Tensor":
-        shape = parse_size(shape, "reshape", infer=True)
-        n = self.numel()
-        if shape.count(-1) > 1:
-            raise ValueError("only one dimension can be -1 in reshape")
-        if -1 in shape:
-            rest = math.prod(s for s in shape if s != -1)
-            if rest == 0 or n % rest:
-                raise ValueError(f"cannot reshape a tensor of shape {self.shape} into {shape}")
-            shape = tuple(n // rest if s == -1 else s for s in shape)
-        if math.prod(shape) != n:
-            raise ValueError(f"cannot reshape a tensor of shape {self.shape} ({n} elements) "
-                             f"into {shape}")
+        """Same elements in row-major order, new shape: a view when the strides allow, else a copy."""
+        shape = self._target_shape(shape, "reshape")
         if shape == self.shape:
             return self
         return Reshape.apply(self, shape=shape)
 
-    view = reshape
+    def view(self, *shape) -> "Tensor":
+        """reshape that never copies: as torch, a RuntimeError when the strides do not allow it
+        (e.g. x.T.view(-1)), so code written against minigrad stays correct under torch."""
+        shape = self._target_shape(shape, "view")
+        if not can_view(self.shape, self.stride(), shape):
+            raise RuntimeError(
+                f"view size is not compatible with input tensor's size and stride: shape {self.shape} "
+                f"with strides {self.stride()} cannot be read as {shape} without a copy (a new dim "
+                "would span dims that are not evenly spaced in memory). Use .reshape(...) instead.")
+        return self.reshape(shape)
+
+    def _target_shape(self, shape: tuple, what: str) -> tuple:
+        """reshape/view sizes -> the full new shape (one -1 inferred), checked against numel."""
+        shape = parse_size(shape, what, infer=True)
+        n = self.numel()
+        if shape.count(-1) > 1:
+            raise ValueError(f"only one dimension can be -1 in {what}")
+        if -1 in shape:
+            rest = math.prod(s for s in shape if s != -1)
+            if rest == 0 or n % rest:
+                raise ValueError(f"cannot {what} a tensor of shape {self.shape} into {shape}")
+            shape = tuple(n // rest if s == -1 else s for s in shape)
+        if math.prod(shape) != n:
+            raise ValueError(f"cannot {what} a tensor of shape {self.shape} ({n} elements) "
+                             f"into {shape}")
+        return shape
+
+    def stride(self, dim=None):
+        """Strides in elements, as torch's Tensor.stride(): a tuple, or one dim's stride."""
+        st = self.backend.strides(self.data)
+        return st if dim is None else st[normalize_dim(dim, self.ndim)]
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)

@@ -299,7 +299,8 @@ def test_linear():
 MOVEMENT = {
     "reshape": lambda x: x.reshape(4, 6),
     "reshape_-1": lambda x: x.reshape(-1, 3),
-    "view": lambda x: x.view(2, 12),
+    "view": lambda x: x.view(2, 3, 2, 2),      # splits the last dim: a view in every layout
+    "view_merge": lambda x: x.contiguous().view(2, 12),
     "reshape_1d": lambda x: minigrad.reshape(x, (24,)),
     "flatten": lambda x: x.flatten(1),
     "transpose": lambda x: x.transpose(0, 2),

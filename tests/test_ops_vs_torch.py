@@ -340,3 +340,44 @@ def test_dim_range_matches_torch(name, shape):
         assert type(outs[0]) is type(outs[1]), f"{name}(dim={d}): minigrad {outs[0]!r}, torch {outs[1]!r}"
         if not isinstance(outs[0], str):
             np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12, err_msg=f"{name}(dim={d})")
+
+
+def _factorizations(n: int, k: int):
+    """Every shape of k dims with n elements."""
+    if k == 1:
+        yield (n,)
+        return
+    for d in range(1, n + 1):
+        if n % d == 0:
+            yield from ((d,) + rest for rest in _factorizations(n // d, k - 1))
+
+
+def test_view_refuses_exactly_what_torch_refuses():
+    """view never copies: on sliced/permuted/expanded layouts, every target shape of 1-3 dims is
+    a view in minigrad iff it is one in torch (same values), else a RuntimeError in both. Before,
+    view was reshape and silently copied (x.T.view(-1))."""
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        shape = tuple(int(s) for s in rng.integers(1, 4, size=rng.integers(1, 4)))
+        steps = tuple(int(s) for s in rng.integers(1, 3, size=len(shape)))
+        perm = tuple(int(i) for i in rng.permutation(len(shape)))
+        big = rnd(*[s * st for s, st in zip(shape, steps)])
+        expand = rng.random() < 0.5                     # size-1 dims become stride-0 dims of 3
+        layouts = []
+        for L, t in ((_mg_lib("float64", DEVICE), minigrad.tensor(big, dtype="float64")),
+                     (_torch_lib("float64"), torch.tensor(big))):
+            t = t[tuple(slice(None, None, st) for st in steps)].permute(*perm)
+            if expand:
+                t = t.expand(*[3 if s == 1 else s for s in t.shape])
+            layouts.append(t)
+        mx, tx = layouts
+        assert mx.shape == tuple(tx.shape) and mx.stride() == tx.stride()
+        for k in (1, 2, 3):
+            for new in _factorizations(mx.numel(), k):
+                try:
+                    want = tx.view(new).numpy()
+                except RuntimeError:
+                    with pytest.raises(RuntimeError, match="Use .reshape"):
+                        mx.view(new)
+                    continue
+                np.testing.assert_array_equal(mx.view(new).numpy(), want, err_msg=f"{tx.shape} -> {new}")

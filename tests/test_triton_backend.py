@@ -307,6 +307,15 @@ def test_views_and_copies():
     assert TB.is_contiguous(c) and not TB.is_contiguous(TB.permute(c, (1, 0, 2)))
 
 
+def test_strides_in_elements_match_numpy():
+    """Tensor.view decides from these (shapes.can_view), so both backends must report the same."""
+    x = randn(4, 6, 5)
+    for make in (arr(x), transposed(x), expanded(x[:, :1], (4, 3, 5)), arr(np.float64(2.0)),
+                 lambda be: be.slice(be.from_numpy(x), (slice(1, 3), 2, slice(0, 5, 2)))):
+        assert TB.strides(make(TB)) == NB.strides(make(NB))
+    assert TB.strides(TB.from_numpy(x)) == (30, 5, 1)
+
+
 def test_slice_backward_and_concat():
     g = randn(2, 5, 3)
     check("slice_backward", arr(g), (4, 7, 6), (slice(1, 3), slice(2, 7), slice(0, 6, 2)))

@@ -235,6 +235,9 @@ class NumpyBackend(Backend):
     def is_contiguous(self, x):
         return bool(x.flags["C_CONTIGUOUS"])
 
+    def strides(self, x):
+        return tuple(s // x.itemsize for s in x.strides)
+
     # ------------------------------------------------------------------ matmul
     def matmul(self, a, b):
         return np.matmul(a, b)
