@@ -86,6 +86,7 @@ def _run(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "present.txt").write_text("the data is here")
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"              # a bare pytest starts faster
     env["PYTHONPATH"] = str(TESTS_DIR)                      # where skip_guard.py lives
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
