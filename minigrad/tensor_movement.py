@@ -103,6 +103,8 @@ class MovementMixin:
         lead = len(shape) - self.ndim
         if lead < 0:
             raise ValueError(f"expand: target {shape} has fewer dims than {self.shape}")
+        if -1 in shape[:lead]:            # -1 keeps a size; a new leading dim has none to keep
+            raise ValueError(f"expand: -1 is not allowed in a new leading dim: {shape} for {self.shape}")
         full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
         for i, s in enumerate(self.shape):
             if s != 1 and s != full[lead + i]:
@@ -153,6 +155,8 @@ class MovementMixin:
 
     def chunk(self, chunks: int, dim: int = 0) -> list:
         dim = normalize_dim(dim, self.ndim)
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be > 0, got {chunks}")
         n = self.shape[dim]
         return self.split(max(1, math.ceil(n / chunks)), dim)
 

@@ -107,6 +107,9 @@ CASES = [
          r"dimension 5 out of range for a tensor with 2 dims"),
     Case("permute, too few dims", lambda: _x().permute(0), ValueError, r"\(0,\) is not a permutation of the 2 dims"),
     Case("expand to an incompatible shape", lambda: _x().expand(3, 3), ValueError, r"cannot expand shape \(2, 3\) to \(3, 3\)"),
+    Case("expand, -1 in a new dim", lambda: _x().expand(-1, 2, 3), ValueError,
+         r"-1 is not allowed in a new leading dim: \(-1, 2, 3\) for \(2, 3\)"),
+    Case("chunk into 0 pieces", lambda: _x().chunk(0), ValueError, r"chunks must be > 0, got 0"),
     Case("sum over a missing dim", lambda: _x().sum(2), IndexError, r"dimension 2 out of range for a tensor with 2 dims"),
     Case("negative size", lambda: mg.zeros(-1), ValueError, r"negative dimension"),
     Case("randn with a float size", lambda: mg.randn(2.5), TypeError,
@@ -239,7 +242,7 @@ CASES = [
 ]
 
 # The number of rows when this table was written; raise it when you add rows, never lower it.
-MIN_CASES = 90
+MIN_CASES = 92
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
