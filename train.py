@@ -426,7 +426,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
             loss_sum = graph_step(np.stack(xs), np.stack(ys)).item() * cfg.grad_accum_steps
         for micro in range(cfg.grad_accum_steps if graph_step is None else 0):
             x, y = ddp.local_rows(*get_batch(prep.train, global_batch, cfg.block_size, data_rng))  # (B, T) each
-            _, loss = model(x, y)         # NumPy ids: checked on the host, no read-back from the device
+            # NumPy ids: checked on the host (no read-back); the loss-only forward skips the logits
+            _, loss = model(x, y, return_logits=False)
             grads.overlap_backward(micro == cfg.grad_accum_steps - 1)   # the last backward starts all-reduces
             (loss / cfg.grad_accum_steps).backward()
             loss_sum += loss.item()

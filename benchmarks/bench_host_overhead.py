@@ -170,7 +170,7 @@ def _step_fn(s: dict, gpu, record: Optional[Callable] = None) -> Callable:
             if record is not None:
                 record(phase, clock() - last[0], gpu.launches - last[1])
                 last[:] = clock(), gpu.launches           # record's own time is not counted
-        _, loss = model(x, y)
+        _, loss = model(x, y, return_logits=False)       # as train.py: the loss-only forward
         mark("forward")
         loss.backward()
         mark("backward")

@@ -108,7 +108,9 @@ def _cross_entropy_bwd_kernel(dx_ptr,
 def _cross_entropy_fwd_bwd_kernel(loss_ptr, lse_ptr, dx_ptr,
                                   x_ptr, t_ptr,
                                   stride_xm, stride_xn, stride_t, stride_dxm, stride_dxn,
-                                  n_cols, ignore_index, grad_scale,
+                                  n_cols,
+                                  n_out_cols,     # >= n_cols: dx columns n_cols.. are written 0 (padding)
+                                  ignore_index, grad_scale,
                                   ACC: tl.constexpr, BLOCK_V: tl.constexpr):
     """One program per row: lse walk, then a walk writing dx (may alias x, see module doc)."""
     row = tl.program_id(0).to(tl.int64)
@@ -123,11 +125,12 @@ def _cross_entropy_fwd_bwd_kernel(loss_ptr, lse_ptr, dx_ptr,
     tl.store(lse_ptr + row, _cast_value(lse, lse_ptr.dtype.element_ty))
     scale = tl.where(ignored, 0.0, grad_scale)
     offs = tl.arange(0, BLOCK_V)
-    for start in range(0, n_cols, BLOCK_V):
+    for start in range(0, n_out_cols, BLOCK_V):
         cols = start + offs
         x = tl.load(x_row + cols * stride_xn, mask=cols < n_cols, other=0.0).to(ACC)
         dx = scale * (tl.exp(x - lse) - tl.where(cols == t, 1.0, 0.0))
-        tl.store(dx_row + cols * stride_dxn, _cast_value(dx, dx_ptr.dtype.element_ty), mask=cols < n_cols)
+        dx = tl.where(cols < n_cols, dx, 0.0)
+        tl.store(dx_row + cols * stride_dxn, _cast_value(dx, dx_ptr.dtype.element_ty), mask=cols < n_out_cols)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -216,7 +219,9 @@ def cross_entropy_fwd_bwd(logits: torch.Tensor, targets: torch.Tensor, ignore_in
 
     dlogits = grad_scale * (softmax(logits) - onehot(t)) with zero ignored rows, i.e. the
     gradient of grad_scale * sum(losses). `out` (N, V) of logits' dtype receives dlogits;
-    `out=logits` overwrites the logits in place (their values are no longer needed).
+    `out=logits` overwrites the logits in place (their values are no longer needed). `out` may be
+    wider, (N, V_out > V): its extra columns are written 0 (a padded vocabulary: logits is then
+    the view out[:, :V] of the lm_head output, whose padded columns get no gradient).
     """
     n_rows, n_cols = _check_inputs(logits, targets)
     stat_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
@@ -224,8 +229,9 @@ def cross_entropy_fwd_bwd(logits: torch.Tensor, targets: torch.Tensor, ignore_in
     lse = torch.empty(n_rows, dtype=stat_dtype, device=logits.device)
     if out is None:
         out = torch.empty((n_rows, n_cols), dtype=logits.dtype, device=logits.device)
-    elif tuple(out.shape) != (n_rows, n_cols) or out.dtype != logits.dtype or out.device != logits.device:
-        raise ValueError(f"out must be ({n_rows}, {n_cols}) {logits.dtype} on {logits.device}, got "
+    elif (out.dim() != 2 or out.shape[0] != n_rows or out.shape[1] < n_cols or out.dtype != logits.dtype
+          or out.device != logits.device):
+        raise ValueError(f"out must be ({n_rows}, >= {n_cols}) {logits.dtype} on {logits.device}, got "
                          f"{tuple(out.shape)} {out.dtype} on {out.device}")
     if n_rows == 0:
         return losses, lse, out
@@ -233,6 +239,6 @@ def cross_entropy_fwd_bwd(logits: torch.Tensor, targets: torch.Tensor, ignore_in
     _cross_entropy_fwd_bwd_kernel[(n_rows,)](
         losses, lse, out, logits, targets,
         logits.stride(0), logits.stride(1), targets.stride(0), out.stride(0), out.stride(1),
-        n_cols, int(ignore_index), float(grad_scale),
+        n_cols, out.shape[1], int(ignore_index), float(grad_scale),
         ACC=acc_dtype(logits.dtype), BLOCK_V=block, num_warps=_num_warps(block))
     return losses, lse, out

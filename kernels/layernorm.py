@@ -251,12 +251,13 @@ def _norm_bwd(dy, x, weight, mean, rstd, is_rms):
     n_parts = _num_parts(n_tiles, x.device)
     part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if has_w:
-        # zeros: with n_rows == 0 (or more programs than tiles) a partial row sums nothing
-        dw_part = torch.zeros((n_parts, n_cols), dtype=part_dtype, device=x.device)
-        db_part = torch.zeros((n_parts, n_cols), dtype=part_dtype, device=x.device) if not is_rms else dw_part
+        # empty, not zeros: every program writes its whole partial row, zeros where it had no
+        # rows (so the kernel is launched even for n_rows == 0): no fill kernel per call
+        dw_part = torch.empty((n_parts, n_cols), dtype=part_dtype, device=x.device)
+        db_part = torch.empty((n_parts, n_cols), dtype=part_dtype, device=x.device) if not is_rms else dw_part
     else:
         dw_part = db_part = dx       # unused
-    if n_rows > 0:
+    if n_rows > 0 or has_w:
         _layernorm_bwd_kernel[(n_parts,)](
             dx, dw_part, db_part,
             dy, x, weight if has_w else x, rstd if is_rms else mean, rstd,

@@ -109,7 +109,7 @@ def train_step_fn(model, optimizer, grad_clip: float) -> Callable:
             x, y = xs[i], ys[i]                                              # (B, T) views
             F.with_known_range(x, *xs._known_range)
             F.with_known_range(y, *ys._known_range)
-            _, loss = model(x, y)
+            _, loss = model(x, y, return_logits=False)
             (loss / n).backward()
             total = loss.detach() if total is None else total + loss.detach()
         if grad_clip > 0:

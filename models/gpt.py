@@ -349,7 +349,8 @@ class GPT(nn.Module):
         return cos[start:start + T], sin[start:start + T]                # (T, hs)
 
     def forward(self, idx, targets=None, ignore_index: int = -100, last_only: bool = False,
-                kv_cache: Optional[KVCache] = None) -> tuple[Tensor, Optional[Tensor]]:
+                kv_cache: Optional[KVCache] = None,
+                return_logits: bool = True) -> tuple[Optional[Tensor], Optional[Tensor]]:
         """idx int64 (B, T), T <= block_size -> (logits, loss).
 
         logits: (B, T, vocab_size) — the TRUE vocab: the padded columns are sliced off, so they
@@ -360,6 +361,10 @@ class GPT(nn.Module):
 
         kv_cache: decode with a KVCache — idx holds the T new tokens at absolute positions
         kv_cache.length .. kv_cache.length + T - 1; their keys/values are appended to the cache.
+
+        return_logits=False (with targets; what a training step wants): returns (None, loss) and
+        computes the loss with its gradient in one pass over the lm_head output, overwriting it
+        (F.cross_entropy_in_place): no copy of the sliced vocabulary, no second pass in backward.
         """
         start = kv_cache.length if kv_cache is not None else 0
         idx = self._check_idx(idx, max_len=self.config.block_size - start)
@@ -381,19 +386,28 @@ class GPT(nn.Module):
         if targets is None and last_only:
             x = x[:, -1:, :]                                             # (B, 1, C)
         logits = self.lm_head(x)                                         # (B, T, Vp)
+        if targets is not None and not return_logits:
+            flat = self._flat_targets(targets, B, T)                     # (B*T,)
+            loss = F.cross_entropy_in_place(logits.reshape(B * T, cfg.padded_vocab_size), flat,
+                                            cfg.vocab_size, ignore_index)  # logits overwritten
+            return None, loss
         if cfg.padded_vocab_size != cfg.vocab_size:
             logits = logits[..., :cfg.vocab_size]                        # (B, T, V)
         if targets is not None:
-            if not isinstance(targets, Tensor):
-                targets = F.host_ids(np.asarray(targets, dtype=np.int64), self.device)
-            if tuple(targets.shape) != (B, T):
-                raise ValueError(f"targets must have the shape of idx {(B, T)}, got {targets.shape}")
-            flat = targets.reshape(B * T)                                  # (B*T,)
-            if getattr(targets, "_known_range", None) is not None:         # a view: same values
-                F.with_known_range(flat, *targets._known_range)
             loss = F.cross_entropy(logits.reshape(B * T, cfg.vocab_size),  # (B*T, V)
-                                   flat, ignore_index=ignore_index)
+                                   self._flat_targets(targets, B, T), ignore_index=ignore_index)
         return logits, loss
+
+    def _flat_targets(self, targets, B: int, T: int) -> Tensor:
+        """targets (B, T) (host ids are uploaded and range-checked there) -> (B*T,) int64."""
+        if not isinstance(targets, Tensor):
+            targets = F.host_ids(np.asarray(targets, dtype=np.int64), self.device)
+        if tuple(targets.shape) != (B, T):
+            raise ValueError(f"targets must have the shape of idx {(B, T)}, got {targets.shape}")
+        flat = targets.reshape(B * T)                                      # (B*T,)
+        if getattr(targets, "_known_range", None) is not None:             # a view: same values
+            F.with_known_range(flat, *targets._known_range)
+        return flat
 
     # ------------------------------------------------------------------ optimizer
     def decay_groups(self, decay_embeddings: bool = False) -> tuple[list, list]:

@@ -86,3 +86,16 @@ def test_refuses_cleanly_when_triton_internals_moved():
     proc = _run([], code=code, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "cannot install the stub GPU driver" in proc.stdout or "GPU is present" in proc.stdout, proc.stdout
+
+
+def test_a_step_reads_nothing_back_and_clips_and_steps_in_a_few_launches(tiny_result):
+    """Issue 11's counts, deterministic on the stub: no device sync in a training step (token ids
+    are checked on the host), gradient clipping in 3 multi-tensor launches (square-sum, norm and
+    coefficient, scaled copy: one dtype), AdamW in 2 per parameter group (its scalars, the update),
+    and the batch's 2 host->device uploads."""
+    t = tiny_result["timing"]
+    assert t["syncs_per_step"] == 0
+    assert t["uploads_per_step"] == 2
+    assert t["phases"]["clip"]["launches"] == 3
+    assert t["phases"]["adamw"]["launches"] == 4
+    assert t["phases"]["zero_grad"]["launches"] == 0

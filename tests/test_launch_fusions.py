@@ -233,3 +233,73 @@ def test_triton_matmul_bias_matches_numpy():
                                        be.from_numpy(bias))) for be in (NB, TB)]
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[0], a @ w.T + bias, rtol=1e-5, atol=1e-6)
+
+
+def _softmax_minus_onehot(x, t, n_classes, ignore):
+    """By hand: the gradient of sum(losses) over the first n_classes columns, 0 elsewhere."""
+    d = np.zeros_like(x)
+    z = x[:, :n_classes] - x[:, :n_classes].max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    for i, ti in enumerate(t):
+        if ti != ignore:
+            d[i, :n_classes] = p[i]
+            d[i, ti] -= 1.0
+    losses = np.array([0.0 if ti == ignore else -np.log(p[i, ti]) for i, ti in enumerate(t)])
+    return losses, d
+
+
+def test_cross_entropy_fwd_bwd_overwrites_logits_with_their_gradient():
+    """NumPy spec vs hand computation, Triton vs NumPy: padded vocabulary (n_classes 5 of 8
+    columns), an ignored row (-100)."""
+    x = RNG.standard_normal((4, 8)).astype(np.float32)
+    t = np.array([1, -100, 4, 0])
+    want_losses, want_d = _softmax_minus_onehot(x.astype(np.float64), t, 5, -100)
+    for be, tol in ((NB, 1e-5), (TB, 1e-5)):
+        logits = be.from_numpy(x)
+        losses = be.cross_entropy_fwd_bwd_(logits, be.from_numpy(t), -100, 5)
+        np.testing.assert_allclose(be.to_numpy(losses), want_losses, rtol=tol, atol=tol)
+        np.testing.assert_allclose(be.to_numpy(logits), want_d, rtol=tol, atol=tol)
+
+
+def test_gpt_loss_only_forward_matches_the_logits_path():
+    """model(x, y, return_logits=False) (fused in-place loss) == model(x, y): loss and every
+    gradient (NumPy, float64, a padded vocabulary; with and without an ignored target)."""
+    from models.gpt import GPT, GPTConfig
+    x = RNG.integers(0, 11, size=(2, 6))
+    for y in (RNG.integers(0, 11, size=(2, 6)), np.where(RNG.random((2, 6)) < 0.3, -100, 3)):
+        results = []
+        for return_logits in (True, False):
+            minigrad.manual_seed(1)
+            model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8,
+                                  pad_vocab_multiple=8), dtype="float64")
+            logits, loss = model(x, y, return_logits=return_logits)
+            assert (logits is None) == (not return_logits)
+            loss.backward()
+            results.append([loss.item()] + [p.grad.numpy() for p in model.parameters()])
+        for a, b in zip(*results):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_layernorm_bwd_of_no_rows_gives_zero_weight_gradients():
+    """The partial sums are not zero-filled any more: every program writes its row, even with
+    no rows to sum (regression guard: an unlaunched kernel would leave garbage)."""
+    from kernels import layernorm as K
+    x = torch.empty((0, 6))
+    w, stat = torch.ones(6), torch.empty(0)
+    _, dw, db = K.layernorm_bwd(torch.empty((0, 6)), x, w, stat, stat)
+    assert dw.tolist() == [0.0] * 6 and db.tolist() == [0.0] * 6
+
+
+def test_in_place_cross_entropy_backward_in_bfloat16():
+    """float32 losses over bf16 logits: the backward scales the bf16 gradient (regression: the
+    dtypes did not match) and gives the NumPy float32 gradient of the mean loss."""
+    from minigrad.nn import functional as F
+    x = RNG.standard_normal((3, 8)).astype(np.float32)
+    x = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+    t = np.array([2, 0, 4])
+    logits = minigrad.Tensor(x, dtype="bfloat16", device="cuda", requires_grad=True)
+    work = logits * 1.0                                  # a non-leaf buffer the loss may overwrite
+    loss = F.cross_entropy_in_place(work, t, n_classes=5)
+    loss.backward()
+    _, want = _softmax_minus_onehot(x.astype(np.float64), t, 5, -100)
+    np.testing.assert_allclose(logits.grad.numpy(), want / 3, rtol=3e-2, atol=3e-3)

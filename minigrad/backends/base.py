@@ -338,6 +338,24 @@ class Backend(ABC):
                       ) -> tuple[Array, Array, Array]:
         """Returns (dq, dk, dv) with the shapes of q, k, v (the bias gets no gradient)."""
 
+    def cross_entropy_fwd_bwd_(self, logits: Array, targets: Array, ignore_index: int,
+                               n_classes: int) -> Array:
+        """Losses and their gradient in one pass, the gradient written over the logits.
+
+        logits (N, Vp) contiguous, the classes in its first n_classes <= Vp columns (the rest is
+        vocabulary padding); targets (N,) int64. Returns losses (N,) as cross_entropy_fwd over
+        logits[:, :n_classes], and overwrites logits with d(sum of losses)/d(logits):
+        softmax - onehot in the first n_classes columns, 0 in the padding and in ignored rows.
+        This default (fwd, bwd, then copies) is the specification."""
+        N, Vp = self.shape(logits)
+        view = self.slice(logits, (slice(None), slice(0, n_classes)))
+        losses, lse = self.cross_entropy_fwd(view, targets, ignore_index)
+        d = self.cross_entropy_bwd(self.full((N,), 1.0, self.dtype(losses)), view, targets, lse,
+                                   ignore_index)
+        self.copy_(logits, self.full((N, Vp), 0, self.dtype(logits)))
+        self.copy_(self.slice(logits, (slice(None), slice(0, n_classes))), d)
+        return losses
+
     # Self-attention straight from a fused qkv projection (B, T, 3C): the q, k, v heads are views
     # of it, the output comes back with its heads merged (B, T, C), and the backward returns one
     # (B, T, 3C) gradient. A backend can write those layouts directly (no transposes, no split

@@ -251,6 +251,11 @@ class CheckedBackend(Backend):
         self._check(dv, self._s(v), self._d(v), "attention_bwd dv")
         return dq, dk, dv
 
+    def cross_entropy_fwd_bwd_(self, logits, targets, ignore_index, n_classes):
+        losses = self.inner.cross_entropy_fwd_bwd_(logits, targets, ignore_index, n_classes)
+        acc = "float64" if self._d(logits) == "float64" else "float32"
+        return self._check(losses, (self._s(logits)[0],), acc, "cross_entropy_fwd_bwd_")
+
     def matmul_bias(self, a, b, bias):
         out = self.inner.matmul_bias(a, b, bias)
         return self._check(out, (self._s(a)[0], self._s(b)[1]), self._d(a), "matmul_bias")

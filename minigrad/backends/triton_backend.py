@@ -316,6 +316,13 @@ class TritonBackend(Backend):
     def cross_entropy_bwd(self, dlosses, logits, targets, lse, ignore_index):
         return _ce.cross_entropy_bwd(dlosses, logits, targets, lse, ignore_index)
 
+    def cross_entropy_fwd_bwd_(self, logits, targets, ignore_index, n_classes):
+        if not logits.is_contiguous():
+            raise ValueError("cross_entropy_fwd_bwd_: logits must be contiguous (they are overwritten)")
+        losses, _, _ = _ce.cross_entropy_fwd_bwd(logits[:, :n_classes], self._contig(targets),
+                                                 ignore_index, 1.0, out=logits)
+        return losses
+
     # ------------------------------------------------------------------ tier 3: attention
     def attention_fwd(self, q, k, v, causal, scale, bias=None):
         return _attention.attention_fwd(q, k, v, causal, scale, bias)

@@ -208,6 +208,33 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     return losses.sum() / count               # all rows ignored -> 0/0 = nan, as torch
 
 
+def cross_entropy_in_place(logits: Tensor, target: Tensor, n_classes: Optional[int] = None,
+                           ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy of logits (N, Vp) over their first n_classes columns (default all;
+    the rest is vocabulary padding) with int64 targets (N,), as cross_entropy(logits[:, :n_classes],
+    target), for a training step: the gradient is computed in the same pass and OVERWRITES the
+    logits, which must not be used afterwards (the lm_head output of a loss-only forward)."""
+    N, Vp = logits.shape
+    C = Vp if n_classes is None else int(n_classes)
+    if not 0 < C <= Vp:
+        raise ValueError(f"n_classes must be in [1, {Vp}], got {C}")
+    if not isinstance(target, Tensor):
+        target = host_ids(np.asarray(target, dtype=np.int64), logits.device)
+    if target.dtype != "int64" or target.shape != (N,):
+        raise ValueError(f"target must be int64 of shape ({N},), got {target.dtype} {target.shape}")
+    known = getattr(target, "_known_range", None)
+    valid = None
+    if known is None or not (0 <= known[0] and known[1] < C) or known[0] <= ignore_index <= known[1]:
+        # some rows may be ignored (or out of range): check and count them on the device
+        valid = target != ignore_index
+        _check_targets(target, valid, C, ignore_index)
+    losses = fused.CrossEntropyInPlace.apply(_floating(logits, "cross_entropy_in_place"), target,
+                                             n_classes=C, ignore_index=ignore_index)
+    if valid is None:                        # every target counts: the mean divides by N, a host number
+        return losses.sum() * (1.0 / N)
+    return losses.sum() / valid.sum().to(dtype=losses.dtype)
+
+
 def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int,
                    known: Optional[tuple[int, int]] = None) -> None:
     """Every target not equal to ignore_index must be a class id in [0, C). A range known from

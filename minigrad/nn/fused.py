@@ -117,6 +117,25 @@ class CrossEntropyRows(Function):
         return d, None
 
 
+class CrossEntropyInPlace(Function):
+    """Per-row losses (N,) of logits (N, Vp) over their first n_classes columns, computed together
+    with their gradient, which overwrites the logits (Liger-Kernel style): no (N, V) softmax or
+    gradient buffer, no copy of a sliced vocabulary, no zero-filled slice gradient. The caller
+    must not read the logits afterwards. backward scales the stored gradient by the upstream one."""
+
+    def forward(self, logits, targets, n_classes: int, ignore_index: int):
+        self.dlogits = logits
+        return self.backend.cross_entropy_fwd_bwd_(logits, targets, ignore_index, n_classes)
+
+    def backward(self, g):
+        b = self.backend
+        N, Vp = b.shape(self.dlogits)
+        if b.dtype(g) != b.dtype(self.dlogits):           # float32 losses, bf16/fp16 logits
+            g = b.astype(g, b.dtype(self.dlogits))
+        scale = b.expand(b.reshape(g, (N, 1)), (N, Vp))
+        return b.binary("mul", self.dlogits, scale), None
+
+
 class Attention(Function):
     """softmax(scale * q k^T + bias, causal) v, without ever keeping the (T, S) matrix on the GPU.
 
