@@ -411,7 +411,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             tok_since = 0
         if last:
             break
-        if guard.requested:                     # Ctrl-C: save this step (between two steps), stop
+        if ddp.any(guard.requested):            # Ctrl-C on any rank: all save this step, stop together
             if ddp.is_main:
                 save("ckpt_last.safetensors")
             raise guard.interrupted(iter_num, out_dir / "ckpt_last.safetensors")

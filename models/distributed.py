@@ -155,6 +155,20 @@ class Distributed:
         total, count = local.tolist()
         return total / count
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on at least one. Ctrl-C reaches the ranks at
+        different steps; deciding together keeps them stopping at the same one (a rank that left
+        the loop alone would leave the others waiting in the next all-reduce until the timeout)."""
+        if self.world_size == 1:
+            return bool(flag)
+        import torch
+        import torch.distributed as dist
+        local = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64,
+                             device="cuda" if self.backend == "nccl" else "cpu")
+        with self._collective("agreeing on a stop request across ranks"):
+            dist.all_reduce(local, op=dist.ReduceOp.MAX)
+        return bool(local.item())
+
     def broadcast_parameters(self, params: Iterable[Tensor]) -> None:
         """Give every rank rank 0's parameter values (in place)."""
         if self.world_size == 1:

@@ -8,13 +8,15 @@ With a summary path, it calls `train.main(argv)` and rank 0 dumps the returned s
 at full precision, which the log does not print). With `-`, it runs train.py as `__main__`, so
 errors are reported exactly as a user sees them. `--fail=exit:K` / `--fail=hang:K` is the test
 hook that lives here rather than in train.py: rank 1 exits (or sleeps) at its K-th optimizer
-step, right after launching that step's gradient all-reduces.
+step, right after launching that step's gradient all-reduces; `--fail=sigint:K` makes rank 1
+alone receive Ctrl-C there (the other ranks must still stop at the same step).
 """
 from __future__ import annotations
 
 import json
 import os
 import runpy
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ def inject_failure(spec: str) -> None:
         if calls[0] == int(step):
             if mode == "exit":
                 os._exit(3)
+            if mode == "sigint":
+                os.kill(os.getpid(), signal.SIGINT)     # train.py's handler only asks to stop
+                return real_average(self)
             time.sleep(600)                       # "hang": the test kills us
         real_average(self)
 

@@ -132,6 +132,31 @@ def test_a_lost_rank_stops_the_others_with_a_clear_error(tmp_path, text, mode):
     assert waited < 90
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
+    """Ctrl-C reaches ranks at different steps. Rank 1 alone is interrupted during its 3rd step:
+    both ranks must agree to stop after that step, rank 0 saves ckpt_last at step 3, and both exit
+    130 (without the agreement rank 0 would wait in the next all-reduce until the timeout)."""
+    from minigrad.serialization import read_metadata
+    port, out_dir = _free_port(), tmp_path / "o"
+    args = ["--", f"--data={text}", f"--data_cache={tmp_path / 'cache'}", f"--out_dir={out_dir}",
+            *TINY, f"--batch_size={B}", "--max_iters=20", "--dist_timeout=30"]
+    procs = []
+    for rank in (0, 1):
+        env = dict(_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, WORKER, "-", "--fail=sigint:3", *args], cwd=REPO,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    for rank, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 130, f"rank {rank}: {out[-1500:]}{err[-1500:]}"
+    assert int(read_metadata(out_dir / "ckpt_last.safetensors")["iter_num"]) == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # buckets and overlap, in one process: a stand-in for the other rank
 
