@@ -63,6 +63,8 @@ class FakeGPU:
         self.by_kernel: collections.Counter = collections.Counter()
         self._previous_driver = None
         self._previous_props = None
+        self._previous_current = None
+        self._previous_do_bench = None
 
     def _launcher(self, src, metadata):
         """Stands in for the driver's launcher class: called once per compiled kernel; returns
@@ -93,6 +95,10 @@ class FakeGPU:
         driver._active = self._previous_driver
         if self._previous_props is not None:
             torch.cuda.get_device_properties = self._previous_props
+            torch.cuda.current_device = self._previous_current
+        if self._previous_do_bench is not None:
+            import triton.testing
+            triton.testing.do_bench = self._previous_do_bench
 
 
 _FAKE_MODULE = object()            # stands for every loaded cubin module
@@ -208,7 +214,7 @@ def _self_test(gpu: FakeGPU) -> None:
 
 def install() -> FakeGPU:
     """Make Triton compile for and "launch" on a fake H100; torch.cuda.get_device_properties
-    reports its 132 SMs (kernels size grids from it). Raises FakeGPUUnavailable (with the reason)
+    reports its 132 SMs (kernels size grids from it) and current_device() device 0. Raises FakeGPUUnavailable (with the reason)
     where that is impossible or Triton's internals moved."""
     _check_environment()
     import torch
@@ -225,7 +231,14 @@ def install() -> FakeGPU:
                                   name="fake H100 (benchmarks/fake_gpu.py)", major=9, minor=0,
                                   total_memory=80 * 2 ** 30)
     gpu._previous_props = torch.cuda.get_device_properties
+    gpu._previous_current = torch.cuda.current_device
     torch.cuda.get_device_properties = lambda *a, **k: props
+    torch.cuda.current_device = lambda: 0          # launchers ask which device to query
+    # code that times candidates with triton.testing.do_bench directly (not through the driver's
+    # benchmarker) gets the same constant timer
+    import triton.testing
+    gpu._previous_do_bench = triton.testing.do_bench
+    triton.testing.do_bench = _constant_benchmark
     try:
         _self_test(gpu)
     except Exception as e:
