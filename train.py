@@ -50,6 +50,7 @@ from models.cuda_graph import train_step_graph
 from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
 from models.distributed import DistributedError, setup_distributed
 from models.gpt import GPT, GPTConfig
+from models.loss_readback import DeferredLosses
 from models.run_dir import prepare_out_dir, read_log
 from models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
 from models.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
@@ -371,12 +372,26 @@ def main(argv: Optional[list[str]] = None) -> dict:
     graph_step = (train_step_graph(model, optimizer, cfg.grad_clip, cfg.grad_accum_steps, cfg.batch_size,
                                    cfg.block_size) if cfg.cuda_graph and device == "cuda" and ddp.world_size == 1
                   else None)
+    # step losses stay on the device until read in a batch: no host sync inside a step on a GPU
+    pending = DeferredLosses(cfg.log_interval, immediate=device != "cuda" or graph_step is not None)
+
+    def read_losses() -> float:
+        """Read the pending steps' losses (one device sync), average over ranks, stop on NaN;
+        returns the newest (NaN when none was pending)."""
+        newest = math.nan
+        for step, value in pending.read():
+            losses[step] = newest = ddp.mean([value])       # the global batch's loss
+            guard.check_finite(step, newest)
+        return newest
+
+    shown_loss = math.nan               # the newest loss read back, for the progress line
     t_last, tok_since, tps = time.time(), 0, 0.0
     model.train()
     while True:
         last = iter_num >= cfg.max_iters
         if (iter_num % cfg.eval_interval == 0 or last) and not (ckpt is not None and iter_num == start_iter):
             bar.clear()
+            read_losses()               # every step's loss is checked before a checkpoint is written
             ev = evaluate()
             guard.check_finite(iter_num, ev["train"] + ev["val"], "eval loss")   # never save NaN weights
             lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
@@ -412,6 +427,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if last:
             break
         if ddp.any(guard.requested):            # Ctrl-C on any rank: all save this step, stop together
+            read_losses()
             if ddp.is_main:
                 save("ckpt_last.safetensors")
             raise guard.interrupted(iter_num, out_dir / "ckpt_last.safetensors")
@@ -419,36 +435,38 @@ def main(argv: Optional[list[str]] = None) -> dict:
         lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
+        micro_losses = []               # device scalars, read back later (DeferredLosses)
         if graph_step is not None:      # forward, backward, clip and AdamW of every micro-batch: one replay
             xs, ys = zip(*(get_batch(prep.train, global_batch, cfg.block_size, data_rng)
                            for _ in range(cfg.grad_accum_steps)))
-            loss_sum = graph_step(np.stack(xs), np.stack(ys)).item() * cfg.grad_accum_steps
+            micro_losses.append(graph_step(np.stack(xs), np.stack(ys)))     # their mean
         for micro in range(cfg.grad_accum_steps if graph_step is None else 0):
             x, y = ddp.local_rows(*get_batch(prep.train, global_batch, cfg.block_size, data_rng))  # (B, T) each
             # NumPy ids: checked on the host (no read-back); the loss-only forward skips the logits
             _, loss = model(x, y, return_logits=False)
             grads.overlap_backward(micro == cfg.grad_accum_steps - 1)   # the last backward starts all-reduces
             (loss / cfg.grad_accum_steps).backward()
-            loss_sum += loss.item()
+            micro_losses.append(loss)
         grads.average()                 # wait for them: every rank now holds the mean gradient
         if cfg.grad_clip > 0 and graph_step is None:
             clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if graph_step is None:
             optimizer.step()
             optimizer.zero_grad()
-        losses[iter_num] = ddp.mean([loss_sum / cfg.grad_accum_steps])       # the global batch's loss
-        guard.check_finite(iter_num, losses[iter_num])
+        pending.add(iter_num, micro_losses)
         iter_num += 1
+        if pending.due(iter_num):
+            shown_loss = read_losses()
 
         tok_since += tokens_per_iter
         dt = time.time() - t_last
         tps = tok_since / dt if dt > 0 else 0.0
         mfu = model.estimate_mfu(tps / ddp.world_size, device_name=device_name) if device == "cuda" else None
-        bar.update(iter_num, f"loss {losses[iter_num - 1]:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s"
+        bar.update(iter_num, f"loss {shown_loss:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s"
                    + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
                    + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
     bar.clear()
+    read_losses()                       # an early stop leaves none pending; this is the safety net
     guard.close()
     gc.unfreeze()                       # main() may be called again in this process (tests)
     if cfg.plot and ddp.is_main:
