@@ -22,6 +22,11 @@ How work is split
     When there are too few row blocks to fill the GPU (e.g. a full reduction to a scalar), the
     columns are split over several programs that write float32 partials (n_rows, n_splits), and
     a second launch of the same kernel reduces the partials.
+    Column sums (reducing an outer dim, e.g. a bias gradient: dy (N, C) summed over N) first
+    narrow the row blocks, down to COL_MIN_BLOCK_R contiguous elements (one 32-byte sector of
+    bf16): if that gives at least COL_SINGLE_PASS_PROGRAMS programs, each program loops over
+    every column of its rows in one launch (deterministic: no atomics, no partials). A training
+    step has one bias gradient per biased Linear, so this halves their launches.
 
 Bytes moved
     numel * itemsize read once (plus n_rows * n_splits partials), n_rows written.
@@ -50,6 +55,9 @@ TARGET_PROGRAMS = 264            # ~2 programs per SM on an H100 before we split
 INTERPRET_TILE = 256             # small tiles so interpreter tests hit multi-block loops
 INTERPRET_TARGET_PROGRAMS = 4    # ... and the two-pass split
 MIN_COLS_PER_SPLIT = 4           # never split into pieces of fewer than 4 column blocks
+COL_MIN_BLOCK_R = 16             # narrowest row block of a column sum: 32 contiguous bytes of bf16
+COL_SINGLE_PASS_PROGRAMS = 32    # ... one pass if that gives this many programs (C=768 -> 48)
+INTERPRET_COL_SINGLE_PASS_PROGRAMS = 2   # interpreter tests reach both column-sum paths
 INT64_MIN = -(2 ** 63)
 
 
@@ -196,6 +204,22 @@ def _tile(n_rows: int, n_cols: int, stride_col: int) -> tuple[int, int]:
     return block_r, block_c
 
 
+def _column_single_pass_tile(n_rows: int, n_cols: int) -> tuple[int, int] | None:
+    """(BLOCK_R, BLOCK_C) of a one-launch column sum (rows contiguous, reduced dim strided), or
+    None when even COL_MIN_BLOCK_R-row blocks give too few programs (then split the columns).
+    Row blocks halve until there are enough of them to fill the GPU or they reach the minimum;
+    the tile keeps its element count, so each program walks the reduced dim in taller steps."""
+    tile = INTERPRET_TILE if interpreting() else MAX_TILE
+    target = INTERPRET_TARGET_PROGRAMS if interpreting() else TARGET_PROGRAMS
+    enough = INTERPRET_COL_SINGLE_PASS_PROGRAMS if interpreting() else COL_SINGLE_PASS_PROGRAMS
+    block_r, _ = _tile(n_rows, n_cols, 0)
+    while block_r > COL_MIN_BLOCK_R and cdiv(n_rows, block_r) < target:
+        block_r //= 2
+    if cdiv(n_rows, block_r) < enough:
+        return None
+    return block_r, min(next_power_of_2(max(n_cols, 1)), max(1, tile // block_r))
+
+
 def _launch_reduce(out, x, stride_row, stride_col, n_rows, n_cols, op, acc, lowest, block_r,
                    block_c, cols_per_split, n_splits):
     index64 = (n_rows * abs(stride_row) + n_cols * abs(stride_col) > 2 ** 31 - 1
@@ -236,6 +260,12 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
     target = INTERPRET_TARGET_PROGRAMS if interpreting() else TARGET_PROGRAMS
     col_blocks = cdiv(n_cols, block_c)
     n_splits = 1
+    if row_blocks < target and col_blocks >= 2 * MIN_COLS_PER_SPLIT and stride_col != 1:
+        one_pass = _column_single_pass_tile(n_rows, n_cols)
+        if one_pass is not None:                           # a column sum: one launch
+            _launch_reduce(out, xm, stride_row, stride_col, n_rows, n_cols, op, acc, lowest,
+                           *one_pass, n_cols, 1)
+            return out
     if row_blocks < target and col_blocks >= 2 * MIN_COLS_PER_SPLIT:
         n_splits = min(cdiv(target, row_blocks), col_blocks // MIN_COLS_PER_SPLIT)
     blocks_per_split = cdiv(col_blocks, n_splits)

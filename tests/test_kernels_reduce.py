@@ -63,6 +63,23 @@ def test_long_reductions_use_two_passes(shape, axes):
     assert torch.equal(red.reduce_max(x, axes), x.amax(dim=axes))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_column_sums_take_one_launch_when_columns_fill_the_grid(dtype, monkeypatch):
+    """A bias gradient, dy (N, C) summed over N, is one launch when C is wide enough for the
+    interpreter's COL_SINGLE_PASS programs of COL_MIN_BLOCK_R columns (before: the column split,
+    two); a narrow C still splits N in two passes."""
+    launches = []
+    real = red._launch_reduce
+    monkeypatch.setattr(red, "_launch_reduce", lambda *a: launches.append(a) or real(*a))
+    g = torch.Generator().manual_seed(5)
+    wide = torch.randn(300, 48, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    narrow = torch.randn(600, 5, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    for x, n_launches in ((wide, 1), (wide[:, ::2], 1), (narrow, 2)):
+        launches.clear()
+        _close(red.reduce_sum(x, [0]), x.double().sum(0), dtype)
+        assert len(launches) == n_launches, (tuple(x.shape), x.stride())
+
+
 def test_max_propagates_nan():
     x = torch.randn(4, 3000, device=DEVICE)
     x[1, 2500] = float("nan")
