@@ -326,6 +326,13 @@ for op, dt, out, acc, rows, cols, inner, index64 in cases:
         const["stride_row"] = 1
     sm90(R._reduce_fwd_kernel, const, {"out_ptr": "*" + out, "x_ptr": "*" + dt},
          num_warps=warps(br, bc), tag=f"{op} {dt} {rows}x{cols} inner={inner} index64={index64}")
+# bias gradients at GPT-2's widths take the one-launch column plan (R._column_single_pass_tile)
+for rows in (768, 2304, 3072):
+    br, bc = R._column_single_pass_tile(rows, 8192)
+    const = dict(OP="sum", ACC=tl.float32, LOWEST=float("-inf"), INDEX64=False, BLOCK_R=br, BLOCK_C=bc,
+                 stride_row=1)
+    sm90(R._reduce_fwd_kernel, const, {"out_ptr": "*bf16", "x_ptr": "*bf16"},
+         num_warps=warps(br, bc), tag=f"sum bf16 {rows}x8192 one launch")
 for dt, acc, rows, cols, inner in [("fp32", tl.float32, 8192, 50304, True), ("bf16", tl.float32, 64, 50304, True),
                                    ("fp64", tl.float64, 4096, 16, False), ("i64", tl.int64, 1024, 1024, True)]:
     br, bc = R._tile(rows, cols, 1 if inner else rows)
