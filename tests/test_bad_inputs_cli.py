@@ -116,6 +116,8 @@ CASES = [
     Case("learning_rate < 0", "train", _train("--learning_rate=-1e-3"), S, r"--learning_rate must be .* >= 0"),
     Case("min_lr nan", "train", _train("--min_lr=nan"), S, r"--min_lr must be a finite number"),
     Case("grad_clip < 0", "train", _train("--grad_clip=-1"), S, r"--grad_clip must be a finite number >= 0"),
+    Case("dist_timeout = 0", "train", _train("--dist_timeout=0"), S, r"--dist_timeout must be a finite number > 0"),
+    Case("cuda_graph not a flag", "train", _train("--cuda_graph=maybe"), S, r"--cuda_graph: expected true or false"),
     Case("warmup_iters < 0", "train", _train("--warmup_iters=-5"), S, r"--warmup_iters must be an integer >= 0"),
     Case("lr_decay_iters < 0", "train", _train("--lr_decay_iters=-1"), S, r"--lr_decay_iters must be"),
     Case("weight_decay inf", "train", _train("--weight_decay=inf"), S, r"--weight_decay must be a finite"),
