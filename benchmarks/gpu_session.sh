@@ -14,6 +14,8 @@
 #   train-torch  the same run in torch eager                              (the wall-time baseline)
 #   train-torch-compile  the same run with torch.compile
 #   train-step   one GPT-2 124M / tinystories / shakespeare-char step vs torch eager and compile
+#   graph        GPT-2 124M, 40 steps with --cuda_graph=true then =false: same val losses (bf16
+#                noise), ms/iter of each (docs/perf-notes.md section 7's CUDA-graph checks)
 #
 # Results: benchmarks/results/*.json (copied into $OUT); commit them with the tables in
 # docs/BENCHMARKS.md. Data: copy ../shared/data into the ignored .gpu_carry/data, carry
@@ -44,7 +46,10 @@ for s in "$@"; do
         env) stage env bash -c 'nvidia-smi; python --version; python -c "import torch, triton, numpy; \
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"triton\", triton.__version__, \
 \"numpy\", numpy.__version__, torch.cuda.get_device_name())"' ;;
-        tests) stage tests python -m pytest -q -p no:cacheprovider -n 8 --durations=15 ;;
+        # the GPU machine may lack pytest-xdist and hypothesis: no -n there, and the few modules
+        # that import hypothesis fail to collect without stopping the rest
+        tests) stage tests python -m pytest -q -p no:cacheprovider --continue-on-collection-errors \
+            $(python -c "import xdist" 2>/dev/null && echo "-n 8") --durations=15 ;;
         gpu-tests) stage gpu-tests python -m pytest -q -p no:cacheprovider -m gpu --durations=15 ;;
         kernels) stage kernels python -m benchmarks.run_all --only $KERNELS ;;
         matmul|attention|softmax|layernorm|cross_entropy|elementwise|embedding|adamw)
@@ -56,6 +61,11 @@ print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"triton\", tr
         train-torch-compile) stage train-torch-compile python -m benchmarks.bench_train_run \
             --impl=torch-compile --preset=shakespeare-char --data="$DATA/tinyshakespeare.txt" ;;
         train-step) stage train-step python -m benchmarks.bench_train ;;
+        graph) for g in true false; do
+                   stage "graph-$g" python -m benchmarks.bench_train_run --impl=ours --no_write \
+                       --preset=gpt2-124m --data="$DATA/tinyshakespeare.txt" --gpt2_dir="$DATA/gpt2" \
+                       --max_iters=40 --eval_interval=20 --eval_iters=5 --cuda_graph=$g
+               done ;;
         *) echo "unknown stage $s (see the list at the top of $0)"; exit 2 ;;
     esac
 done
