@@ -15,7 +15,6 @@ import ast
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from kernel_testing import DEVICE  # first: it sets up the interpreter

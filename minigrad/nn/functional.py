@@ -224,7 +224,7 @@ def cross_entropy_in_place(logits: Tensor, target: Tensor, n_classes: Optional[i
         raise ValueError(f"target must be int64 of shape ({N},), got {target.dtype} {target.shape}")
     known = getattr(target, "_known_range", None)
     valid = None
-    if known is None or not (0 <= known[0] and known[1] < C) or known[0] <= ignore_index <= known[1]:
+    if not _known_class_ids(known, C) or known[0] <= ignore_index <= known[1]:
         # some rows may be ignored (or out of range): check and count them on the device
         valid = target != ignore_index
         _check_targets(target, valid, C, ignore_index)
@@ -235,11 +235,16 @@ def cross_entropy_in_place(logits: Tensor, target: Tensor, n_classes: Optional[i
     return losses.sum() / valid.sum().to(dtype=losses.dtype)
 
 
+def _known_class_ids(known: Optional[tuple[int, int]], C: int) -> bool:
+    """True when a range (lo, hi) remembered from the host proves every id is a class in [0, C)."""
+    return known is not None and 0 <= known[0] and known[1] < C
+
+
 def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int,
                    known: Optional[tuple[int, int]] = None) -> None:
     """Every target not equal to ignore_index must be a class id in [0, C). A range known from
     the host that lies inside [0, C) settles it without reading the device."""
-    if known is not None and 0 <= known[0] and known[1] < C:
+    if _known_class_ids(known, C):
         return
     safe = Tensor._wrap(t.backend.where(valid.data, t.data, 0), t.backend)   # ignored -> 0
     lo, hi = value_range(safe)
