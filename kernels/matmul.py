@@ -7,7 +7,8 @@ expanded with stride 0); c is (..., M, N) in the inputs' dtype, accumulated in f
 (float64 for float64 inputs). There is no backward kernel: the backward of c = a @ b is two more
 matmuls (dA = dC @ B^T, dB = A^T @ dC), done by calling `matmul` on transposed *views*, which is
 why both operands may be transposed without a copy. The fused activation is forward-only
-(the caller that wants its gradient keeps the pre-activation itself).
+(the caller that wants its gradient asks for the pre-activation with `pre_out=`, and
+`act_grad_at=` applies the activation's derivative in the epilogue of the backward's matmul).
 
 Work split (as in the Triton matmul tutorial): one program per (BLOCK_M, BLOCK_N) tile of c per
 batch entry. Each walks K in BLOCK_K steps, loads an a-tile and a b-tile and feeds `tl.dot`
@@ -79,13 +80,13 @@ ACTIVATIONS = (None, "relu", "silu", "gelu", "gelu_tanh", "gelu_exact")
 
 @triton.jit
 def _matmul_fwd_kernel(
-    c_ptr, a_ptr, b_ptr, bias_ptr,
+    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr,
     stride_c0, stride_c1, stride_cm, stride_cn,      # c viewed as (B0, B1, M, N)
     stride_a0, stride_a1, stride_am, stride_ak,      # a viewed as (B0, B1, M, K); may be 0/transposed
     stride_b0, stride_b1, stride_bk, stride_bn,      # b viewed as (B0, B1, K, N)
-    stride_bias,
+    stride_bias, stride_auxm, stride_auxn,           # aux (M, N): one matrix only (no batch)
     M, N, K, B1,                                     # B1: size of the inner batch dim
-    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr,
     FP64_FMA: tl.constexpr,       # float64 inputs: multiply + tl.sum in float64 instead of tl.dot
     DOT_PRECISION: tl.constexpr,  # "tf32" (default on GPU) or "ieee" for float32 inputs
     UPCAST_DOT: tl.constexpr,     # interpreter only: its bf16 tl.dot is wrong, so dot in float32
@@ -114,8 +115,8 @@ def _matmul_fwd_kernel(
     acc = _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak, stride_bk,
                     stride_bn, FP64_FMA, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
                     BLOCK_M, BLOCK_N, BLOCK_K)
-    _store_tile(acc, c_ptr, bias_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
-                HAS_BIAS, ACTIVATION, INDEX_64, BLOCK_M, BLOCK_N)
+    _store_tile(acc, c_ptr, bias_ptr, aux_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
+                stride_auxm, stride_auxn, HAS_BIAS, ACTIVATION, AUX, INDEX_64, BLOCK_M, BLOCK_N)
 
 
 def _config(bm: int, bn: int, bk: int, group_m: int, warps: int, stages: int) -> triton.Config:
@@ -188,13 +189,13 @@ def _max_offset(t: torch.Tensor) -> int:
 
 
 def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                    meta: dict, cfg: Optional[dict]) -> None:
+                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
     """One program per tile; cfg None autotunes the tile config."""
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
-    args = (c4, a4, b4, bias if bias is not None else c4,
+    args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
             *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
-            M, N, K, B1)
+            *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1)
     batch = B0 * B1
 
     def grid(META):
@@ -208,18 +209,19 @@ def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: 
 
 
 def _run_variant(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor,
-                 b4: torch.Tensor, bias: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
+                 b4: torch.Tensor, bias: Optional[torch.Tensor], aux: Optional[torch.Tensor], meta: dict,
+                 cfg: Optional[dict]) -> None:
     if variant == "persistent":
-        _persistent.launch(c4, a4, b4, bias, meta, cfg)
+        _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
     elif variant == "splitk":
         M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
         if split_k is None:
             block_k = cfg["BLOCK_K"] if cfg else _splitk.BLOCK_K
             split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
                        or [2])[0]
-        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, meta, split_k, cfg)
+        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg)
     else:
-        _launch_classic(c4, a4, b4, bias, meta, cfg)
+        _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
 
 
 # (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
@@ -227,7 +229,7 @@ _CHOSEN: dict[tuple, tuple[str, Optional[int]]] = {}
 
 
 def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                  meta: dict) -> tuple[str, Optional[int]]:
+                  aux: Optional[torch.Tensor], meta: dict) -> tuple[str, Optional[int]]:
     """The fastest of classic / persistent / split-K (a few split counts) for this launch.
 
     The first launch of each key runs every candidate once (which autotunes its tile config
@@ -248,7 +250,7 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
         times = []
         for variant, split_k in options:
             def run(variant=variant, split_k=split_k):
-                _run_variant(variant, split_k, c4, a4, b4, bias, meta, None)
+                _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta, None)
             run()                                     # autotunes its tiles, outside the timing
             times.append(triton.testing.do_bench(run, warmup=5, rep=25))
         chosen = _CHOSEN[key] = options[times.index(min(times))]
@@ -256,14 +258,16 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
 
 
 def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-            activation: Optional[str], variant: Optional[str], split_k: Optional[int]) -> None:
-    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N)."""
+            activation: Optional[str], aux: Optional[torch.Tensor], aux_mode: str,
+            variant: Optional[str], split_k: Optional[int]) -> None:
+    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N)."""
     dtype = a4.dtype
     interp = _interpreting()
     index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
     meta = dict(
         HAS_BIAS=bias is not None,
         ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
+        AUX=aux_mode,
         FP64_FMA=dtype == torch.float64,
         DOT_PRECISION="tf32" if (ALLOW_TF32 or dtype != torch.float32) else "ieee",
         UPCAST_DOT=interp and dtype == torch.bfloat16,
@@ -271,8 +275,8 @@ def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional
     )
     tuned = AUTOTUNE and not interp and dtype != torch.float64
     if variant is None:
-        variant, split_k = _pick_variant(c4, a4, b4, bias, meta) if tuned else ("classic", None)
-    _run_variant(variant, split_k, c4, a4, b4, bias, meta, None if tuned else _fixed_config(dtype))
+        variant, split_k = _pick_variant(c4, a4, b4, bias, aux, meta) if tuned else ("classic", None)
+    _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta, None if tuned else _fixed_config(dtype))
 
 
 VARIANTS = ("classic", "persistent", "splitk")
@@ -297,6 +301,7 @@ def _check_variant(variant: Optional[str], split_k: Optional[int], dtype: torch.
 
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
+           pre_out: Optional[torch.Tensor] = None, act_grad_at: Optional[torch.Tensor] = None,
            variant: Optional[str] = None, split_k: Optional[int] = None) -> torch.Tensor:
     """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
 
@@ -307,6 +312,12 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     out: optional preallocated (..., M, N) result of a's dtype (may be a strided view).
     Returns c (contiguous unless `out` was given) in a's dtype; accumulation in float32
     (float64 for float64). float32 uses TF32 on the GPU unless ALLOW_TF32 is False.
+    pre_out: optional (M, N) tensor of a's dtype (2-d a and b only, an activation given): the
+    pre-activation a @ b + bias is written there as well, and c = activation(pre_out) (what a
+    backward needs, in the same launch).
+    act_grad_at: optional (M, N) tensor of a's dtype (2-d only, an activation given, no bias):
+    instead c = (a @ b) * activation'(act_grad_at), the activation's backward in the epilogue;
+    act_grad_at is the pre-activation saved by the forward, a @ b the gradient w.r.t. its output.
     variant: None (the default) lets the autotuner time "classic", "persistent" and "splitk" per
     shape on the GPU (classic with fixed tiles when AUTOTUNE is off or under the interpreter);
     naming one forces it (tests, benchmarks). "persistent" and "splitk" take float32/bfloat16/
@@ -336,6 +347,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
         if bias.shape != (N,) or bias.dtype != a.dtype or bias.device != a.device:
             raise ValueError(f"bias must be ({N},) {a.dtype} on {a.device}; got "
                              f"{tuple(bias.shape)} {bias.dtype} on {bias.device}")
+    aux, aux_mode = _check_aux(pre_out, act_grad_at, a, b, bias, activation)
     if out is None:
         out = torch.empty(*batch_shape, M, N, dtype=a.dtype, device=a.device)
     elif out.shape != (*batch_shape, M, N) or out.dtype != a.dtype or out.device != a.device:
@@ -358,5 +370,31 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
             strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
             views.append(t.as_strided((*sizes, rows, cols), strides, offset))
         a4, b4, c4 = views
-        _launch(c4, a4, b4, bias, activation, variant, split_k)
+        _launch(c4, a4, b4, bias, activation, aux, aux_mode, variant, split_k)
     return out
+
+
+def _check_aux(pre_out: Optional[torch.Tensor], act_grad_at: Optional[torch.Tensor], a: torch.Tensor,
+               b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
+               ) -> tuple[Optional[torch.Tensor], str]:
+    """(aux tensor, AUX mode) for the epilogue, after checking pre_out / act_grad_at."""
+    if pre_out is None and act_grad_at is None:
+        return None, "none"
+    if pre_out is not None and act_grad_at is not None:
+        raise ValueError("matmul: pass pre_out (forward) or act_grad_at (backward), not both")
+    name, aux = ("pre_out", pre_out) if pre_out is not None else ("act_grad_at", act_grad_at)
+    if activation is None:
+        raise ValueError(f"matmul: {name} needs an activation (one of {ACTIVATIONS[1:]})")
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"matmul: {name} works on one (M, K) @ (K, N) matrix; got a {tuple(a.shape)}, "
+                         f"b {tuple(b.shape)}")
+    if act_grad_at is not None and bias is not None:
+        raise ValueError("matmul: act_grad_at computes a gradient; it takes no bias")
+    shape = (a.shape[0], b.shape[1])
+    if not isinstance(aux, torch.Tensor) or aux.shape != shape or aux.dtype != a.dtype \
+            or aux.device != a.device:
+        raise ValueError(f"matmul: {name} must be {shape} {a.dtype} on {a.device}; got "
+                         f"{tuple(getattr(aux, 'shape', ()))} {getattr(aux, 'dtype', type(aux).__name__)}")
+    if any(st == 0 and n > 1 for n, st in zip(aux.shape, aux.stride())):
+        raise ValueError(f"matmul: {name} must not be an expanded (stride-0) view")
+    return aux, ("pre" if pre_out is not None else "grad")

@@ -55,13 +55,13 @@ INTERPRET_PROGRAMS = 3    # "SM count" under the interpreter: small and not a di
 
 @triton.jit
 def _matmul_persistent_kernel(
-    c_ptr, a_ptr, b_ptr, bias_ptr,
+    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr,
     stride_c0, stride_c1, stride_cm, stride_cn,      # c viewed as (B0, B1, M, N)
     stride_a0, stride_a1, stride_am, stride_ak,      # a viewed as (B0, B1, M, K); may be 0/transposed
     stride_b0, stride_b1, stride_bk, stride_bn,      # b viewed as (B0, B1, K, N)
-    stride_bias,
+    stride_bias, stride_auxm, stride_auxn,           # aux (M, N): one matrix only (no batch)
     M, N, K, B1, BATCH,                              # BATCH = B0 * B1 (1 on the TMA path)
-    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_64: tl.constexpr,
     EVEN_K: tl.constexpr,         # K % BLOCK_K == 0 (pointer path only: TMA zero-fills the tail)
     USE_TMA: tl.constexpr,        # read a and b through TMA descriptors (batch 1 only)
@@ -113,9 +113,9 @@ def _matmul_persistent_kernel(
                             b_ptr + b0 * stride_b0 + b1 * stride_b1, pid_m, pid_n, 0, K, M, N,
                             stride_am, stride_ak, stride_bk, stride_bn, False, UPCAST_DOT,
                             DOT_PRECISION, INDEX_64, EVEN_K, BLOCK_M, BLOCK_N, BLOCK_K)
-        _store_tile(acc, c_ptr + b0 * stride_c0 + b1 * stride_c1, bias_ptr, pid_m, pid_n, M, N,
-                    stride_cm, stride_cn, stride_bias, HAS_BIAS, ACTIVATION, INDEX_64,
-                    BLOCK_M, BLOCK_N)
+        _store_tile(acc, c_ptr + b0 * stride_c0 + b1 * stride_c1, bias_ptr, aux_ptr, pid_m, pid_n,
+                    M, N, stride_cm, stride_cn, stride_bias, stride_auxm, stride_auxn, HAS_BIAS,
+                    ACTIVATION, AUX, INDEX_64, BLOCK_M, BLOCK_N)
 
 
 def _config(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config:
@@ -208,8 +208,9 @@ def _ensure_allocator() -> None:
 
 
 def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-           meta: dict, cfg: Optional[dict]) -> None:
-    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N).
+           aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
+    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N) for the
+    epilogue's AUX mode (kernels/matmul_tiles.py `_store_tile`), or None.
 
     meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
     cfg: fixed BLOCK_*/GROUP_M/num_warps/num_stages, or None to autotune (launch_tuned).
@@ -222,9 +223,9 @@ def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[
         _ensure_allocator()
     meta = dict(meta, USE_TMA=use_tma, A_T=a_t, B_T=b_t, FLATTEN=not interpreting())
     del meta["FP64_FMA"]
-    args = (c4, a4, b4, bias if bias is not None else c4,
+    args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
             *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
-            M, N, K, B1, batch)
+            *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1, batch)
     programs = num_programs(a4.device)
 
     def grid(META):

@@ -69,15 +69,16 @@ def _matmul_splitk_partial_kernel(
                     stride_bk, stride_bn, False, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
                     BLOCK_M, BLOCK_N, BLOCK_K)
     ws = ws_ptr + pid_s.to(tl.int64) * stride_ws
-    _store_tile(acc, ws, ws, pid_m, pid_n, M, N, N, 1, 0, False, "none", INDEX_64, BLOCK_M, BLOCK_N)
+    _store_tile(acc, ws, ws, ws, pid_m, pid_n, M, N, N, 1, 0, 0, 0, False, "none", "none", INDEX_64,
+                BLOCK_M, BLOCK_N)
 
 
 @triton.jit
 def _matmul_splitk_reduce_kernel(
-    c_ptr, ws_ptr, bias_ptr,
-    stride_cm, stride_cn, stride_bias,
+    c_ptr, ws_ptr, bias_ptr, aux_ptr,
+    stride_cm, stride_cn, stride_bias, stride_auxm, stride_auxn,
     M, N, stride_ws, SPLIT_K,
-    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, INDEX_64: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr, INDEX_64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -93,8 +94,8 @@ def _matmul_splitk_reduce_kernel(
     for s in range(0, SPLIT_K):     # fixed order: the same bits on every run
         acc += tl.load(ptrs, mask=mask, other=0.0)
         ptrs += stride_ws
-    _store_tile(acc, c_ptr, bias_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
-                HAS_BIAS, ACTIVATION, INDEX_64, BLOCK_M, BLOCK_N)
+    _store_tile(acc, c_ptr, bias_ptr, aux_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
+                stride_auxm, stride_auxn, HAS_BIAS, ACTIVATION, AUX, INDEX_64, BLOCK_M, BLOCK_N)
 
 
 def _config(bm: int, bn: int, warps: int, stages: int) -> triton.Config:
@@ -145,8 +146,9 @@ def split_candidates(M: int, N: int, K: int, programs: int, block_k: int = BLOCK
 
 
 def launch(c2: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, bias: Optional[torch.Tensor],
-           meta: dict, split_k: int, cfg: Optional[dict]) -> None:
-    """c2 (M, N) = epilogue(a2 (M, K) @ b2 (K, N)) with K cut into `split_k` ranges.
+           aux: Optional[torch.Tensor], meta: dict, split_k: int, cfg: Optional[dict]) -> None:
+    """c2 (M, N) = epilogue(a2 (M, K) @ b2 (K, N)) with K cut into `split_k` ranges (the epilogue,
+    with aux (M, N) for its AUX mode, runs in the reduce kernel).
 
     meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
     cfg: fixed tile config, or None to autotune the partial kernel (launch_tuned).
@@ -169,6 +171,7 @@ def launch(c2: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, bias: Optional[
 
     bm, bn, warps = INTERPRET_REDUCE_BLOCKS if interpreting() else REDUCE_BLOCKS
     _matmul_splitk_reduce_kernel[(cdiv(M, bm) * cdiv(N, bn),)](
-        c2, ws, bias if bias is not None else c2, *c2.stride(), bias.stride(0) if bias is not None else 0,
-        M, N, M * N, split_k, HAS_BIAS=meta["HAS_BIAS"], ACTIVATION=meta["ACTIVATION"],
+        c2, ws, bias if bias is not None else c2, aux if aux is not None else c2, *c2.stride(),
+        bias.stride(0) if bias is not None else 0, *(aux.stride() if aux is not None else (0, 0)),
+        M, N, M * N, split_k, HAS_BIAS=meta["HAS_BIAS"], ACTIVATION=meta["ACTIVATION"], AUX=meta["AUX"],
         INDEX_64=index_64, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps)

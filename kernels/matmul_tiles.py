@@ -11,7 +11,9 @@ result goes; the work on one tile is the same code, kept here once as inlined @t
   masked step peeled out of the loop (compiled out when every K range is a multiple of BLOCK_K).
 - `_mma`: one acc += a @ b step (tl.dot, or float64 multiply + tl.sum).
 - `_store_tile`: the epilogue on the float32 (float64) accumulator: + bias[n], activation, one
-  rounding to c's dtype, masked store into any strided c.
+  rounding to c's dtype, masked store into any strided c; optionally also storing the
+  pre-activation, or applying an activation's derivative instead (`_activation_grad`), so an MLP's
+  activation costs no launch of its own in either direction.
 
 Nothing here launches anything; see kernels/matmul.py for the math and the variants' docstrings.
 """
@@ -21,6 +23,7 @@ import triton
 import triton.language as tl
 
 from kernels.copy import _cast_value
+from kernels.elementwise import _binary_math
 
 
 @triton.jit
@@ -38,6 +41,20 @@ def _apply_activation(x, ACTIVATION: tl.constexpr):
     elif ACTIVATION == "gelu_exact":
         x = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
     return x
+
+
+@triton.jit
+def _activation_grad(dy, x, ACTIVATION: tl.constexpr):
+    """dy * act'(x) on the accumulator tile: the elementwise kernels' backward formulas, reused."""
+    if ACTIVATION == "relu":
+        return tl.where(x > 0, dy, 0.0)
+    elif ACTIVATION == "silu":
+        return _binary_math(dy, x, "silu_bwd", True)
+    elif ACTIVATION == "gelu_tanh":
+        return _binary_math(dy, x, "gelu_tanh_bwd", True)
+    else:
+        tl.static_assert(ACTIVATION == "gelu_exact", "AUX='grad' needs an activation")
+        return _binary_math(dy, x, "gelu_bwd", True)
 
 
 @triton.jit
@@ -106,20 +123,41 @@ def _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, k0, k_len, M, N,
 
 
 @triton.jit
-def _store_tile(acc, c_ptr, bias_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
-                HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, INDEX_64: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """c[tile] = act(acc + bias[n]) rounded once to c's dtype; rows/cols past M/N are masked."""
+def _store_tile(acc, c_ptr, bias_ptr, aux_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
+                stride_auxm, stride_auxn,
+                HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr,
+                INDEX_64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The epilogue: c[tile] from the accumulator, rounded once to c's dtype; rows/cols past M/N
+    are masked. AUX says what the second (M, N) tensor `aux` is for:
+
+    "none"  c = act(acc + bias[n])
+    "pre"   aux = acc + bias[n] rounded to aux's dtype (the pre-activation a backward needs) and
+            c = act(aux) computed from that rounded value, so c is exactly what a separate
+            activation kernel reading aux would give: one launch and one (M, N) read fewer
+    "grad"  c = acc * act'(aux): acc is dy @ W of the layer after the activation (dy w.r.t. the
+            activation's output), aux the pre-activation saved in the forward; this is the
+            activation's backward done in the epilogue (the bias must be off)
+    """
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if INDEX_64:
         offs_m = offs_m.to(tl.int64)
         offs_n = offs_n.to(tl.int64)
+    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)   # (BLOCK_N,)
         acc += bias.to(acc.dtype)[None, :]
-    acc = _apply_activation(acc, ACTIVATION)
+    if AUX != "none":
+        aux_ptrs = aux_ptr + offs_m[:, None] * stride_auxm + offs_n[None, :] * stride_auxn
+    if AUX == "pre":
+        pre = _cast_value(acc, aux_ptr.dtype.element_ty)
+        tl.store(aux_ptrs, pre, mask=c_mask)
+        acc = _apply_activation(pre.to(acc.dtype), ACTIVATION)
+    elif AUX == "grad":
+        pre = tl.load(aux_ptrs, mask=c_mask, other=0.0).to(acc.dtype)
+        acc = _activation_grad(acc, pre, ACTIVATION)
+    else:
+        acc = _apply_activation(acc, ACTIVATION)
     c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     # _cast_value: bfloat16 rounds to nearest even on the GPU and in the interpreter alike
     tl.store(c_ptrs, _cast_value(acc, c_ptr.dtype.element_ty), mask=c_mask)

@@ -3,7 +3,8 @@
 Under the interpreter (no GPU) the kernel uses 16x16x16 tiles, so small shapes already hit the
 multi-tile, M/N-tail and K-tail paths. Covered: sizes 1, tails (17, 33, 65), transposed and
 sliced operands, batched with contiguous / stride-0 / non-collapsible batch dims, the bias +
-activation epilogue, `out=`, K == 0, float64's FMA path, bad input. GPU-marked tests run
+activation epilogue, its pre-activation / activation-derivative modes (the fused MLP), `out=`,
+K == 0, float64's FMA path, bad input. GPU-marked tests run
 realistic sizes with autotuning.
 """
 import pytest
@@ -41,6 +42,10 @@ def _ref(a, b, bias=None, activation=None):
     c = torch.matmul(a.double(), b.double())
     if bias is not None:
         c = c + bias.double()
+    return _activation(c, activation)
+
+
+def _activation(c, activation):
     if activation == "relu":
         c = F.relu(c)
     elif activation == "silu":
@@ -252,13 +257,13 @@ def test_autotuner_picks_the_fastest_variant_once(monkeypatch):
     a, b, c = torch.empty(8192, 768).t(), torch.empty(8192, 768), torch.empty(768, 768)   # dW = X^T @ dY
     views = [t[None, None] for t in (c, a, b)]
     meta = dict(HAS_BIAS=False, ACTIVATION="none")
-    assert K._pick_variant(*views, None, meta) == ("splitk", 7)
+    assert K._pick_variant(*views, None, None, meta) == ("splitk", 7)
     assert set(ran) == set(fake_ms)                                 # every candidate was tried
     n = len(ran)
-    assert K._pick_variant(*views, None, meta) == ("splitk", 7) and len(ran) == n   # remembered
+    assert K._pick_variant(*views, None, None, meta) == ("splitk", 7) and len(ran) == n   # remembered
     # batched: split-K is not a candidate, persistent wins
     views = [t.expand(2, 1, *t.shape) for t in (c, a, b)]
-    assert K._pick_variant(*views, None, meta) == ("persistent", None)
+    assert K._pick_variant(*views, None, None, meta) == ("persistent", None)
 
 
 def test_variant_bad_inputs():
@@ -275,15 +280,64 @@ def test_variant_bad_inputs():
         K.matmul(a, b, variant="splitk", split_k=0)
 
 
+# ---------------------------------------------------------------------------- MLP epilogues
+def _act_grad_ref(dy, pre, activation):
+    """dy * act'(pre) by torch autograd in float64 (an independent derivative)."""
+    x = pre.double().requires_grad_()
+    _activation(x, activation).backward(dy.double())
+    return x.grad
+
+
+@pytest.mark.parametrize("variant", K.VARIANTS)
+@pytest.mark.parametrize("activation", ["gelu", "gelu_exact", "silu", "relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pre_out_and_act_grad_epilogues(variant, activation, dtype):
+    """pre_out: the pre-activation a @ b + bias lands there and c = act(pre) of that rounded
+    value; act_grad_at: c = (a @ b) * act'(pre). Both against float64 torch, tails on M/N/K."""
+    a, w, bias = _rand(37, 50, dtype=dtype), _rand(29, 50, dtype=dtype), _rand(29, dtype=dtype)
+    pre = torch.full((37, 29), float("nan"), dtype=dtype, device=DEVICE)
+    c = K.matmul(a, w.t(), bias, activation, pre_out=pre, variant=variant)
+    _check(pre, a, w.t(), bias)                                            # the pre-activation
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(c.double(), _activation(pre.double(), activation), atol=atol, rtol=rtol)
+    dy, w2 = _rand(37, 61, dtype=dtype), _rand(61, 29, dtype=dtype)
+    g = K.matmul(dy, w2, None, activation, act_grad_at=pre, variant=variant)
+    expected = _act_grad_ref(dy.double() @ w2.double(), pre, activation)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(g.double(), expected, atol=atol * scale, rtol=rtol)
+
+
+def test_aux_epilogue_bad_inputs():
+    a, b = _rand(4, 5), _rand(5, 3)
+    pre = torch.empty(4, 3, device=DEVICE)
+    with pytest.raises(ValueError, match="needs an activation"):
+        K.matmul(a, b, pre_out=pre)
+    with pytest.raises(ValueError, match="not both"):
+        K.matmul(a, b, activation="gelu", pre_out=pre, act_grad_at=pre)
+    with pytest.raises(ValueError, match="takes no bias"):
+        K.matmul(a, b, _rand(3), "gelu", act_grad_at=pre)
+    with pytest.raises(ValueError, match=r"pre_out must be \(4, 3\) torch.float32"):
+        K.matmul(a, b, activation="gelu", pre_out=torch.empty(3, 4, device=DEVICE))
+    with pytest.raises(ValueError, match=r"act_grad_at must be"):
+        K.matmul(a, b, activation="gelu", act_grad_at=pre.to(torch.float64))
+    with pytest.raises(ValueError, match="one \\(M, K\\) @ \\(K, N\\) matrix"):
+        K.matmul(_rand(2, 4, 5), _rand(2, 5, 3), activation="gelu", pre_out=pre)
+    with pytest.raises(ValueError, match="stride-0"):
+        K.matmul(a, b, activation="gelu", pre_out=torch.empty(1, 3, device=DEVICE).expand(4, 3))
+
+
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
 from kernels import matmul as M
 fn = M._matmul_fwd_kernel
 unit = {"stride_ak", "stride_bn", "stride_cn"}        # specialised to 1 at run time
-for dt, (bm, bn, bk, w, st), act in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh"),
-                                     ("fp32", (128, 128, 32, 8, 3), "gelu_exact"),
-                                     ("fp64", (32, 32, 8, 4, 2), "silu")]:
-    const = dict(HAS_BIAS=True, ACTIVATION=act, FP64_FMA=dt == "fp64", DOT_PRECISION="tf32",
+# the MLP's epilogues: "pre" (store the pre-activation too) and "grad" (activation derivative)
+for dt, (bm, bn, bk, w, st), act, aux in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "none"),
+                                          ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "pre"),
+                                          ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "grad"),
+                                          ("fp32", (128, 128, 32, 8, 3), "gelu_exact", "grad"),
+                                          ("fp64", (32, 32, 8, 4, 2), "silu", "grad")]:
+    const = dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, FP64_FMA=dt == "fp64", DOT_PRECISION="tf32",
                  UPCAST_DOT=False, INDEX_64=False, EVEN_K=False,
                  BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8, **{u: 1 for u in unit})
     sig, attrs = {}, {}
@@ -296,7 +350,7 @@ for dt, (bm, bn, bk, w, st), act in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh")
             sig[name], attrs[(i,)] = "i32", [["tt.divisibility", 16]]
     k = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": w, "num_stages": st})
-    print(dt, "ok, shared memory", k.metadata.shared)
+    print(dt, aux, "ok, shared memory", k.metadata.shared)
 """
 
 

@@ -390,7 +390,7 @@ def configs(cfgs):
 _MATMUL_PERSISTENT = r"""
 from kernels import matmul_persistent as P
 
-TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr")}
+TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr", "aux_ptr")}
 seen = set()
 for case, M, N, K, la, lb in SHAPES:
     tiles = triton.cdiv(M, 128) * triton.cdiv(N, 128)
@@ -402,8 +402,10 @@ for case, M, N, K, la, lb in SHAPES:
         if flags in seen:
             continue
         seen.add(flags)
+        # the MLP's epilogues: fc stores its pre-activation, dX of mlp.proj applies GELU'
+        aux = "pre" if "fc" in case else "none"
         const = dict(HAS_BIAS=case.startswith("fwd"), ACTIVATION="gelu_tanh" if "fc" in case else "none",
-                     DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=flags[2],
+                     AUX=aux, DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=flags[2],
                      USE_TMA=True, A_T=la == "t", B_T=lb == "t", FLATTEN=True, B1=1, BATCH=1,
                      **kw, **unit_strides(la, lb))
         sm90(P._matmul_persistent_kernel, const, TYPES, num_warps=w, num_stages=st,
@@ -412,11 +414,11 @@ for case, M, N, K, la, lb in SHAPES:
 for dt, kw, w, st, tma in [("bf16", dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8, 3, True)]:
-    const = dict(HAS_BIAS=True, ACTIVATION="gelu_exact", DOT_PRECISION="tf32", UPCAST_DOT=False,
-                 INDEX_64=False, EVEN_K=tma, USE_TMA=tma, A_T=tma, B_T=False, FLATTEN=True, **kw,
+    const = dict(HAS_BIAS=False, ACTIVATION="gelu_exact", AUX="grad", DOT_PRECISION="tf32",
+                 UPCAST_DOT=False, INDEX_64=False, EVEN_K=tma, USE_TMA=tma, A_T=tma, B_T=False, FLATTEN=True, **kw,
                  **unit_strides("t" if tma else "n", "n"))
     sm90(P._matmul_persistent_kernel, const, {n: "*" + dt for n in TYPES}, num_warps=w, num_stages=st,
-         tag=f"{dt} {'TMA a^T' if tma else 'pointers, batched, K tail'}")
+         tag=f"{dt} {'TMA a^T' if tma else 'pointers, batched, K tail'}, GELU' epilogue")
 done()
 """
 
@@ -443,10 +445,12 @@ sm90(S._matmul_splitk_partial_kernel,
      {"ws_ptr": "*fp32", "a_ptr": "*fp32", "b_ptr": "*fp32"}, num_warps=8, num_stages=3,
      tag="fp32 K tail")
 bm, bn, w = S.REDUCE_BLOCKS
-for dt, act in [("bf16", "gelu_tanh"), ("fp32", "none")]:
+for dt, act, aux in [("bf16", "gelu_tanh", "pre"), ("bf16", "gelu_tanh", "grad"), ("fp32", "none", "none")]:
     sm90(S._matmul_splitk_reduce_kernel,
-         dict(HAS_BIAS=True, ACTIVATION=act, INDEX_64=False, BLOCK_M=bm, BLOCK_N=bn, stride_cn=1),
-         {"c_ptr": "*" + dt, "ws_ptr": "*fp32", "bias_ptr": "*" + dt}, num_warps=w, tag=f"{dt} {act}")
+         dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, INDEX_64=False, BLOCK_M=bm, BLOCK_N=bn,
+              stride_cn=1),
+         {"c_ptr": "*" + dt, "ws_ptr": "*fp32", "bias_ptr": "*" + dt, "aux_ptr": "*" + dt}, num_warps=w,
+         tag=f"{dt} {act} {aux}")
 done()
 """
 
