@@ -222,6 +222,32 @@ class Backend(ABC):
         M, N = self.shape(out)
         return self.binary("add", out, self.expand(self.reshape(bias, (1, N)), (M, N)))
 
+    # An MLP's activation inside its two matmuls (minigrad/ops/matmul.py MLP): the forward's first matmul
+    # also returns the pre-activation, the backward's matmul applies the activation's derivative.
+    # A backend may do both in the matmul's epilogue (no activation kernels, no (M, N) round trip);
+    # these defaults, built from the methods above, are the specification.
+    MLP_ACTIVATIONS = ("gelu", "gelu_exact", "silu")     # gelu = the tanh form (GPT-2), as in GPTConfig
+
+    def _activation_fwd(self, x: Array, activation: str) -> Array:
+        if activation == "silu":
+            return self.silu_fwd(x)
+        return self.gelu_fwd(x, "tanh" if activation == "gelu" else "none")
+
+    def matmul_bias_act(self, a: Array, b: Array, bias: Optional[Array], activation: str,
+                        ) -> tuple[Array, Array]:
+        """(y, pre): pre = a (M, K) @ b (K, N) + bias (as matmul_bias), y = activation(pre), both
+        (M, N) in a's dtype; activation one of MLP_ACTIVATIONS."""
+        pre = self.matmul_bias(a, b, bias)
+        return self._activation_fwd(pre, activation), pre
+
+    def matmul_act_grad(self, a: Array, b: Array, pre: Array, activation: str) -> Array:
+        """d(pre) = (a (M, K) @ b (K, N)) * activation'(pre): a @ b is the gradient with respect to
+        the activation's output y = activation(pre), pre (M, N) the saved pre-activation."""
+        dy = self.matmul(a, b)
+        if activation == "silu":
+            return self.silu_bwd(dy, pre)
+        return self.gelu_bwd(dy, pre, "tanh" if activation == "gelu" else "none")
+
     # ------------------------------------------------------------------ tier 3: fused pairs
     @abstractmethod
     def softmax_fwd(self, x: Array) -> Array:

@@ -256,6 +256,20 @@ class CheckedBackend(Backend):
         acc = "float64" if self._d(logits) == "float64" else "float32"
         return self._check(losses, (self._s(logits)[0],), acc, "cross_entropy_fwd_bwd_")
 
+    def matmul_bias_act(self, a, b, bias, activation):
+        assert activation in self.MLP_ACTIVATIONS, f"matmul_bias_act: activation {activation!r}"
+        y, pre = self.inner.matmul_bias_act(a, b, bias, activation)
+        shape = (self._s(a)[0], self._s(b)[1])
+        self._check(pre, shape, self._d(a), "matmul_bias_act pre")
+        return self._check(y, shape, self._d(a), "matmul_bias_act y"), pre
+
+    def matmul_act_grad(self, a, b, pre, activation):
+        assert activation in self.MLP_ACTIVATIONS, f"matmul_act_grad: activation {activation!r}"
+        shape = (self._s(a)[0], self._s(b)[1])
+        assert tuple(self._s(pre)) == shape, f"matmul_act_grad: pre {self._s(pre)} != {shape}"
+        out = self.inner.matmul_act_grad(a, b, pre, activation)
+        return self._check(out, shape, self._d(a), "matmul_act_grad")
+
     def matmul_bias(self, a, b, bias):
         out = self.inner.matmul_bias(a, b, bias)
         return self._check(out, (self._s(a)[0], self._s(b)[1]), self._d(a), "matmul_bias")

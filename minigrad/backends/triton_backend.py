@@ -52,6 +52,8 @@ _TORCH_DTYPES = {
 }
 _DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
 _HALF = (torch.float16, torch.bfloat16)
+# Backend.MLP_ACTIVATIONS -> the matmul epilogue's activation names
+_MATMUL_ACTIVATION = {"gelu": "gelu_tanh", "gelu_exact": "gelu_exact", "silu": "silu"}
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:
@@ -252,6 +254,14 @@ class TritonBackend(Backend):
 
     def matmul_bias(self, a, b, bias):
         return _mm.matmul(a, b, bias=bias)                   # the bias in the epilogue
+
+    def matmul_bias_act(self, a, b, bias, activation):
+        pre = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
+        y = _mm.matmul(a, b, bias=bias, activation=_MATMUL_ACTIVATION[activation], pre_out=pre)
+        return y, pre                                        # pre and y from one epilogue
+
+    def matmul_act_grad(self, a, b, pre, activation):
+        return _mm.matmul(a, b, activation=_MATMUL_ACTIVATION[activation], act_grad_at=pre)
 
     # ------------------------------------------------------------------ tier 3: softmax family
     def softmax_fwd(self, x):

@@ -2,7 +2,8 @@
 
 The fused ones (softmax, log_softmax, layer_norm, rms_norm, gelu, silu, dropout, embedding,
 cross_entropy, scaled_dot_product_attention) are single Functions from fused.py; the rest
-(linear, relu, mse_loss, ...) compose primitives.
+(linear, relu, mse_loss, ...) compose primitives; linear and mlp are single Functions whose bias
+and activation ride in the matmul epilogues.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from .. import random as _random
 from ..shapes import normalize_dim
 from ..tensor import Tensor, broadcast_shapes
+from ..ops.matmul import MLP as _MLP
 from ..ops.matmul import Linear as _Linear
 from ..tensor_movement import value_range
 from . import fused
@@ -129,6 +131,35 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         return y.reshape(lead + (weight.shape[0],)) if x.ndim != 2 else y
     y = x.matmul(weight.transpose(0, 1))
     return y + bias if bias is not None else y
+
+
+_MLP_ACTIVATIONS = {"gelu": lambda h: gelu(h, approximate="tanh"), "gelu_exact": lambda h: gelu(h),
+                    "silu": lambda h: silu(h)}
+
+
+def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Tensor] = None,
+        proj_bias: Optional[Tensor] = None, activation: str = "gelu") -> Tensor:
+    """linear(act(linear(x, fc_weight, fc_bias)), proj_weight, proj_bias): the transformer MLP.
+
+    fc_weight (H, C), proj_weight (C_out, H), x (..., C) -> (..., C_out). activation: "gelu" (the
+    tanh approximation, GPT-2's), "gelu_exact" (erf) or "silu". The same numbers as the three calls,
+    as one Function whose activation runs inside the matmuls' epilogues (forward and backward).
+    """
+    if activation not in _MLP_ACTIVATIONS:
+        raise ValueError(f"mlp: activation must be one of {tuple(_MLP_ACTIVATIONS)}, got {activation!r}")
+    if x.shape[-1] != fc_weight.shape[1] or proj_weight.shape[1] != fc_weight.shape[0]:
+        raise ValueError(f"mlp: x {x.shape}, fc_weight {fc_weight.shape} (H, C) and proj_weight "
+                         f"{proj_weight.shape} (C_out, H) do not fit")
+    if (fc_bias is None) != (proj_bias is None):
+        raise ValueError("mlp: give both biases or neither")
+    tensors = [fc_weight, proj_weight] + ([fc_bias, proj_bias] if fc_bias is not None else [])
+    if x.ndim < 2 or any(t.dtype != x.dtype for t in tensors):
+        h = _MLP_ACTIVATIONS[activation](linear(x, fc_weight, fc_bias))
+        return linear(h, proj_weight, proj_bias)
+    lead = x.shape[:-1]
+    x2 = _floating(x, "mlp").reshape(-1, x.shape[-1]) if x.ndim != 2 else x   # (N, C), a view if it can be
+    y = _MLP.apply(x2, *tensors, activation=activation)                       # (N, C_out)
+    return y.reshape(lead + (proj_weight.shape[0],)) if x.ndim != 2 else y
 
 
 def host_ids(values, device: str) -> Tensor:
