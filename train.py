@@ -368,7 +368,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval)
     start_iter, stopped_early = iter_num, False
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
-    # one CUDA graph replay per step where it applies (one process, a GPU, no dropout), else None
+    # one CUDA graph replay per step where it applies (one process, a GPU), else None
     graph_step = (train_step_graph(model, optimizer, cfg.grad_clip, cfg.grad_accum_steps, cfg.batch_size,
                                    cfg.block_size) if cfg.cuda_graph and device == "cuda" and ddp.world_size == 1
                   else None)

@@ -7,6 +7,10 @@ What it computes
     The random number of an element depends only on (seed, its row-major index in x's
     logical shape), so the mask is the same whether x is contiguous or a strided view, and
     the same on the GPU and in the interpreter for a given seed (Philox is counter based).
+    seed_offset (optional, a 1-element int64 device tensor): the key is seed + seed_offset[0],
+    read by the kernel at run time. A CUDA graph freezes the host seed of every captured launch;
+    rewriting the offset before each replay gives each replayed step new masks
+    (`seed_offset_tensor` / `set_seed_offset_`, used by models/cuda_graph.py).
 
 How work is split
     Like elementwise.py: each program handles BLOCK flat indices, reads x (any strided view,
@@ -27,11 +31,13 @@ Salmon et al. 2011 (Philox).
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.elementwise import fill_ as _fill_
 from kernels.copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
                           check_tensor, collapse_dims, needs_int64, pad_sizes, pad_strides)
 
@@ -44,14 +50,24 @@ def _decode_double(bits):
     return tl.cast(bits, tl.int64).to(tl.float64, bitcast=True)
 
 
+@triton.jit
+def philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET: tl.constexpr):
+    """The Philox key: the host seed, plus the device-resident offset when there is one."""
+    key = seed
+    if HAS_SEED_OFFSET:                      # resolved at compile time: one return type
+        key = seed.to(tl.int64) + tl.load(seed_offset_ptr)
+    return key
+
+
 @triton.jit(do_not_specialize=["seed", "scale_bits"])
 def _dropout_fwd_kernel(
-    y_ptr, mask_ptr, x_ptr,
+    y_ptr, mask_ptr, x_ptr, seed_offset_ptr,
     x_s0, x_s1, x_s2, x_s3, x_s4, x_s5,      # x strides (elements); y and mask are contiguous
     d1, d2, d3, d4, d5, N,
     p,                                       # drop probability (float32; 2.0 means drop all)
     scale_bits,                              # 1 / (1 - p) as float64 bits
-    seed,                                    # Philox key
+    seed,                                    # Philox key (plus seed_offset_ptr[0] if HAS_SEED_OFFSET)
+    HAS_SEED_OFFSET: tl.constexpr,
     COMPUTE: tl.constexpr, RANK: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr,
 ):
     idx = _flat_index(BLOCK, INDEX64)                                            # (BLOCK,)
@@ -59,7 +75,7 @@ def _dropout_fwd_kernel(
     i0, i1, i2, i3, i4, i5 = _unravel(idx, d1, d2, d3, d4, d5, RANK)
     x_off = _offset(i0, i1, i2, i3, i4, i5, x_s0, x_s1, x_s2, x_s3, x_s4, x_s5, RANK)
     x = tl.load(x_ptr + x_off, mask=in_bounds, other=0).to(COMPUTE)
-    r = tl.rand(seed, idx)                    # uniform [0, 1), keyed by the logical index
+    r = tl.rand(philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET), idx)   # uniform [0, 1), keyed by the logical index
     keep = r >= p
     scale = _decode_double(scale_bits).to(COMPUTE)
     y = tl.where(keep, x * scale, 0.0)
@@ -104,9 +120,33 @@ def _compute(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def dropout_fwd(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (y, mask): y = x * mask / (1 - p), mask bool (True = kept), both contiguous."""
+def seed_offset_tensor(device) -> torch.Tensor:
+    """A 1-element int64 device tensor holding 0: a seed offset for the dropout kernels."""
+    return _fill_(torch.empty(1, dtype=torch.int64, device=device), 0)
+
+
+def set_seed_offset_(seed_offset: torch.Tensor, value: int) -> None:
+    """seed_offset[0] = value, by a kernel launch (not a host write: the tensor is device memory,
+    and the launch is stream-ordered with the work that reads it)."""
+    check_seed_offset(seed_offset, seed_offset.device)
+    _fill_(seed_offset, int(value))
+
+
+def check_seed_offset(seed_offset: torch.Tensor, device) -> None:
+    if not (isinstance(seed_offset, torch.Tensor) and seed_offset.shape == (1,)
+            and seed_offset.dtype == torch.int64 and seed_offset.device == device):
+        raise ValueError(f"seed_offset must be a (1,) int64 tensor on {device}; got "
+                         f"{getattr(seed_offset, 'shape', type(seed_offset).__name__)} "
+                         f"{getattr(seed_offset, 'dtype', '')}")
+
+
+def dropout_fwd(x: torch.Tensor, p: float, seed: int, seed_offset: Optional[torch.Tensor] = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (y, mask): y = x * mask / (1 - p), mask bool (True = kept), both contiguous.
+    The Philox key is seed (+ seed_offset[0] read on the device, when given)."""
     check_tensor(x, "dropout_fwd x")
+    if seed_offset is not None:
+        check_seed_offset(seed_offset, x.device)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"dropout_fwd: x must be a float tensor, got {x.dtype}")
     p = _check_p(p)
@@ -119,9 +159,9 @@ def dropout_fwd(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, tor
     check_rank(sizes, "dropout_fwd")
     block = block_size(x.dtype)
     _dropout_fwd_kernel[(cdiv(n, block),)](
-        y, mask, x, *pad_strides(x_st), *pad_sizes(sizes), n,
-        2.0 if p >= 1.0 else p, _scale_bits(p), int(seed),
-        COMPUTE=_compute(x.dtype), RANK=len(sizes), INDEX64=needs_int64(sizes, [x_st]),
+        y, mask, x, seed_offset if seed_offset is not None else x, *pad_strides(x_st),
+        *pad_sizes(sizes), n, 2.0 if p >= 1.0 else p, _scale_bits(p), int(seed),
+        HAS_SEED_OFFSET=seed_offset is not None, COMPUTE=_compute(x.dtype), RANK=len(sizes), INDEX64=needs_int64(sizes, [x_st]),
         BLOCK=block, num_warps=4)
     return y, mask
 

@@ -19,8 +19,10 @@ What the graph needs from the step, and how this project provides it:
   - no host read of device data (a sync cannot be captured): token ids are validated on the host
     by `validate` before the copy, and the static buffers carry a known id range (F.with_known_range);
   - launches whose arguments do not change: AdamW's scalars and pointer tables live on the device;
-  - no host-drawn randomness: dropout draws a seed on the host per call, which a graph would
-    freeze, so `train_step_graph` refuses models with dropout > 0 (they run eagerly).
+  - randomness that changes per replay: dropout draws its seeds on the host per call, which the
+    capture freezes into the graph's launches; the kernels add a seed offset they read from
+    device memory (`Backend.set_dropout_seed_offset_`), which `before_replay` rewrites with a new
+    host-drawn value before every replay, so each step gets new masks.
 
 What it does not do: capture evaluation or sampling, or change shapes (one graph per step shape).
 The graph object comes from the backend (`Backend.cuda_graph()`: torch.cuda.CUDAGraph on a GPU);
@@ -126,8 +128,8 @@ def train_step_graph(model, optimizer, grad_clip: float, accum: int, batch_size:
                      block_size: int, log: Callable[[str], None] = print,
                      make_graph: Optional[Callable] = None) -> Optional[GraphedStep]:
     """A GraphedStep for train.py's step, or None (with the reason logged) where graphs do not
-    apply: a backend without CUDA graphs (NumPy, Triton's interpreter), dropout > 0 (host-drawn
-    seeds would be frozen), or an optimizer without prepare_step/apply_step."""
+    apply: a backend without CUDA graphs (NumPy, Triton's interpreter) or an optimizer without
+    prepare_step/apply_step."""
     backend = model.transformer.wte.weight.backend
     if make_graph is None:
         try:
@@ -136,10 +138,6 @@ def train_step_graph(model, optimizer, grad_clip: float, accum: int, batch_size:
             log(f"note: --cuda_graph: not available here ({e}); running eagerly")
             return None
         make_graph = backend.cuda_graph
-    if model.config.dropout > 0:
-        log("note: --cuda_graph: dropout > 0 draws its seeds on the host each step, which a graph "
-            "would freeze; running eagerly")
-        return None
     if not (hasattr(optimizer, "prepare_step") and hasattr(optimizer, "apply_step")):
         log(f"note: --cuda_graph: {type(optimizer).__name__} cannot split its step; running eagerly")
         return None
@@ -154,8 +152,13 @@ def train_step_graph(model, optimizer, grad_clip: float, accum: int, batch_size:
             if lo < 0 or hi >= V:
                 raise IndexError(f"{what}: token ids must be in [0, {V - 1}] (vocab_size={V}), "
                                  f"got values in [{lo}, {hi}]")
+    def before_replay() -> None:
+        optimizer.prepare_step()             # the step's lr and bias corrections, on the device
+        if model.config.dropout > 0:         # new dropout masks for this replay (see the docstring)
+            backend.set_dropout_seed_offset_(int(minigrad.random.default_generator().integers(0, 2 ** 62)))
+
     return GraphedStep(train_step_fn(model, optimizer, grad_clip), static, make_graph,
-                       before_replay=optimizer.prepare_step, validate=validate, log=log)
+                       before_replay=before_replay, validate=validate, log=log)
 
 
 __all__ = ["GraphedStep", "train_step_fn", "train_step_graph"]

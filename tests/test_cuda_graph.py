@@ -7,8 +7,9 @@ replay does by re-running the same kernels on the same addresses). They prove: e
 host arrays land in the static input buffers; the runner calls the step eagerly only for the
 warmup and captures it once; later calls are replays returning the same output objects;
 before_replay runs before the capture and every replay; a failed capture falls back to eager
-steps with a message; and a graphed GPT training run gives exactly the eager run's losses and
-weights (NumPy backend).
+steps with a message; a graphed GPT training run gives exactly the eager run's losses and
+weights (NumPy backend); and with dropout, whose host seeds a graph freezes (`FrozenSeedsGraph`
+simulates that), each replay still draws new masks through the device-side seed offset.
 """
 from __future__ import annotations
 
@@ -135,7 +136,51 @@ def test_train_step_graph_says_why_it_is_not_used():
     model, opt = _model()
     assert train_step_graph(model, opt, 1.0, 1, 2, 8, log=log.append) is None    # NumPy backend
     assert "no CUDA graphs" in log[-1]
+
+
+class FrozenSeedsGraph(FakeGraph):
+    """A fake graph that also freezes host randomness as a CUDA graph does: every replay runs the
+    step with minigrad's generator at its capture-time state, so the step's host-drawn dropout
+    seeds are the captured ones (and the generator is left as it was: a real replay draws
+    nothing on the host). Only what the step reads from memory at run time can change."""
+
+    def capture(self, fn):
+        self.state = minigrad.get_rng_state()
+        return super().capture(fn)
+
+    def replay(self):
+        now = minigrad.get_rng_state()
+        minigrad.set_rng_state(self.state)
+        try:
+            super().replay()
+        finally:
+            minigrad.set_rng_state(now)
+
+
+def _dropout_losses(monkeypatch, reseed: bool) -> list[float]:
+    """Losses of 5 graphed steps on one batch with lr 0 (the weights never change): they differ
+    only if the dropout masks do."""
     minigrad.manual_seed(3)
-    dropout = GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=1, n_head=2, n_embd=16, dropout=0.1))
-    assert train_step_graph(dropout, opt, 1.0, 1, 2, 8, log=log.append, make_graph=FakeGraph) is None
-    assert "dropout" in log[-1]
+    model = GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=1, n_head=2, n_embd=16, dropout=0.3))
+    opt = model.configure_optimizers(0.0, 0.0, (0.9, 0.95))
+    backend = model.transformer.wte.weight.backend
+    inner = getattr(backend, "inner", backend)
+    monkeypatch.setattr(inner, "dropout_seed_offset", 0)      # put back to 0 for later tests
+    if not reseed:      # what the graph would do without the device-side offset: frozen masks
+        monkeypatch.setattr(backend, "set_dropout_seed_offset_", lambda offset: None)
+    runner = train_step_graph(model, opt, 1.0, accum=1, batch_size=2, block_size=8,
+                              make_graph=FrozenSeedsGraph)
+    x = np.arange(16).reshape(1, 2, 8) % 13
+    return [float(runner(x, (x + 1) % 13).item()) for _ in range(5)]
+
+
+def test_graphed_dropout_draws_new_masks_on_every_replay(monkeypatch):
+    """With dropout the graph is used (it no longer refuses), and each replay's masks are new:
+    before_replay writes a new seed offset that the dropout kernels add to their frozen seeds.
+    The control run without the offset shows the test can fail: frozen seeds, equal losses."""
+    frozen = _dropout_losses(monkeypatch, reseed=False)
+    replays = frozen[3:]                       # 2 eager warmups, the capture, then replays
+    assert replays[0] == replays[1] == frozen[2]
+    monkeypatch.undo()
+    fresh = _dropout_losses(monkeypatch, reseed=True)
+    assert len(set(fresh[2:])) == 3, fresh     # the capture and both replays: new masks each

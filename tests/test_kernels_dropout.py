@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from kernel_testing import DEVICE  # noqa: E402
-from kernels.dropout import dropout_bwd, dropout_fwd  # noqa: E402
+from kernels.dropout import dropout_bwd, dropout_fwd, seed_offset_tensor, set_seed_offset_  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) of y against x * mask / (1 - p) computed in float64
 TOL = {
@@ -42,6 +42,37 @@ def test_mask_is_reproducible_and_layout_independent():
     xe = x[:1].expand(40, 50)                                        # expanded input
     ye, me = dropout_fwd(xe, 0.3, seed=7)
     assert torch.equal(me, m1) and torch.allclose(ye, xe * m1 / 0.7)
+
+
+def test_seed_offset_is_read_on_the_device_and_added_to_the_seed():
+    """The key is seed + seed_offset[0]: the CUDA-graph step rewrites the offset before each replay
+    so frozen host seeds still give new masks."""
+    x = torch.randn(40, 50, device=DEVICE)
+    off = seed_offset_tensor(DEVICE)
+    _, m0 = dropout_fwd(x, 0.3, seed=7, seed_offset=off)                  # offset 0
+    assert torch.equal(m0, dropout_fwd(x, 0.3, seed=7)[1])
+    set_seed_offset_(off, 2 ** 40 + 5)
+    _, m1 = dropout_fwd(x, 0.3, seed=7, seed_offset=off)
+    assert torch.equal(m1, dropout_fwd(x, 0.3, seed=7 + 2 ** 40 + 5)[1])
+    assert (m1 != m0).double().mean() > 0.2
+    with pytest.raises(ValueError, match="seed_offset must be a \\(1,\\) int64"):
+        dropout_fwd(x, 0.3, seed=7, seed_offset=torch.zeros(2, dtype=torch.int64, device=DEVICE))
+
+
+def test_backends_add_their_seed_offset():
+    """Backend.set_dropout_seed_offset_: the mask of (seed, offset) is the mask of seed + offset,
+    on the NumPy spec and the Triton backend alike (each with its own generator)."""
+    import numpy as np
+    from minigrad.backends.numpy_backend import NumpyBackend
+    from minigrad.backends.triton_backend import TritonBackend
+    for be in (NumpyBackend(), TritonBackend()):
+        x = be.from_numpy(np.ones((30, 20), dtype=np.float32))
+        plain = be.to_numpy(be.dropout_fwd(x, 0.4, 1234 + 99)[1])
+        be.set_dropout_seed_offset_(99)
+        shifted = be.to_numpy(be.dropout_fwd(x, 0.4, 1234)[1])
+        np.testing.assert_array_equal(shifted, plain)
+        be.set_dropout_seed_offset_(0)
+        assert (be.to_numpy(be.dropout_fwd(x, 0.4, 1234)[1]) != plain).mean() > 0.2
 
 
 def test_p_zero_and_one():

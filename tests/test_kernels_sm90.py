@@ -350,14 +350,16 @@ from kernels import dropout as D
 def block(dt):
     return 2048 if dt in ("bf16", "fp16") else 1024
 
-for dt, rank, seed in [("bf16", 1, "i64"), ("fp32", 1, "i32"), ("fp16", 3, "i64"), ("fp64", 1, "i64")]:
+# the seed offset read from device memory (CUDA-graph steps) with both seed widths
+for dt, rank, seed, offset in [("bf16", 1, "i64", True), ("fp32", 1, "i32", True), ("fp16", 3, "i64", False),
+                               ("fp64", 1, "i64", False)]:
     compute = tl.float64 if dt == "fp64" else tl.float32
-    const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt))
+    const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt), HAS_SEED_OFFSET=offset)
     if rank == 1:
         const["x_s5"] = 1
     sm90(D._dropout_fwd_kernel, const,
-         {"y_ptr": "*" + dt, "mask_ptr": "*i1", "x_ptr": "*" + dt, "p": "fp32", "scale_bits": "i64",
-          "seed": seed}, tag=f"{dt} rank {rank} seed {seed}")
+         {"y_ptr": "*" + dt, "mask_ptr": "*i1", "x_ptr": "*" + dt, "seed_offset_ptr": "*i64", "p": "fp32",
+          "scale_bits": "i64", "seed": seed}, tag=f"{dt} rank {rank} seed {seed} offset {offset}")
     const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt))
     if rank == 1:
         const.update(g_s5=1, m_s5=1)

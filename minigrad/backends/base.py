@@ -313,9 +313,17 @@ class Backend(ABC):
     def dropout_fwd(self, x: Array, p: float, seed: int) -> tuple[Array, Array]:
         """Keep each element with probability 1-p and scale kept ones by 1/(1-p).
 
-        The mask is drawn from `seed` (on the GPU inside the kernel, never on the host).
+        The mask is drawn from `seed` + the backend's dropout seed offset (0 unless
+        `set_dropout_seed_offset_` was called; on the GPU inside the kernel, never on the host).
         Returns (y, mask) where mask is a bool array of x's shape (True = kept).
         """
+
+    @abstractmethod
+    def set_dropout_seed_offset_(self, offset: int) -> None:
+        """From now on every dropout mask of this backend (dropout_fwd, attention with dropout)
+        is drawn from key seed + offset. On the GPU the offset lives in device memory and the
+        kernels read it when they run, so a captured CUDA graph, whose host seeds are frozen,
+        draws new masks on each replay after a new offset (models/cuda_graph.py)."""
 
     @abstractmethod
     def dropout_bwd(self, dy: Array, mask: Array, p: float) -> Array:

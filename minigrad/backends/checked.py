@@ -215,6 +215,9 @@ class CheckedBackend(Backend):
         self._check(y, self._s(x), self._d(x), "dropout_fwd")
         return y, mask
 
+    def set_dropout_seed_offset_(self, offset):
+        return self.inner.set_dropout_seed_offset_(offset)
+
     def dropout_bwd(self, dy, mask, p):
         return self._check(self.inner.dropout_bwd(dy, mask, p), self._s(dy), self._d(dy),
                            "dropout_bwd")

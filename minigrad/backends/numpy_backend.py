@@ -64,6 +64,7 @@ def _stat_dtype(x: np.ndarray):
 class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
+    dropout_seed_offset = 0         # added to every dropout seed (set_dropout_seed_offset_)
 
     def __init__(self):
         keep_freed_memory()      # reuse freed arrays' pages: see host_memory.py for why
@@ -330,8 +331,11 @@ class NumpyBackend(Backend):
         s = self.unary("sigmoid", x)
         return np.asarray(dy * s * (1 + x * (1 - s)), dtype=x.dtype)
 
+    def set_dropout_seed_offset_(self, offset):
+        self.dropout_seed_offset = int(offset)
+
     def dropout_fwd(self, x, p, seed):
-        mask = np.asarray(np.random.default_rng(seed).random(x.shape) >= p)
+        mask = np.asarray(np.random.default_rng(seed + self.dropout_seed_offset).random(x.shape) >= p)
         return np.asarray(x * mask / (1 - p), dtype=x.dtype), mask
 
     def dropout_bwd(self, dy, mask, p):

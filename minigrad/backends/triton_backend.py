@@ -92,6 +92,7 @@ class TritonBackend(Backend):
 
     def __init__(self):
         self.storage_device = _storage_device()
+        self.dropout_seed_offset: Optional[torch.Tensor] = None   # (1,) int64 once set
 
     def device_name(self) -> str:
         if self.storage_device.type == "cuda":
@@ -302,8 +303,13 @@ class TritonBackend(Backend):
     def silu_bwd(self, dy, x):
         return _ew.silu_bwd(dy, x)
 
+    def set_dropout_seed_offset_(self, offset):
+        if self.dropout_seed_offset is None:     # created on first use: eager runs never pay for it
+            self.dropout_seed_offset = _dropout.seed_offset_tensor(self.storage_device)
+        _dropout.set_seed_offset_(self.dropout_seed_offset, offset)
+
     def dropout_fwd(self, x, p, seed):
-        return _dropout.dropout_fwd(x, p, seed)
+        return _dropout.dropout_fwd(x, p, seed, self.dropout_seed_offset)
 
     def dropout_bwd(self, dy, mask, p):
         return _dropout.dropout_bwd(dy, mask, p)
