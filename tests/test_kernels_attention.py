@@ -397,3 +397,12 @@ def test_gpu_head_dims_fp16(monkeypatch, D):
 def test_gpu_kv_cache_and_bias_fixed_config():
     _check(2, 4, 100, 333, 64, True, torch.bfloat16,
            bias=torch.randn(1, 1, 100, 333, device=DEVICE).expand(2, 4, 100, 333))
+
+
+@gpu
+@pytest.mark.parametrize("causal", [True, False])
+def test_gpu_dropout_autotuned(monkeypatch, causal):
+    # the autotuned launch (seed passed per call, outside the tuning signature) on a real GPU
+    monkeypatch.setattr(A, "AUTOTUNE", True)
+    _check_dropout(2, 4, 256, 200, 64, causal, p=0.1, seed=99, dtype=torch.bfloat16)
+    _check_dropout(2, 4, 256, 200, 64, causal, p=0.1, seed=100, dtype=torch.bfloat16)
