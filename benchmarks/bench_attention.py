@@ -10,7 +10,7 @@ Baseline: torch.nn.functional.scaled_dot_product_attention inside
 
 Forward: ours = attention_fwd (returns o and lse); torch = SDPA forward without grad.
 Backward: timed **alone** on both sides, with the forward done once outside the timing:
-ours = attention_bwd (preprocess + dk/dv + dq kernels); torch = torch.autograd.grad of the flash
+ours = attention_bwd (dq-and-delta + dk/dv kernels); torch = torch.autograd.grad of the flash
 SDPA output with retain_graph (flash backward kernel; no .grad accumulation).
 
 FLOPs: forward 4*B*H*T*S*D (two matmuls), halved for causal; backward 2.5x forward (five

@@ -18,20 +18,37 @@ Backward (p recomputed from q, k and the saved lse, never stored):
 
 The bias gets no gradient.
 
+Dropout on the probabilities (dropout_p = p > 0), FlashAttention-2 style, the mask never stored:
+
+    keep[b, h, i, j] = tl.rand(seed, ((b*H + h)*T + i)*S + j) >= p      (Philox, counter based)
+    o = (p_ij * keep / (1 - p)) @ v          lse, m and l stay those of the undropped p
+    dv = (p * keep / (1 - p))^T @ do;   dp = (do @ v^T) * keep / (1 - p);   ds = p * (dp - delta)
+
+delta = rowsum(do * o) still equals rowsum(p * dp) with the dropped o and dp. The counter is the
+row-major index of (b, h, i, j) in the (B, H, T, S) probability matrix, so the mask is exactly the
+one kernels/dropout.py draws for softmax(s) of that shape with the same seed: the fused op equals
+scores -> softmax -> dropout -> @ v. The backward kernels draw the same numbers again from the
+seed. p == 1 gives o = 0 and zero gradients (scale passed as 0, never inf). HAS_DROPOUT is a
+constexpr: without dropout the Philox code is not compiled in at all. Counters are int32 unless
+B*H*T*S (plus block padding) reaches 2**31 (INDEX64; the same numbers either way).
+
 Work split. The T x S score matrix is never materialised: each program streams over blocks.
 - forward: one program per (BLOCK_M query rows, b*h). It loops over BLOCK_N key blocks with an
   *online softmax*: keep the running row max m, the running sum l and the unnormalised output
   acc; for each new block rescale acc and l by exp(m_old - m_new). Scores live in log2 units
   (scale*log2(e) is folded into one multiply, then exp2, which is what the hardware computes);
   lse is converted back to natural-log units on store (lse = (m + log2 l) * ln 2).
-- backward, the atomic-free two-kernel scheme of the Triton fused-attention tutorial (FA2):
-  1. `_attention_bwd_preprocess_kernel`: delta = rowsum(do * o), one program per query block.
-  2. `_attention_bwd_dkdv_kernel`: one program per (BLOCK_N keys, b*h) holds its k, v block and
-     dk, dv accumulators and loops over query blocks; only this program writes those rows.
-  3. `_attention_bwd_dq_kernel`: one program per (BLOCK_M queries, b*h) holds q, do and a dq
-     accumulator and loops over key blocks. p and ds are recomputed in both: 4 matmuls in
-     kernel 2 (q k^T, p^T do, v do^T, ds^T q) + 3 in kernel 3 (q k^T, do v^T, ds k), i.e. 7
-     instead of FA2's 5, the price of having no atomics on dq.
+- backward, the atomic-free two-kernel scheme of the Triton fused-attention tutorial (FA2), in
+  two launches:
+  1. `_attention_bwd_dq_kernel`: one program per (BLOCK_M queries, b*h) holds q, do and a dq
+     accumulator and loops over key blocks. It also loads its o rows and computes
+     delta = rowsum(do * o) for its queries (it needs it itself), and stores it for kernel 2:
+     the tutorial's separate preprocessing launch is folded in here.
+  2. `_attention_bwd_dkdv_kernel` (after 1, reads delta): one program per (BLOCK_N keys, b*h)
+     holds its k, v block and dk, dv accumulators and loops over query blocks; only this
+     program writes those rows. p and ds are recomputed in both: 3 matmuls in kernel 1
+     (q k^T, do v^T, ds k) + 4 in kernel 2 (q k^T, p^T do, v do^T, ds^T q), i.e. 7 instead of
+     FA2's 5, the price of having no atomics on dq.
 - Causal work skipping: key blocks entirely above the diagonal are never visited; blocks
   entirely below it run a mask-free loop; only the blocks that straddle the diagonal (and the
   key tail when S is not a block multiple) pay for building masks. Same in the backward.
@@ -43,7 +60,12 @@ Work split. The T x S score matrix is never materialised: each program streams o
 Cost: forward 4*T*S*D FLOPs per (b, h) (2 matmuls; halved by causal), backward conventionally
 counted as 10*T*S*D (2.5x forward, 5 matmuls; this scheme executes 7, i.e. 14*T*S*D).
 Memory traffic is O((T + S) * D) per (b, h) plus the bias if given, so attention is
-compute-bound at realistic sizes.
+compute-bound at realistic sizes. Dropout adds one Philox draw per visible (i, j) in the forward
+and in each of the two backward kernels (10 rounds of two 32x32-bit multiplies with their high
+halves, plus xors: tens of integer ops per score, more than the rest of the per-score work), and
+live registers in the loops (the dk/dv kernel already holds two accumulators). One draw per entry
+is what makes the mask equal kernels/dropout.py's; FlashAttention's 4 numbers per Philox call
+(tl.randint4x) would cost a quarter but give a different mask. Its GPU cost is not measured here.
 
 Precision: float32, bfloat16 and float16 inputs, float32 accumulation and softmax statistics;
 tl.dot on float32 inputs uses TF32 on the GPU (tl.dot's default). float64 is not supported
@@ -67,7 +89,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value, cdiv, launch_tuned, next_power_of_2
+from kernels.copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634
@@ -97,11 +119,24 @@ def _dot(a, b, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _rng_rows(pid_bh, rows, T, S, INDEX64: tl.constexpr):
+    """Dropout: flat index of (b, h, row, key 0) in the row-major (B, H, T, S) probabilities,
+    (pid_bh * T + row) * S; adding the key index gives the Philox counter of one entry."""
+    if INDEX64:
+        return (pid_bh.to(tl.int64) * T + rows.to(tl.int64)) * S
+    else:
+        return (pid_bh * T + rows) * S
+
+
+@triton.jit
 def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                stride_kn, stride_vn, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
+               rng_rows, dropout_p, seed,
                MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
-               EVEN_D: tl.constexpr, UPCAST: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Online-softmax sweep over key blocks [lo, hi). MASKED: build causal/tail masks."""
+               HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
+               BLOCK_N: tl.constexpr):
+    """Online-softmax sweep over key blocks [lo, hi). MASKED: build causal/tail masks.
+    HAS_DROPOUT: the statistics m, l see every p; only the p @ v product drops entries."""
     k_ptrs += lo * stride_kn
     v_ptrs += lo * stride_vn
     if HAS_BIAS:
@@ -126,6 +161,9 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
         alpha = tl.math.exp2(m_i - m_safe)                                    # rescales old stats
         l_i = l_i * alpha + tl.sum(p, 1)
         v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
+        if HAS_DROPOUT:   # keep[i, j] = rand(seed, flat (b, h, i, j)) >= p, as kernels/dropout.py
+            kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
+            p = tl.where(kept, p, 0.0)
         acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, UPCAST)
         m_i = m_new
         k_ptrs += BLOCK_N * stride_kn
@@ -136,7 +174,8 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
 
 
 # ---------------------------------------------------------------------------- forward
-@triton.jit
+# The seed changes every call: not specialising on it (== 1, divisible by 16) avoids recompiles.
+@triton.jit(do_not_specialize=["seed"])
 def _attention_fwd_kernel(
     o_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, bias_ptr,
     stride_ob, stride_oh, stride_ot, stride_od,
@@ -146,7 +185,12 @@ def _attention_fwd_kernel(
     stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,   # 0 where the bias was expanded
     H, T, S, D,
     qk_scale,                      # scale * log2(e): scores go straight to exp2 units
+    dropout_p,                     # drop probability (2.0 when p == 1: rand < 1 drops all)
+    dropout_scale,                 # 1 / (1 - p), 0 when p == 1 (never inf)
+    seed,                          # Philox key of the dropout mask
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,     # False compiles the Philox draws out entirely
+    INDEX64: tl.constexpr,         # dropout counters need int64 (B * H * T * S near 2**31)
     D_PAD: tl.constexpr,           # head dim rounded up to a power of two >= 16
     EVEN_D: tl.constexpr,          # D == D_PAD: no head-dim masks
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -190,16 +234,23 @@ def _attention_fwd_kernel(
     else:
         hi = S
         n_full = S // BLOCK_N * BLOCK_N
+    rng_rows = offs_m                                 # unused without dropout
+    if HAS_DROPOUT:
+        rng_rows = _rng_rows(pid_bh, offs_m, T, S, INDEX64)                  # (BLOCK_M,)
     acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                                stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
-                               False, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+                               rng_rows, dropout_p, seed,
+                               False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
     acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                                stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
-                               True, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+                               rng_rows, dropout_p, seed,
+                               True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
 
     # Fully masked rows have l = 0: divide by 1 instead, giving o = 0 and lse = -inf.
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
+    if HAS_DROPOUT:
+        o = o * dropout_scale
     lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453      # log2 units -> natural log
     tl.store(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, lse, mask=offs_m < T)
     o_ptrs = o_ptr + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
@@ -212,36 +263,15 @@ def _attention_fwd_kernel(
 
 # ---------------------------------------------------------------------------- backward
 @triton.jit
-def _attention_bwd_preprocess_kernel(
-    delta_ptr, o_ptr, do_ptr,
-    stride_ob, stride_oh, stride_ot, stride_od,
-    stride_dob, stride_doh, stride_dot, stride_dod,
-    H, T, D,
-    D_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
-):
-    """delta[b, h, i] = sum_d do[b, h, i, d] * o[b, h, i, d] (float32)."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
-    offs_d = tl.arange(0, D_PAD)
-    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
-    o = tl.load(o_ptr + off_b * stride_ob + off_h * stride_oh
-                + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od, mask=mask, other=0.0)
-    do = tl.load(do_ptr + off_b * stride_dob + off_h * stride_doh
-                 + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod, mask=mask, other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)                  # (BLOCK_M,)
-    tl.store(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, delta, mask=offs_m < T)
-
-
-@triton.jit
 def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                     offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                    T, S, D, diag, qk_scale, lo, hi,
-                    MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_D: tl.constexpr,
+                    T, S, D, diag, qk_scale, lo, hi, pid_bh, dropout_p, dropout_scale, seed,
+                    MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+                    INDEX64: tl.constexpr, EVEN_D: tl.constexpr,
                     UPCAST: tl.constexpr, BLOCK_M: tl.constexpr):
     """Accumulate dk, dv of one key block over query blocks [lo, hi). Works transposed:
-    scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes."""
+    scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes.
+    HAS_DROPOUT: the forward's mask is drawn again from the seed (same counters, transposed)."""
     q_ptrs += lo * stride_qt
     do_ptrs += lo * stride_dot
     if HAS_BIAS:
@@ -261,9 +291,17 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
         if MASKED:   # causal: key j visible to query i iff j <= i + diag
             pT = tl.where(offs_n[:, None] <= rows[None, :] + diag, pT, 0.0)
         do = _load_tile(do_ptrs, rows, T, offs_d, D, True, not EVEN_D)        # (BLOCK_M, D_PAD)
-        dv += _dot(pT.to(do.dtype), do, UPCAST)                              # (BLOCK_N, D_PAD)
         delta = tl.load(delta_ptr + rows, mask=rows < T, other=0.0)
         dpT = _dot(v, tl.trans(do), UPCAST)                                  # (BLOCK_N, BLOCK_M)
+        if HAS_DROPOUT:
+            # the dropped, rescaled probabilities multiplied v: dv = (p keep / (1-p))^T do and
+            # d(loss)/dp = (do v^T) keep / (1-p); delta = rowsum(do * o) is unchanged
+            rng = _rng_rows(pid_bh, rows, T, S, INDEX64)                      # (BLOCK_M,)
+            keptT = tl.rand(seed, rng[None, :] + offs_n[:, None]) >= dropout_p  # (BLOCK_N, BLOCK_M)
+            dv += _dot(tl.where(keptT, pT * dropout_scale, 0.0).to(do.dtype), do, UPCAST)
+            dpT = tl.where(keptT, dpT * dropout_scale, 0.0)
+        else:
+            dv += _dot(pT.to(do.dtype), do, UPCAST)                          # (BLOCK_N, D_PAD)
         dsT = pT * (dpT - delta[None, :])
         dk += _dot(dsT.to(q.dtype), q, UPCAST)                               # (BLOCK_N, D_PAD)
         q_ptrs += BLOCK_M * stride_qt
@@ -273,7 +311,7 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
     return dk, dv
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _attention_bwd_dkdv_kernel(
     dk_ptr, dv_ptr, q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, bias_ptr,
     stride_dkb, stride_dkh, stride_dks, stride_dkd,   # dk and dv share these (both contiguous)
@@ -283,8 +321,9 @@ def _attention_bwd_dkdv_kernel(
     stride_dob, stride_doh, stride_dot, stride_dod,
     stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
     H, T, S, D,
-    scale, qk_scale,
+    scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     start_n = tl.program_id(0) * BLOCK_N
@@ -326,12 +365,13 @@ def _attention_bwd_dkdv_kernel(
         m_full = 0
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                             T, S, D, diag, qk_scale, lo, m_full,
-                             True, HAS_BIAS, EVEN_D, UPCAST, BLOCK_M)
+                             T, S, D, diag, qk_scale, lo, m_full, pid_bh, dropout_p, dropout_scale, seed,
+                             True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
                              T, S, D, diag, qk_scale, tl.maximum(m_full, lo), T,
-                             False, HAS_BIAS, EVEN_D, UPCAST, BLOCK_M)
+                             pid_bh, dropout_p, dropout_scale, seed,
+                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
 
     dk *= scale                                     # ds is d(loss)/d(s); s = scale * q.k
     out_offs = (off_b * stride_dkb + off_h * stride_dkh
@@ -344,8 +384,10 @@ def _attention_bwd_dkdv_kernel(
 @triton.jit
 def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                   stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
+                  rng_rows, dropout_p, dropout_scale, seed,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  EVEN_D: tl.constexpr, UPCAST: tl.constexpr, BLOCK_N: tl.constexpr):
+                  HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
+                  BLOCK_N: tl.constexpr):
     """Accumulate dq of one query block over key blocks [lo, hi)."""
     k_ptrs += lo * stride_ks
     v_ptrs += lo * stride_vs
@@ -366,6 +408,9 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
                 keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
             p = tl.where(keep, p, 0.0)
         dp = _dot(do, tl.trans(v), UPCAST)                                   # (BLOCK_M, BLOCK_N)
+        if HAS_DROPOUT:   # d(loss)/dp = (do v^T) keep / (1-p), the forward's mask drawn again
+            kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
+            dp = tl.where(kept, dp * dropout_scale, 0.0)
         ds = p * (dp - delta[:, None])
         dq += _dot(ds.to(k.dtype), k, UPCAST)                                # (BLOCK_M, D_PAD)
         k_ptrs += BLOCK_N * stride_ks
@@ -375,20 +420,24 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
     return dq
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _attention_bwd_dq_kernel(
-    dq_ptr, q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, bias_ptr,
+    dq_ptr, delta_ptr, q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, bias_ptr,
     stride_dqb, stride_dqh, stride_dqt, stride_dqd,
     stride_qb, stride_qh, stride_qt, stride_qd,
     stride_kb, stride_kh, stride_ks, stride_kd,
     stride_vb, stride_vh, stride_vs, stride_vd,
+    stride_ob, stride_oh, stride_ot, stride_od,
     stride_dob, stride_doh, stride_dot, stride_dod,
     stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
     H, T, S, D,
-    scale, qk_scale,
+    scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    """dq of one query block, and delta = rowsum(do * o) of its rows, stored for the dk/dv kernel
+    that runs next (so the backward needs no separate preprocessing launch)."""
     # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
     # so the last wave of the grid is made of short programs (better load balance).
     if CAUSAL:
@@ -409,7 +458,14 @@ def _attention_bwd_dq_kernel(
                     offs_m, T, offs_d, D, True, not EVEN_D)
     lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)   # p = 0 rows
-    delta = tl.load(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    o = _load_tile(o_ptr + off_b * stride_ob + off_h * stride_oh
+                   + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
+                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)                  # (BLOCK_M,) = rowsum(p * dp)
+    tl.store(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, delta, mask=offs_m < T)
+    rng_rows = offs_m                                 # unused without dropout
+    if HAS_DROPOUT:
+        rng_rows = _rng_rows(pid_bh, offs_m, T, S, INDEX64)                  # (BLOCK_M,)
     k_ptrs = (k_ptr + off_b * stride_kb + off_h * stride_kh
               + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd)
     v_ptrs = (v_ptr + off_b * stride_vb + off_h * stride_vh
@@ -429,10 +485,12 @@ def _attention_bwd_dq_kernel(
         n_full = S // BLOCK_N * BLOCK_N
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                        stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
-                       False, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+                       rng_rows, dropout_p, dropout_scale, seed,
+                       False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                        stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
-                       True, CAUSAL, HAS_BIAS, EVEN_D, UPCAST, BLOCK_N)
+                       rng_rows, dropout_p, dropout_scale, seed,
+                       True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
     dq *= scale
     tl.store(dq_ptr + off_b * stride_dqb + off_h * stride_dqh
              + offs_m[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,
@@ -455,11 +513,12 @@ _DKDV_CONFIGS = _cfgs([(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64
                        (32, 128, 8, 2), (16, 128, 4, 3), (16, 64, 4, 2)])
 _DQ_CONFIGS = _cfgs([(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3),
                      (128, 32, 8, 2), (128, 16, 4, 3), (64, 16, 4, 2)])
-_KEY = ["T", "S", "D_PAD", "CAUSAL", "HAS_BIAS"]
+_KEY = ["T", "S", "D_PAD", "CAUSAL", "HAS_BIAS", "HAS_DROPOUT"]
 
 _attention_fwd_autotuned = triton.autotune(_FWD_CONFIGS, key=_KEY)(_attention_fwd_kernel)
-# The dk/dv and dq kernels overwrite (never accumulate into) their outputs, so re-running them
-# while tuning is harmless.
+# The dk/dv and dq kernels overwrite (never accumulate into) their outputs (dq also delta, the
+# same values each time), and a dropout mask depends only on the seed, so re-running them while
+# tuning is harmless.
 _attention_bwd_dkdv_autotuned = triton.autotune(_DKDV_CONFIGS, key=_KEY)(_attention_bwd_dkdv_kernel)
 _attention_bwd_dq_autotuned = triton.autotune(_DQ_CONFIGS, key=_KEY)(_attention_bwd_dq_kernel)
 
@@ -490,6 +549,16 @@ def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
     limit = min(lim for lim in table if row_bytes <= lim)
     m, n, w, st = table[limit][("fwd", "dkdv", "dq").index(kind)]
     return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=st)
+
+
+def _fixed_for(kind: str, meta: dict, itemsize: int) -> dict:
+    """_fixed's config; with dropout on the GPU, 8 warps: the Philox state of a tile spread over
+    twice the threads. Compiled for sm_90 (bf16, D = 64): with 4 warps the dropout forward
+    (128 x 64) spills 584 bytes per thread and the dk/dv kernel (32 x 128) 280; with 8, none."""
+    cfg = _fixed(kind, meta["D_PAD"], itemsize)
+    if meta["HAS_DROPOUT"] and not _interpreting():
+        cfg["num_warps"] = 8
+    return cfg
 
 
 # ---------------------------------------------------------------------------- launch
@@ -524,11 +593,27 @@ def _check(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return B, H, T, S, D
 
 
-def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor]) -> dict:
+def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor], dropout_p: float,
+          B: int, H: int, T: int, S: int) -> dict:
     d_pad = max(16, next_power_of_2(D))
-    return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None,
-                UPCAST=_interpreting() and q.dtype == torch.bfloat16,
+    # The largest dropout counter a program forms, padded rows and keys included (blocks <= 128).
+    index64 = dropout_p > 0 and (B * H * T + 128) * S + 128 > INT32_LIMIT
+    return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None, HAS_DROPOUT=dropout_p > 0,
+                INDEX64=bool(index64), UPCAST=_interpreting() and q.dtype == torch.bfloat16,
                 D_PAD=d_pad, EVEN_D=d_pad == D)
+
+
+def _dropout_args(dropout_p: float, seed: int) -> tuple[tuple, dict]:
+    """(p, 1 / (1 - p)) as the kernels take them, and the seed (a per-call argument, kept out of
+    the autotuning signature). p == 1 mirrors kernels/dropout.py: p = 2.0 (every rand < 1 is
+    dropped) and scale 0, so the output and gradients are 0, never inf * 0 = NaN."""
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"attention: dropout_p must be in [0, 1]; got {dropout_p}")
+    if not 0 <= seed < 2 ** 31:
+        raise ValueError(f"attention: seed must be in [0, 2**31); got {seed}")
+    if dropout_p >= 1.0:
+        return (2.0, 0.0), dict(seed=int(seed))
+    return (float(dropout_p), 1.0 / (1.0 - dropout_p)), dict(seed=int(seed))
 
 
 def _bias_args(bias: Optional[torch.Tensor], fallback: torch.Tensor) -> tuple:
@@ -548,48 +633,54 @@ def _check_out(name: str, t: torch.Tensor, shape: tuple, like: torch.Tensor) -> 
 
 
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None,
-                  out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  bias: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
+                  dropout_p: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
     (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
     out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
     heads come out already merged, with no transpose copy).
+    dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = tl.rand(seed, flat) >= p,
+    flat the row-major index of (b, h, i, j) in (B, H, T, S): the mask kernels/dropout.py draws
+    for a (B, H, T, S) tensor with this seed. lse is that of the undropped probabilities.
 
     Returns o (B, H, T, D) (contiguous unless `out` was given) in q's dtype and lse (B, H, T)
     float32 (natural log; -inf for rows with every key masked, whose o is 0).
     """
     B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
+    drop, per_call = _dropout_args(dropout_p, seed)
     o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device) if out is None else \
         _check_out("attention_fwd: out", out, (B, H, T, D), q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     if o.numel() == 0:
         return o, lse
     # S == 0 runs too: no key block is visited, so every row gets o = 0 and lse = -inf.
-    meta = _meta(q, D, causal, bias)
+    meta = _meta(q, D, causal, bias, dropout_p, B, H, T, S)
     bias_t, *bias_strides = _bias_args(bias, q)
     args = (o, lse, q, k, v, bias_t, *o.stride(), *q.stride(), *k.stride(), *v.stride(),
-            *bias_strides, H, T, S, D, float(scale) * LOG2E)
+            *bias_strides, H, T, S, D, float(scale) * LOG2E, *drop)
 
     def grid(META):
         return (cdiv(T, META["BLOCK_M"]), B * H)
 
     if _use_autotune():
-        launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta)
+        launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta, per_call=per_call)
     else:
-        _attention_fwd_kernel[grid](*args, **meta, **_fixed("fwd", meta["D_PAD"], q.element_size()))
+        _attention_fwd_kernel[grid](*args, **per_call, **meta, **_fixed_for("fwd", meta, q.element_size()))
     return o, lse
 
 
 def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None,
-                  out: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  bias: Optional[torch.Tensor] = None, out: Optional[tuple] = None,
+                  dropout_p: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
-    q, k, v, causal, scale, bias as given to it. Returns (dq, dk, dv) in q's dtype with the shapes
+    q, k, v, causal, scale, bias, dropout_p and seed as given to it (the dropout mask is drawn
+    again from the seed, never stored). Returns (dq, dk, dv) in q's dtype with the shapes
     of q, k, v (the bias gets no gradient): contiguous, or written into `out` = (dq, dk, dv)
     views (dk and dv with equal strides), e.g. the three thirds of one (B, T, 3, H, D) buffer,
     which is the gradient of a fused qkv projection's output with no concat or fill."""
     B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
+    drop, per_call = _dropout_args(dropout_p, seed)
     for n, t in (("do", do), ("o", o)):
         if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
             raise ValueError(f"attention_bwd: {n} must be {tuple(q.shape)} {q.dtype} on {q.device}; "
@@ -612,17 +703,15 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
         if dk.stride() != dv.stride():
             raise ValueError(f"attention_bwd: out dk and dv must have equal strides (the kernel takes "
                              f"one set); got {dk.stride()} and {dv.stride()}")
-    meta = _meta(q, D, causal, bias)
-    d_pad = meta["D_PAD"]
-    delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
-    _attention_bwd_preprocess_kernel[(cdiv(T, 64), B * H)](
-        delta, o, do, *o.stride(), *do.stride(), H, T, D, D_PAD=d_pad, BLOCK_M=64)
-
+    meta = _meta(q, D, causal, bias, dropout_p, B, H, T, S)
+    delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)   # written by the dq kernel
     bias_t, *bias_strides = _bias_args(bias, q)
-    common = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), *bias_strides,
-              H, T, S, D, float(scale), float(scale) * LOG2E)
-    dkdv_args = (dk, dv, q, k, v, do, lse, delta, bias_t, *dk.stride(), *common)
-    dq_args = (dq, q, k, v, do, lse, delta, bias_t, *dq.stride(), *common)
+    tail = (*bias_strides, H, T, S, D, float(scale), float(scale) * LOG2E, *drop)
+    # dq first: it also computes delta = rowsum(do * o) for its rows, which the dk/dv kernel reads.
+    dq_args = (dq, delta, q, k, v, o, do, lse, bias_t, *dq.stride(), *q.stride(), *k.stride(),
+               *v.stride(), *o.stride(), *do.stride(), *tail)
+    dkdv_args = (dk, dv, q, k, v, do, lse, delta, bias_t, *dk.stride(), *q.stride(), *k.stride(),
+                 *v.stride(), *do.stride(), *tail)
 
     def grid_dkdv(META):
         return (cdiv(S, META["BLOCK_N"]), B * H)
@@ -631,9 +720,13 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
         return (cdiv(T, META["BLOCK_M"]), B * H)
 
     if _use_autotune():
-        launch_tuned(_attention_bwd_dkdv_autotuned, _attention_bwd_dkdv_kernel, grid_dkdv, dkdv_args, meta)
-        launch_tuned(_attention_bwd_dq_autotuned, _attention_bwd_dq_kernel, grid_dq, dq_args, meta)
+        launch_tuned(_attention_bwd_dq_autotuned, _attention_bwd_dq_kernel, grid_dq, dq_args, meta,
+                     per_call=per_call)
+        launch_tuned(_attention_bwd_dkdv_autotuned, _attention_bwd_dkdv_kernel, grid_dkdv, dkdv_args, meta,
+                     per_call=per_call)
     else:
-        _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **meta, **_fixed("dkdv", d_pad, q.element_size()))
-        _attention_bwd_dq_kernel[grid_dq](*dq_args, **meta, **_fixed("dq", d_pad, q.element_size()))
+        _attention_bwd_dq_kernel[grid_dq](*dq_args, **per_call, **meta,
+                                          **_fixed_for("dq", meta, q.element_size()))
+        _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **per_call, **meta,
+                                              **_fixed_for("dkdv", meta, q.element_size()))
     return dq, dk, dv

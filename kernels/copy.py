@@ -34,7 +34,7 @@ References: the Triton tutorial "vector addition"; PyTorch's TensorIterator dim 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton
@@ -184,7 +184,8 @@ def next_power_of_2(n: int) -> int:
 _TUNED: dict = {}        # (autotuned kernel, launch signature) -> the config its autotuner chose
 
 
-def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None) -> None:
+def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None,
+                 per_call: Optional[dict] = None) -> None:
     """kernel[grid](*args, **meta) with the block sizes `tuner` (its triton.autotune wrapper)
     picks, paying for the autotuner only once per distinct launch.
 
@@ -195,16 +196,20 @@ def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None) -> 
     The signature (every int argument, every tensor's dtype, the meta-parameters) contains the
     autotuner's own key, so a remembered config is only reused where the autotuner would have
     reused it. `derived(config) -> dict` supplies constexprs a heuristics wrapper would compute.
+    `per_call` holds keyword arguments that change on every call and cannot change the best
+    config (a dropout seed): passed to the kernel, kept out of the signature, so they neither
+    re-run the autotuner nor grow the table.
     """
+    per_call = per_call or {}
     key = (id(tuner), tuple(a for a in args if isinstance(a, int)),
            tuple(a.dtype for a in args if isinstance(a, torch.Tensor)), tuple(meta.items()))
     cfg = _TUNED.get(key)
     if cfg is None:
-        tuner[grid](*args, **meta)
+        tuner[grid](*args, **per_call, **meta)
         best = tuner.best_config
         _TUNED[key] = dict(best.kwargs, num_warps=best.num_warps, num_stages=best.num_stages)
         return
-    kernel[grid](*args, **meta, **(derived(cfg) if derived else {}), **cfg)
+    kernel[grid](*args, **per_call, **meta, **(derived(cfg) if derived else {}), **cfg)
 
 
 def interpreting() -> bool:

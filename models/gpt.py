@@ -188,9 +188,12 @@ class CausalSelfAttention(nn.Module):
                 layer: int = 0) -> Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        if rope is None and kv_cache is None and not (self.training and self.dropout > 0):
-            # the fused path: heads read from qkv in place, y written with its heads merged
-            y = F.qkv_self_attention(self.c_attn(x), nh, is_causal=True)  # (B, T, C)
+        attn_dropout = self.dropout if self.training else 0.0
+        if rope is None and kv_cache is None:
+            # the fused path: heads read from qkv in place, y written with its heads merged, the
+            # attention dropout (if any) applied inside the kernels
+            y = F.qkv_self_attention(self.c_attn(x), nh, is_causal=True,
+                                     dropout_p=attn_dropout)                 # (B, T, C)
             return self.resid_dropout(self.c_proj(y))
         q, k, v = self.c_attn(x).split(C, dim=2)                         # (B, T, C) each
         q = q.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
@@ -201,8 +204,7 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)                          # (B, nh, S, hs), S >= T
         # causal with bottom-right alignment: query t (of T) sees keys j <= t + S - T
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=attn_dropout)
         y = y.transpose(1, 2).contiguous().reshape(B, T, C)              # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

@@ -5,6 +5,10 @@ mean, matmul, indexing, where, ...), so their gradients come from the primitives
 functions, which test_ops_gradcheck.py checks against finite differences. Values and
 gradients (for one random cotangent) must agree in float64 to ~1e-10 and in float32 to ~1e-5.
 
+Attention with dropout is checked on both backends (the Triton one in its interpreter without a
+GPU): for one minigrad.manual_seed the fused op must draw F.dropout's mask for the (..., T, S)
+probabilities, so it equals softmax -> F.dropout -> @ v, values and gradients.
+
 Exact GELU (erf) has no composite here (there is no erf primitive): it is checked against
 finite differences in test_ops_gradcheck.py and against torch in test_ops_vs_torch.py.
 """
@@ -18,6 +22,7 @@ import pytest
 import minigrad
 import minigrad.nn.functional as F
 from minigrad import Tensor
+from backend_testing import cuda_backend  # tests/ is on sys.path
 
 DEVICE = "cpu"
 
@@ -109,7 +114,7 @@ def cross_entropy_c(logits, target, ignore_index=-100, reduction="mean"):
     return losses.sum() / float(valid.sum())
 
 
-def attention_c(q, k, v, mask=None, causal=False, scale=None):
+def attention_c(q, k, v, mask=None, causal=False, scale=None, dropout_p=0.0):
     T_, S_ = q.shape[-2], k.shape[-2]
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = q @ k.transpose(-2, -1) * scale                  # (..., T, S)
@@ -121,7 +126,7 @@ def attention_c(q, k, v, mask=None, causal=False, scale=None):
     if causal:                                           # bottom-right alignment
         keep = np.arange(S_)[None, :] <= np.arange(T_)[:, None] + (S_ - T_)
         s = s.masked_fill(Tensor(~keep, device=s.device), float("-inf"))
-    return softmax_c(s, -1) @ v
+    return F.dropout(softmax_c(s, -1), dropout_p) @ v     # dropout_p = 0: F.dropout is the identity
 
 
 # ---------------------------------------------------------------------------- tests
@@ -279,3 +284,111 @@ def test_attention_fully_masked_rows_give_zero():
     keep = np.tril(np.ones((2, 2), dtype=bool))
     ref = attention_c(q.detach()[:, 2:], k.detach(), v.detach(), mask=tt(keep))
     np.testing.assert_allclose(o.numpy()[:, 2:], ref.numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- attention dropout
+# (device, dtype): the NumPy spec in float64, the Triton backend in float32 (its attention kernels
+# have no float64). Small shapes, for the interpreter.
+DROPOUT_DEVICES = [("cpu", "float64"), ("cuda", "float32")]
+# v's head dim equals q's here: the Triton attention kernels require it (k and v share a shape)
+DROPOUT_SDPA = {
+    "3d": dict(qs=(2, 4, 3), ks=(2, 4, 3), vs=(2, 4, 3)),
+    "4d_causal": SDPA["4d_causal"],
+    "T<S_causal": SDPA["T<S_causal"],
+    "T!=S": dict(qs=(2, 3, 4), ks=(2, 5, 4), vs=(2, 5, 4)),
+    "float_mask_causal": dict(qs=(2, 4, 4), ks=(2, 4, 4), vs=(2, 4, 4), mask="float", causal=True),
+    "bool_mask": SDPA["bool_mask"],
+}
+
+
+def _device(device):
+    if device == "cuda":
+        cuda_backend()                                  # skips only without torch/triton
+    return device
+
+
+@pytest.mark.parametrize("p", [0.3, 1.0])
+@pytest.mark.parametrize("name", list(DROPOUT_SDPA))
+@pytest.mark.parametrize("device,dtype", DROPOUT_DEVICES, ids=["numpy", "triton"])
+def test_attention_dropout_equals_softmax_then_dropout(device, dtype, name, p):
+    """Fused sdpa with dropout_p == scores -> softmax -> F.dropout -> @ v, same manual_seed."""
+    c = DROPOUT_SDPA[name]
+    _device(device)
+    T_, S_ = c["qs"][-2], c["ks"][-2]
+    rng = np.random.default_rng(8)
+    mask = None
+    if c.get("mask") == "bool":
+        m = rng.random((T_, S_)) > 0.4
+        m[:, -1] = True
+        mask = tt(m).to(device)
+    elif c.get("mask") == "float":
+        mask = Tensor(rng.standard_normal((T_, S_)), dtype=dtype, device=device)
+    kw = dict(causal=c.get("causal", False), scale=c.get("scale"))
+
+    def fused(q, k, v):
+        minigrad.manual_seed(21)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kw["causal"],
+                                              scale=kw["scale"])
+
+    def composite(q, k, v):
+        minigrad.manual_seed(21)
+        return attention_c(q, k, v, mask, dropout_p=p, **kw)
+    compare(fused, composite, [rnd(*c["qs"], seed=1), rnd(*c["ks"], seed=2), rnd(*c["vs"], seed=3)],
+            dtype, device=device)
+
+
+@pytest.mark.parametrize("device,dtype", DROPOUT_DEVICES, ids=["numpy", "triton"])
+def test_qkv_self_attention_dropout_equals_split_heads(device, dtype):
+    """qkv_self_attention(dropout_p) == split qkv into heads -> sdpa(dropout_p) -> merge heads, and
+    == the same with the composite softmax -> F.dropout (one seed: the same (B, nh, T, T) mask)."""
+    _device(device)
+    B, T, nh, hs = 2, 5, 2, 3
+    C = nh * hs
+
+    def heads(x):
+        q, k, v = x.split(C, dim=2)
+        return [t.reshape(B, T, nh, hs).transpose(1, 2) for t in (q, k, v)]     # (B, nh, T, hs)
+
+    def merge(y):
+        return y.transpose(1, 2).contiguous().reshape(B, T, C)
+
+    def fused(x):
+        minigrad.manual_seed(4)
+        return F.qkv_self_attention(x, nh, dropout_p=0.4)
+
+    def split_sdpa(x):
+        minigrad.manual_seed(4)
+        return merge(F.scaled_dot_product_attention(*heads(x), is_causal=True, dropout_p=0.4))
+
+    def split_composite(x):
+        minigrad.manual_seed(4)
+        return merge(attention_c(*heads(x), causal=True, dropout_p=0.4))
+    x = rnd(B, T, 3 * C, seed=5)
+    compare(fused, split_sdpa, [x], dtype, device=device)
+    compare(fused, split_composite, [x], dtype, device=device)
+
+
+@pytest.mark.parametrize("p,draws", [(0.0, 0), (0.5, 1), (1.0, 0)])
+def test_attention_dropout_draws_a_seed_as_f_dropout_does(p, draws):
+    """One draw from the global generator per call with 0 < p < 1 and none otherwise, exactly as
+    softmax -> F.dropout did, so a training run's random stream is unchanged by the fusion."""
+    q = tt(rnd(1, 3, 2))
+    minigrad.manual_seed(9)
+    F.scaled_dot_product_attention(q, q, q, dropout_p=p)
+    after_sdpa = minigrad.random.default_generator().integers(0, 2 ** 31 - 1)
+    minigrad.manual_seed(9)
+    F.dropout(q, p)
+    after_dropout = minigrad.random.default_generator().integers(0, 2 ** 31 - 1)
+    minigrad.manual_seed(9)
+    for _ in range(draws):
+        minigrad.random.default_generator().integers(0, 2 ** 31 - 1)
+    assert after_sdpa == after_dropout == minigrad.random.default_generator().integers(0, 2 ** 31 - 1)
+
+
+def test_attention_dropout_p_out_of_range():
+    q = tt(rnd(1, 3, 2))
+    for p in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="dropout_p"):
+            F.scaled_dot_product_attention(q, q, q, dropout_p=p)
+        with pytest.raises(ValueError, match="dropout_p"):
+            F.qkv_self_attention(tt(rnd(1, 3, 6)), 2, dropout_p=p)

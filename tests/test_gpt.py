@@ -368,3 +368,66 @@ def test_cpu_vs_cuda_backend_float32():
     for name, p in cpu.named_parameters():
         np.testing.assert_allclose(gp[name].grad.numpy(), p.grad.numpy(), rtol=2e-3, atol=1e-5,
                                    err_msg=name)
+
+
+def _composite_attention_forward(self, x, rope=None, kv_cache=None, layer=0):
+    """CausalSelfAttention.forward as it was before attention dropout moved into the fused kernels:
+    split heads, scores -> causal mask -> softmax -> F.dropout -> @ v, merge heads."""
+    F = minigrad.nn.functional
+    B, T, C = x.shape
+    nh, hs = self.n_head, C // self.n_head
+    q, k, v = (t.reshape(B, T, nh, hs).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+    s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))                    # (B, nh, T, T)
+    s = s.masked_fill(minigrad.tensor(np.triu(np.ones((T, T), dtype=bool), 1), device=x.device),
+                      float("-inf"))
+    probs = F.dropout(F.softmax(s, -1), self.dropout, training=self.training)
+    y = (probs @ v).transpose(1, 2).contiguous().reshape(B, T, C)
+    return self.resid_dropout(self.c_proj(y))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_attention_dropout_runs_fused_and_equals_the_composite(monkeypatch, device):
+    """A model training with dropout takes the fused qkv attention path (dropout_p = config.dropout
+    in train mode, 0 in eval) and, for one manual_seed, gives the logits, loss and gradients of the
+    composite softmax -> F.dropout path: the fused kernels draw F.dropout's mask for the
+    (B, nh, T, T) probabilities and the global generator advances exactly as before."""
+    if device == "cuda":
+        cuda_backend()
+    import models.gpt as gpt_module
+    minigrad.manual_seed(0)
+    model = GPT(_cfg(dropout=0.3, n_layer=2, bias=False, tie_weights=False))
+    model.to(device)
+    idx = minigrad.tensor(_ids((2, 12), 57, 3), device=device)
+    tgt = minigrad.tensor(_ids((2, 12), 57, 4), device=device)
+    seen = []
+    fused_qkv = gpt_module.F.qkv_self_attention
+    monkeypatch.setattr(gpt_module.F, "qkv_self_attention",
+                        lambda *a, **kw: seen.append(kw["dropout_p"]) or fused_qkv(*a, **kw))
+
+    def step(seed):
+        model.zero_grad()
+        minigrad.manual_seed(seed)
+        logits, loss = model(idx, tgt)
+        loss.backward()
+        return logits.numpy(), loss.item(), {n: p.grad.numpy() for n, p in model.named_parameters()}
+
+    model.train()
+    logits, loss, grads = step(1)
+    assert seen == [0.3, 0.3] and np.isfinite(loss)
+    again = step(1)
+    np.testing.assert_array_equal(again[0], logits)                          # reproducible
+    assert not np.allclose(step(2)[0], logits)                               # the seed matters
+    model.eval()
+    seen.clear()
+    with minigrad.no_grad():
+        eval_logits, _ = model(idx, tgt)
+    assert seen == [0.0, 0.0] and not np.allclose(eval_logits.numpy(), logits)
+    model.train()
+    monkeypatch.setattr(gpt_module.CausalSelfAttention, "forward", _composite_attention_forward)
+    seen.clear()
+    c_logits, c_loss, c_grads = step(1)
+    assert seen == []                                                        # really the composite
+    np.testing.assert_allclose(logits, c_logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loss, c_loss, rtol=1e-5)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, c_grads[name], rtol=1e-3, atol=1e-5, err_msg=name)

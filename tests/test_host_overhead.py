@@ -75,6 +75,22 @@ def test_breakdown_sums_to_the_total(tiny_result):
     assert 0 < path < timed["step_ms_while_timed"]
 
 
+def test_attention_with_dropout_is_fused(tiny_result):
+    """The tiny shakespeare-char model (2 layers) trains with dropout 0.2, attention dropout
+    included. Each layer's attention is one launch forward and two backward (dq, which also
+    computes delta, then dk/dv): no scores matmul, softmax or dropout of the (T, T)
+    probabilities, no separate delta kernel. The 5 dropouts left are the embedding's and each
+    layer's two residual ones."""
+    assert "dropout=0.2" in tiny_result["describe"] and "2x2x64" in tiny_result["describe"]
+    census = tiny_result["timing"]["by_phase_kernel"]
+    fwd, bwd = census["forward"], census["backward"]
+    assert fwd["_attention_fwd_kernel"] == 2 and "_softmax_fwd_kernel" not in fwd
+    assert fwd["_dropout_fwd_kernel"] == 5 and bwd["_dropout_bwd_kernel"] == 5
+    assert bwd["_attention_bwd_dq_kernel"] == 2 and bwd["_attention_bwd_dkdv_kernel"] == 2
+    assert "_softmax_bwd_kernel" not in bwd
+    assert not [k for k in bwd if k.startswith("_attention") and "dq" not in k and "dkdv" not in k]
+
+
 def test_refuses_cleanly_when_triton_internals_moved():
     """If the driver cannot be replaced, the tool says so and exits 0 (nothing measured)."""
     pytest.importorskip("torch")

@@ -6,6 +6,10 @@ the mask), differentiated by autograd; lse from torch.logsumexp of the masked sc
 Under the interpreter the kernels use 16x16 blocks, so T/S of 17..40 already cover multi-block,
 tail, diagonal and fully-masked-row paths. q/k/v are non-contiguous views of a packed
 (B, T, 3, H, D) tensor, as a GPT produces them. GPU-marked tests run realistic sizes.
+
+Dropout: the reference rebuilds the fused kernels' mask as its specification says, the mask
+kernels/dropout.py draws for a (B, H, T, S) tensor with the same seed, and differentiates
+scores -> softmax -> * mask / (1 - p) -> @ v in float64.
 """
 import math
 
@@ -15,6 +19,7 @@ import torch.nn.functional as F
 
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
 from kernels import attention as A
+from kernels import dropout as DROP
 
 ON_GPU = DEVICE == "cuda"
 # Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 on the GPU
@@ -143,6 +148,7 @@ def test_unequal_block_sizes(monkeypatch, blocks, T, S):
     monkeypatch.setattr(A, "_fixed", lambda kind, d_pad, itemsize: dict(
         BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1))
     _check(1, 1, T, S, 16, True)
+    _check_dropout(1, 1, T, S, 16, True)        # the regenerated mask follows the same ranges
 
 
 def test_non_default_scale():
@@ -177,6 +183,150 @@ def test_bad_inputs():
         A.attention_bwd(o, q, k, v, o, lse[..., :4], True, 0.25)
 
 
+# ---------------------------------------------------------------------------- dropout
+def _keep(B, H, T, S, p, seed):
+    """The specification of the fused mask: what kernels/dropout.py keeps of a (B, H, T, S)
+    tensor (the attention probabilities) with this seed."""
+    _, keep = DROP.dropout_fwd(torch.ones(B, H, T, S, device=DEVICE), p, seed)
+    return keep
+
+
+def _ref_dropout(q, k, v, do, causal, scale, keep, p, bias=None):
+    """float64 torch autograd through scores -> softmax -> (* keep / (1 - p)) -> @ v. Rows that
+    see no key give p = 0 (softmax over a finite stand-in row, times 0: no NaN in the grads)."""
+    q64, k64, v64 = (t.detach().double().requires_grad_(True) for t in (q, k, v))
+    s = scale * q64 @ k64.transpose(-1, -2) + _mask(q.shape[2], k.shape[2], causal, bias)
+    seen = torch.isfinite(s).any(-1, keepdim=True)
+    probs = torch.softmax(torch.where(seen, s, 0.0), -1) * seen
+    o = (probs * keep * (0.0 if p == 1 else 1.0 / (1.0 - p))) @ v64
+    o.backward(do.double())
+    return o.detach(), torch.logsumexp(s.detach(), -1), q64.grad, k64.grad, v64.grad
+
+
+def _check_dropout(B, H, T, S, D, causal, p=0.3, seed=1234, dtype=torch.float32, bias=None):
+    scale = 1.0 / math.sqrt(D)
+    q, k, v = _qkv(B, H, T, S, D, dtype)
+    do = torch.randn(B, T, H, D, device=DEVICE).to(dtype).permute(0, 2, 1, 3)
+    o, lse = A.attention_fwd(q, k, v, causal, scale, bias, dropout_p=p, seed=seed)
+    ro, rlse, rdq, rdk, rdv = _ref_dropout(q, k, v, do, causal, scale, _keep(B, H, T, S, p, seed), p, bias)
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(o.double(), ro, atol=atol, rtol=rtol)
+    # the softmax statistics are those of the undropped probabilities
+    torch.testing.assert_close(lse.double(), rlse, atol=LSE_TOL[0], rtol=LSE_TOL[1])
+    dq, dk, dv = A.attention_bwd(do, q, k, v, o, lse, causal, scale, bias, dropout_p=p, seed=seed)
+    for got, want, name in ((dq, rdq, "dq"), (dk, rdk, "dk"), (dv, rdv, "dv")):
+        assert got.dtype == dtype and torch.isfinite(got).all(), name
+        torch.testing.assert_close(got.double(), want, atol=2 * atol, rtol=2 * rtol, msg=name)
+    return o, lse, dq, dk, dv
+
+
+# (B, H, T, S, D): multi-block with tails, T < S, T > S (fully masked rows), padded head dims
+DROPOUT_SHAPES = [(1, 2, 33, 33, 32), (1, 1, 20, 37, 48), (1, 1, 37, 20, 16), (2, 1, 17, 29, 80)]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("shape", DROPOUT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dropout_float32(shape, causal):
+    _check_dropout(*shape, causal)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_dropout_half_precisions(dtype):
+    _check_dropout(1, 2, 33, 21, 32, True, p=0.2, dtype=dtype)
+
+
+def test_dropout_with_bias():
+    B, H, T, S, D = 2, 2, 19, 35, 32
+    _check_dropout(B, H, T, S, D, False, p=0.5, seed=7,
+                   bias=torch.randn(1, H, T, S, device=DEVICE).expand(B, H, T, S))
+
+
+def test_dropout_p_one_gives_zeros_without_nan():
+    """p == 1 drops every probability: o = 0 and every gradient 0 (no inf scale, no NaN), while
+    lse is still the undropped one."""
+    o, lse, dq, dk, dv = _check_dropout(1, 2, 20, 20, 16, True, p=1.0)
+    for t in (o, dq, dk, dv):
+        assert (t == 0).all()
+    assert torch.isfinite(lse).all()
+
+
+def _revealed_mask(B, H, T, S, p, seed):
+    """Run the kernel where its output shows the mask: q = 0 (uniform p = 1/S) and v = I (S = D),
+    so o[b, h, i, j] = keep[b, h, i, j] / (S (1 - p))."""
+    q = torch.zeros(B, H, T, S, device=DEVICE)
+    eye = torch.eye(S, device=DEVICE).expand(B, H, S, S)
+    o, _ = A.attention_fwd(q, eye, eye, False, 1.0, dropout_p=p, seed=seed)
+    kept = o != 0
+    torch.testing.assert_close(o[kept], torch.full_like(o[kept], 1.0 / (S * (1 - p))))
+    return kept
+
+
+def test_dropout_mask_rate_seed_and_spec():
+    B, H, T, S, p = 2, 2, 40, 64, 0.3
+    kept = _revealed_mask(B, H, T, S, p, seed=5)
+    assert torch.equal(kept, _keep(B, H, T, S, p, 5))          # exactly kernels/dropout.py's mask
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.03      # 10240 draws: std 0.0045
+    assert torch.equal(_revealed_mask(B, H, T, S, p, seed=5), kept)      # reproducible
+    other = _revealed_mask(B, H, T, S, p, seed=6)
+    assert (other != kept).float().mean().item() > 0.2           # 2 p (1 - p) = 0.42 expected
+
+
+def test_dropout_int64_counters_draw_the_same_mask(monkeypatch):
+    """INDEX64 (chosen when B*H*T*S nears 2**31) forms the counters in int64: for counters below
+    2**32 Philox gets the same words, so the mask is unchanged. Forced here on a small shape."""
+    kept = _revealed_mask(1, 2, 24, 32, 0.4, seed=9)
+    monkeypatch.setattr(A, "INT32_LIMIT", 100)
+    assert A._meta(torch.zeros(1), 32, False, None, 0.4, 1, 2, 24, 32)["INDEX64"]
+    assert torch.equal(_revealed_mask(1, 2, 24, 32, 0.4, seed=9), kept)
+    _check_dropout(1, 2, 24, 32, 32, True, p=0.4, seed=9)
+
+
+def test_dropout_gradients_reproducible_and_seed_dependent():
+    B, H, T, S, D = 1, 2, 20, 20, 16
+    q, k, v = _qkv(B, H, T, S, D, torch.float32)
+    do = torch.randn(B, H, T, D, device=DEVICE)
+
+    def run(seed):
+        o, lse = A.attention_fwd(q, k, v, True, 0.25, dropout_p=0.5, seed=seed)
+        return (o, *A.attention_bwd(do, q, k, v, o, lse, True, 0.25, dropout_p=0.5, seed=seed))
+    a, b, c = run(3), run(3), run(4)
+    for x, y, z in zip(a, b, c):
+        assert torch.equal(x, y) and not torch.equal(x, z)
+
+
+def test_launch_tuned_keeps_the_seed_out_of_the_signature():
+    """A new dropout seed every step must not re-run the autotuner (kernels.copy.launch_tuned's
+    per_call arguments reach the kernel but not the signature)."""
+    from types import SimpleNamespace
+
+    from kernels.copy import launch_tuned
+
+    calls = []
+
+    class Launchable:
+        def __init__(self, name, best=None):
+            self.name, self.best_config = name, best
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: calls.append((self.name, kw))
+
+    tuner = Launchable("tuner", SimpleNamespace(kwargs={"BLOCK_M": 64}, num_warps=8, num_stages=3))
+    kernel = Launchable("kernel")
+    x = torch.empty(2)
+    for seed in (11, 12, 13):
+        launch_tuned(tuner, kernel, None, (x, 96, 0.1), {"HAS_DROPOUT": True}, per_call={"seed": seed})
+    assert [c[0] for c in calls] == ["tuner", "kernel", "kernel"]
+    assert [c[1]["seed"] for c in calls] == [11, 12, 13]
+
+
+def test_dropout_bad_arguments():
+    q, k, v = _qkv(1, 1, 8, 8, 16, torch.float32)
+    with pytest.raises(ValueError, match="dropout_p"):
+        A.attention_fwd(q, k, v, True, 0.25, dropout_p=1.5)
+    with pytest.raises(ValueError, match="seed"):
+        A.attention_fwd(q, k, v, True, 0.25, dropout_p=0.1, seed=-1)
+
+
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
 from kernels import attention as A
@@ -184,10 +334,13 @@ unit = {"stride_qd", "stride_kd", "stride_vd", "stride_od", "stride_dod", "strid
 cases = [(A._attention_fwd_kernel, (128, 64, 4, 3)), (A._attention_bwd_dkdv_kernel, (32, 128, 4, 3)),
          (A._attention_bwd_dq_kernel, (128, 32, 4, 3))]
 for fn, (bm, bn, w, st) in cases:
-    for D, causal, bias in [(64, True, True), (80, False, False)]:
+    # (D, causal, bias, dropout, int64 dropout counters): the dropout variants compile Philox in
+    for D, causal, bias, drop, i64 in [(64, True, True, False, False), (80, False, False, False, False),
+                                       (64, True, False, True, False), (80, False, True, True, True)]:
         d_pad = max(16, triton.next_power_of_2(D))
-        const = dict(CAUSAL=causal, HAS_BIAS=bias, UPCAST=False, D_PAD=d_pad, EVEN_D=d_pad == D,
-                     BLOCK_M=bm, BLOCK_N=bn, **{u: 1 for u in unit if u in fn.arg_names})
+        const = dict(CAUSAL=causal, HAS_BIAS=bias, HAS_DROPOUT=drop, INDEX64=i64, UPCAST=False,
+                     D_PAD=d_pad, EVEN_D=d_pad == D, BLOCK_M=bm, BLOCK_N=bn,
+                     **{u: 1 for u in unit if u in fn.arg_names})
         sig, attrs = {}, {}
         for i, name in enumerate(fn.arg_names):
             if name in const:
@@ -195,7 +348,7 @@ for fn, (bm, bn, w, st) in cases:
             elif name.endswith("_ptr"):
                 f32 = name in ("lse_ptr", "delta_ptr")
                 sig[name], attrs[(i,)] = "*fp32" if f32 else "*bf16", [["tt.divisibility", 16]]
-            elif "scale" in name:
+            elif "scale" in name or name == "dropout_p":
                 sig[name] = "fp32"
             else:
                 sig[name] = "i32"
@@ -204,7 +357,7 @@ for fn, (bm, bn, w, st) in cases:
         k = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": w, "num_stages": st})
         assert k.metadata.shared <= 232448, (fn.__name__, k.metadata.shared)
-        print(fn.__name__, D, "ok, shared memory", k.metadata.shared)
+        print(fn.__name__, D, "dropout" if drop else "", "ok, shared memory", k.metadata.shared)
 """
 
 
@@ -244,3 +397,12 @@ def test_gpu_head_dims_fp16(monkeypatch, D):
 def test_gpu_kv_cache_and_bias_fixed_config():
     _check(2, 4, 100, 333, 64, True, torch.bfloat16,
            bias=torch.randn(1, 1, 100, 333, device=DEVICE).expand(2, 4, 100, 333))
+
+
+@gpu
+@pytest.mark.parametrize("causal", [True, False])
+def test_gpu_dropout_autotuned(monkeypatch, causal):
+    # the autotuned launch (seed passed per call, outside the tuning signature) on a real GPU
+    monkeypatch.setattr(A, "AUTOTUNE", True)
+    _check_dropout(2, 4, 256, 200, 64, causal, p=0.1, seed=99, dtype=torch.bfloat16)
+    _check_dropout(2, 4, 256, 200, 64, causal, p=0.1, seed=100, dtype=torch.bfloat16)

@@ -456,8 +456,9 @@ def test_functional_reexported():
 
 @pytest.mark.parametrize("T,S", [(4, 4), (2, 5)])
 def test_sdpa_dropout_path_is_causal(T, S):
-    """The composite (dropout) path masks keys after each query, bottom-right aligned: changing
-    the value of key j changes exactly the output rows i with j <= i + S - T (same dropout seed)."""
+    """With dropout (inside the fused op) the causal mask still hides keys after each query,
+    bottom-right aligned: changing the value of key j changes exactly the output rows i with
+    j <= i + S - T (same dropout seed)."""
     rng = np.random.default_rng(0)
     q, k = (minigrad.tensor(rng.standard_normal((1, n, 8))) for n in (T, S))
     v = rng.standard_normal((1, S, 8))

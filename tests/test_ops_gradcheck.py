@@ -613,7 +613,8 @@ def test_sdpa(name):
 
 
 def test_sdpa_dropout_path():
-    """dropout_p > 0 takes the composite path; with a fixed seed it is a deterministic function."""
+    """dropout_p > 0 (dropout inside the fused op, its mask drawn again in the backward from the
+    seed): with a fixed seed a deterministic function whose gradient is checked here."""
     def fn(q, k, v):
         minigrad.manual_seed(5)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True)

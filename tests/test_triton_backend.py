@@ -487,6 +487,45 @@ def test_attention(causal, T, S):
               bias_fn, tol=tol)
 
 
+def test_attention_dropout_masks_follow_each_backends_dropout():
+    """The backends' dropout streams differ (Philox vs NumPy's PCG64), so attention with dropout is
+    compared by what each must draw: q = 0 (uniform p = 1/S) and v = I make o reveal the mask
+    (o = keep / (S (1 - p))). NumPy's is dropout_fwd's for a (B, H, T, S) array, i.e.
+    default_rng(seed).random((B, H, T, S)) >= p; Triton's is its dropout_fwd's (kernels/dropout.py)
+    for that shape; both keep about 1 - p. qkv_attention_fwd draws the same mask as attention_fwd."""
+    B, H, T, S, p, seed = 2, 2, 24, 32, 0.25, 77
+    masks = []
+    for be in (NB, TB):
+        eye = be.from_numpy(np.broadcast_to(np.eye(S, dtype=np.float32), (B, H, S, S)).copy())
+        o, _ = be.attention_fwd(be.from_numpy(np.zeros((B, H, T, S), np.float32)), eye, eye, False, 1.0,
+                                None, p, seed)
+        o = be.to_numpy(o)
+        kept = o != 0
+        np.testing.assert_allclose(o[kept], 1.0 / (S * (1 - p)), rtol=1e-6)
+        _, spec = be.dropout_fwd(be.from_numpy(np.ones((B, H, T, S), np.float32)), p, seed)
+        np.testing.assert_array_equal(kept, be.to_numpy(spec))
+        assert abs(kept.mean() - (1 - p)) < 0.03                             # 3072 draws: std 0.008
+        masks.append(kept)
+    np.testing.assert_array_equal(masks[0], np.random.default_rng(seed).random((B, H, T, S)) >= p)
+    assert (masks[0] != masks[1]).any()                                      # different generators
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_qkv_attention_with_dropout_zero_and_one_match_numpy(p):
+    """dropout_p = 0 (the HAS_DROPOUT-free kernels) and 1 (zeros, no NaN) draw nothing random, so
+    the two backends must agree on the qkv path, forward and backward."""
+    B, T, nh, hs = 2, 9, 2, 8
+    qkv, dy = randn(B, T, 3 * nh * hs), randn(B, T, nh * hs)
+    check("qkv_attention_fwd", arr(qkv), nh, True, 0.3, p, 5, tol=TOL["attention"])
+    outs = []
+    for be in (NB, TB):
+        y, lse = be.qkv_attention_fwd(be.from_numpy(qkv), nh, True, 0.3, p, 5)
+        outs.append(be.to_numpy(be.qkv_attention_bwd(be.from_numpy(dy), be.from_numpy(qkv), y, lse, nh,
+                                                     True, 0.3, p, 5)))
+    _compare(outs[1], outs[0], TOL["attention"], "qkv_attention_bwd")
+    assert np.isfinite(outs[1]).all() and (p < 1 or not outs[1].any())     # p = 1: o and grads 0
+
+
 @pytest.mark.parametrize("with_master", [False, True])
 def test_adamw_step(with_master):
     p, g, m, v = randn(7, 30), randn(7, 30), randn(7, 30) * 0.1, np.abs(randn(7, 30)) * 0.1

@@ -355,22 +355,29 @@ class Backend(ABC):
 
     @abstractmethod
     def attention_fwd(self, q: Array, k: Array, v: Array, causal: bool, scale: float,
-                      bias: Optional[Array] = None) -> tuple[Array, Array]:
+                      bias: Optional[Array] = None, dropout_p: float = 0.0, seed: int = 0,
+                      ) -> tuple[Array, Array]:
         """Scaled dot-product attention. q (B, H, T, D), k and v (B, H, S, D).
 
         s = scale * q @ k^T (+ bias);  causal masks s[i, j] for j > i + (S - T) (bottom-right
         aligned, so a query block at the end of a KV cache sees the whole cache; identical to
         torch's is_causal when T == S). bias is an optional additive float array broadcastable
         view of shape (B, H, T, S) (e.g. -inf where masked), already expanded.
-        Returns (o (B, H, T, D), lse (B, H, T) float32/float64): lse = logsumexp of masked s rows.
-        A row with every key masked gives o = 0 (and lse = -inf).
+        p = softmax(s); o = p @ v, or with dropout_p > 0, o = (p * keep / (1 - dropout_p)) @ v
+        where keep (B, H, T, S) is exactly the mask this backend's dropout_fwd draws with `seed`
+        for an array of the probabilities' shape (B, H, T, S), so the fused op equals
+        dropout(softmax(s)) @ v; dropout_p == 1 gives o = 0. The mask is not returned: the
+        backward draws it again from the seed.
+        Returns (o (B, H, T, D), lse (B, H, T) float32/float64): lse = logsumexp of masked s rows
+        (of the undropped probabilities). A row with every key masked gives o = 0 (and lse = -inf).
         """
 
     @abstractmethod
     def attention_bwd(self, do: Array, q: Array, k: Array, v: Array, o: Array, lse: Array,
                       causal: bool, scale: float, bias: Optional[Array] = None,
-                      ) -> tuple[Array, Array, Array]:
-        """Returns (dq, dk, dv) with the shapes of q, k, v (the bias gets no gradient)."""
+                      dropout_p: float = 0.0, seed: int = 0) -> tuple[Array, Array, Array]:
+        """Returns (dq, dk, dv) with the shapes of q, k, v (the bias gets no gradient); dropout_p
+        and seed as given to attention_fwd (the same mask, regenerated)."""
 
     def cross_entropy_fwd_bwd_(self, logits: Array, targets: Array, ignore_index: int,
                                n_classes: int) -> Array:
@@ -401,25 +408,28 @@ class Backend(ABC):
                 for i in range(3)]                                           # (B, nh, T, hs) each
 
     def qkv_attention_fwd(self, qkv: Array, n_head: int, causal: bool, scale: float,
-                          ) -> tuple[Array, Array]:
+                          dropout_p: float = 0.0, seed: int = 0) -> tuple[Array, Array]:
         """qkv (B, T, 3C) = [q | k | v] along the last dim, each (B, T, n_head, hs) -> y (B, T, C)
-        = attention over the heads with the heads merged back, and lse (B, n_head, T) float32."""
+        = attention over the heads with the heads merged back, and lse (B, n_head, T) float32.
+        Dropout as attention_fwd's, on the (B, n_head, T, T) probabilities."""
         B, T, C3 = self.shape(qkv)
         q, k, v = self._qkv_heads(qkv, n_head)
-        o, lse = self.attention_fwd(q, k, v, causal, scale)                  # (B, nh, T, hs)
+        o, lse = self.attention_fwd(q, k, v, causal, scale, None, dropout_p, seed)   # (B, nh, T, hs)
         y = self.contiguous(self.permute(o, (0, 2, 1, 3)))                   # (B, T, nh, hs)
         return self.reshape(y, (B, T, C3 // 3)), lse
 
     def qkv_attention_bwd(self, dy: Array, qkv: Array, y: Array, lse: Array, n_head: int,
-                          causal: bool, scale: float) -> Array:
-        """dqkv (B, T, 3C) from dy (B, T, C), with qkv, y, lse from qkv_attention_fwd."""
+                          causal: bool, scale: float, dropout_p: float = 0.0, seed: int = 0) -> Array:
+        """dqkv (B, T, 3C) from dy (B, T, C), with qkv, y, lse from qkv_attention_fwd (and its
+        dropout_p and seed)."""
         B, T, C3 = self.shape(qkv)
         C, hs = C3 // 3, C3 // (3 * n_head)
 
         def heads(t):                                                        # (B, T, C) -> (B, nh, T, hs)
             return self.permute(self.reshape(t, (B, T, n_head, hs)), (0, 2, 1, 3))
         q, k, v = self._qkv_heads(qkv, n_head)
-        grads = self.attention_bwd(heads(self.contiguous(dy)), q, k, v, heads(y), lse, causal, scale)
+        grads = self.attention_bwd(heads(self.contiguous(dy)), q, k, v, heads(y), lse, causal, scale,
+                                   None, dropout_p, seed)
         return self.concat([self.reshape(self.contiguous(self.permute(d, (0, 2, 1, 3))), (B, T, C))
                             for d in grads], 2)
 

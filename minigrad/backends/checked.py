@@ -241,14 +241,14 @@ class CheckedBackend(Backend):
         return self._check(self.inner.cross_entropy_bwd(dlosses, logits, targets, lse, ignore_index),
                            self._s(logits), self._d(logits), "cross_entropy_bwd")
 
-    def attention_fwd(self, q, k, v, causal, scale, bias=None):
-        o, lse = self.inner.attention_fwd(q, k, v, causal, scale, bias)
+    def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):
+        o, lse = self.inner.attention_fwd(q, k, v, causal, scale, bias, dropout_p, seed)
         self._check(o, self._s(q)[:-1] + self._s(v)[-1:], self._d(q), "attention_fwd")
         self._check(lse, self._s(q)[:-1], what="attention_fwd lse")
         return o, lse
 
-    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None):
-        dq, dk, dv = self.inner.attention_bwd(do, q, k, v, o, lse, causal, scale, bias)
+    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None, dropout_p=0.0, seed=0):
+        dq, dk, dv = self.inner.attention_bwd(do, q, k, v, o, lse, causal, scale, bias, dropout_p, seed)
         self._check(dq, self._s(q), self._d(q), "attention_bwd dq")
         self._check(dk, self._s(k), self._d(k), "attention_bwd dk")
         self._check(dv, self._s(v), self._d(v), "attention_bwd dv")
@@ -277,15 +277,15 @@ class CheckedBackend(Backend):
         out = self.inner.matmul_bias(a, b, bias)
         return self._check(out, (self._s(a)[0], self._s(b)[1]), self._d(a), "matmul_bias")
 
-    def qkv_attention_fwd(self, qkv, n_head, causal, scale):
-        y, lse = self.inner.qkv_attention_fwd(qkv, n_head, causal, scale)
+    def qkv_attention_fwd(self, qkv, n_head, causal, scale, dropout_p=0.0, seed=0):
+        y, lse = self.inner.qkv_attention_fwd(qkv, n_head, causal, scale, dropout_p, seed)
         B, T, C3 = self._s(qkv)
         self._check(y, (B, T, C3 // 3), self._d(qkv), "qkv_attention_fwd y")
         self._check(lse, (B, n_head, T), what="qkv_attention_fwd lse")
         return y, lse
 
-    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale):
-        d = self.inner.qkv_attention_bwd(dy, qkv, y, lse, n_head, causal, scale)
+    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale, dropout_p=0.0, seed=0):
+        d = self.inner.qkv_attention_bwd(dy, qkv, y, lse, n_head, causal, scale, dropout_p, seed)
         return self._check(d, self._s(qkv), self._d(qkv), "qkv_attention_bwd")
 
     def adamw_step_(self, *args, **kwargs):

@@ -383,7 +383,18 @@ class NumpyBackend(Backend):
             s = np.where(keep, s, -np.inf)
         return s
 
-    def attention_fwd(self, q, k, v, causal, scale, bias=None):
+    @staticmethod
+    def _attention_dropout(x, dropout_p, seed):
+        """x * keep / (1 - p) on a (B, H, T, S) array, keep drawn exactly as dropout_fwd draws it
+        for an array of that shape and seed (so attention with dropout equals
+        dropout(softmax(s)) @ v); p == 1 gives 0 (no 0/0). The same call in the backward
+        regenerates the forward's mask from the seed."""
+        if dropout_p >= 1.0:
+            return np.zeros_like(x)
+        keep = np.random.default_rng(seed).random(x.shape) >= dropout_p
+        return np.where(keep, x / (1 - dropout_p), 0)
+
+    def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):
         s = self._scores(q, k, causal, scale, bias)
         m = s.max(axis=-1, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)                           # fully-masked rows
@@ -392,15 +403,21 @@ class NumpyBackend(Backend):
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(z > 0, e / z, 0)
             lse = (m + np.log(z))[..., 0]                            # -inf for fully-masked rows
+        if dropout_p > 0:                                            # lse stays the undropped one
+            p = self._attention_dropout(p, dropout_p, seed)
         o = np.matmul(p, v).astype(q.dtype)
         return o, lse.astype(_stat_dtype(q))
 
-    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None):
+    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None, dropout_p=0.0, seed=0):
         s = self._scores(q, k, causal, scale, bias)
         with np.errstate(invalid="ignore"):
             p = np.where(np.isfinite(lse)[..., None], np.exp(s - lse[..., None]), 0)   # (B,H,T,S)
-        dv = np.matmul(np.swapaxes(p, -1, -2), do)
-        dp = np.matmul(do, np.swapaxes(v, -1, -2))
+        dp = np.matmul(do, np.swapaxes(v, -1, -2))                   # d(loss)/d(p used in o)
+        if dropout_p > 0:     # o = dropout(p) @ v: dv sees the dropped p, dp flows back through it
+            dv = np.matmul(np.swapaxes(self._attention_dropout(p, dropout_p, seed), -1, -2), do)
+            dp = self._attention_dropout(dp, dropout_p, seed)
+        else:
+            dv = np.matmul(np.swapaxes(p, -1, -2), do)
         delta = (do * o).sum(axis=-1, keepdims=True)                 # = rowsum(p * dp)
         ds = p * (dp - delta) * scale
         dq = np.matmul(ds, k)

@@ -340,13 +340,14 @@ class TritonBackend(Backend):
         return losses
 
     # ------------------------------------------------------------------ tier 3: attention
-    def attention_fwd(self, q, k, v, causal, scale, bias=None):
-        return _attention.attention_fwd(q, k, v, causal, scale, bias)
+    def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):
+        return _attention.attention_fwd(q, k, v, causal, scale, bias, dropout_p=dropout_p, seed=seed)
 
-    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None):
-        return _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, bias)
+    def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None, dropout_p=0.0, seed=0):
+        return _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, bias,
+                                        dropout_p=dropout_p, seed=seed)
 
-    def qkv_attention_fwd(self, qkv, n_head, causal, scale):
+    def qkv_attention_fwd(self, qkv, n_head, causal, scale, dropout_p=0.0, seed=0):
         qkv = self._contig(qkv)
         B, T, C3 = qkv.shape
         C, hs = C3 // 3, C3 // (3 * n_head)
@@ -354,10 +355,11 @@ class TritonBackend(Backend):
         y = torch.empty((B, T, C), dtype=qkv.dtype, device=qkv.device)
         # o written straight into y's (B, T, nh, hs) layout: the heads come out merged
         _, lse = _attention.attention_fwd(q, k, v, causal, scale,
-                                          out=y.view(B, T, n_head, hs).permute(0, 2, 1, 3))
+                                          out=y.view(B, T, n_head, hs).permute(0, 2, 1, 3),
+                                          dropout_p=dropout_p, seed=seed)
         return y, lse
 
-    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale):
+    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale, dropout_p=0.0, seed=0):
         qkv = self._contig(qkv)
         B, T, C3 = qkv.shape
         hs = C3 // (3 * n_head)
@@ -367,7 +369,8 @@ class TritonBackend(Backend):
         dqkv = torch.empty((B, T, C3), dtype=qkv.dtype, device=qkv.device)
         # dq, dk, dv written into their thirds of one buffer: no split-gradient fills, copies, adds
         parts = tuple(self._qkv_heads(dqkv, n_head))
-        _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, out=parts)
+        _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, out=parts,
+                                 dropout_p=dropout_p, seed=seed)
         return dqkv
 
     # ------------------------------------------------------------------ optimizer, in place

@@ -113,8 +113,22 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    seed = int(_random.default_generator().integers(0, 2 ** 31 - 1))
-    return fused.Dropout.apply(_floating(x, "dropout"), p=p, seed=seed)
+    return fused.Dropout.apply(_floating(x, "dropout"), p=p, seed=_dropout_seed())
+
+
+def _dropout_seed() -> int:
+    """A mask seed from minigrad's global generator (one draw), so manual_seed makes every dropout
+    (F.dropout and attention's) reproducible."""
+    return int(_random.default_generator().integers(0, 2 ** 31 - 1))
+
+
+def _attention_dropout_seed(p: float) -> int:
+    """Attention's dropout_p checked, and its seed drawn as F.dropout draws one: only when some but
+    not all entries are dropped (0 < p < 1), so the global generator advances as it does for
+    softmax -> F.dropout."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"attention dropout_p must be in [0, 1], got {p}")
+    return _dropout_seed() if 0.0 < p < 1.0 else 0
 
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
@@ -305,21 +319,6 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return {"mean": sq.mean, "sum": sq.sum}[reduction]() if reduction != "none" else sq
 
 
-_FUTURE_KEYS: dict = {}
-
-
-def _future_keys(T: int, S: int, device: str) -> Tensor:
-    """(T, S) bool, True where key j comes after query i (j > i + S - T): the causal mask's
-    masked positions. Built once per (T, S, device) and kept, so a training step does not
-    rebuild and upload it in every layer (a host-to-device copy each time on a GPU)."""
-    key = (T, S, device)
-    if key not in _FUTURE_KEYS:
-        if len(_FUTURE_KEYS) >= 16:                 # a bounded cache: lengths seen recently
-            _FUTURE_KEYS.clear()
-        _FUTURE_KEYS[key] = Tensor(np.triu(np.ones((T, S), dtype=bool), k=S - T + 1), device=device)
-    return _FUTURE_KEYS[key]
-
-
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
                                  scale: Optional[float] = None) -> Tensor:
@@ -328,8 +327,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
     attn_mask: bool (True = attend, as torch) or float (added to the scores), broadcastable to
     (..., T, S). is_causal masks keys after each query, aligned to the *bottom-right* corner
     when T != S (query i sees keys j <= i + S - T), so decoding with a KV cache works; for
-    T == S this is exactly torch's is_causal. dropout_p > 0 falls back to the composite form
-    (scores -> softmax -> dropout -> @ v), which materialises the (T, S) matrix.
+    T == S this is exactly torch's is_causal. dropout_p drops attention probabilities inside the
+    fused op (as torch, the caller passes 0 in eval): the result equals softmax -> F.dropout ->
+    @ v with the same minigrad.manual_seed, the mask being the one F.dropout would draw for the
+    (..., T, S) probabilities, without materialising them on the GPU; dropout_p = 1 gives zeros.
     """
     if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
         raise ValueError(f"attention needs q, k, v with the same number of dims (>= 2), got "
@@ -339,6 +340,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
                          "(q/k head dims and k/v lengths must match)")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     T, S = q.shape[-2], k.shape[-2]
+    dropout_p = float(dropout_p)
+    seed = _attention_dropout_seed(dropout_p)
     bias = None
     if attn_mask is not None:
         if attn_mask.dtype == "bool":
@@ -346,14 +349,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
                                 attn_mask.backend)._as(q.dtype)
         else:
             bias = attn_mask.detach()._as(q.dtype)
-    if dropout_p > 0.0:
-        s = q.matmul(k.transpose(-2, -1)) * scale
-        if bias is not None:
-            s = s + bias
-        if is_causal:
-            s = s.masked_fill(_future_keys(T, S, q.device), float("-inf"))
-        return dropout(softmax(s, -1), dropout_p).matmul(v)
-    # the fused op works on 4-d (B, H, T, D); fold any other leading dims into that form
+    # the fused op works on 4-d (B, H, T, D); fold any other leading dims into that form (the
+    # dropout mask's flat (..., T, S) indices are unchanged by it)
     lead = q.shape[:-2]
     B = math.prod(lead)
     q4 = q.reshape((B, 1, T, q.shape[-1])) if q.ndim != 4 else q
@@ -370,23 +367,28 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
         bias = bias.expand(lead + (T, S))
         if q.ndim != 4:
             bias = bias.contiguous().reshape((B, 1, T, S))
-        o = fused.Attention.apply(q4, k4, v4, bias.detach(), causal=is_causal, scale=scale)
+        o = fused.Attention.apply(q4, k4, v4, bias.detach(), causal=is_causal, scale=scale,
+                                  dropout_p=dropout_p, seed=seed)
     else:
-        o = fused.Attention.apply(q4, k4, v4, causal=is_causal, scale=scale)
+        o = fused.Attention.apply(q4, k4, v4, causal=is_causal, scale=scale, dropout_p=dropout_p,
+                                  seed=seed)
     return o.reshape(q.shape[:-1] + (v.shape[-1],)) if q.ndim != 4 else o
 
 
 def qkv_self_attention(qkv: Tensor, n_head: int, is_causal: bool = True,
-                       scale: Optional[float] = None) -> Tensor:
+                       scale: Optional[float] = None, dropout_p: float = 0.0) -> Tensor:
     """Multi-head self-attention from a fused projection: qkv (B, T, 3C) holds q, k, v side by
     side on the last dim, each (B, T, n_head, hs) with hs = C / n_head -> (B, T, C), the heads
-    merged as nanoGPT's y.transpose(1, 2).reshape(B, T, C). No dropout (use
-    scaled_dot_product_attention for that). Same result as splitting qkv and calling
-    scaled_dot_product_attention per head, in fewer kernels and without a transpose copy."""
+    merged as nanoGPT's y.transpose(1, 2).reshape(B, T, C). Same result as splitting qkv and
+    calling scaled_dot_product_attention on the (B, n_head, T, hs) heads (dropout_p and its mask
+    included, for the same seed), in fewer kernels and without a transpose copy. dropout_p
+    applies whenever it is > 0: pass 0 in eval, as with torch's sdpa."""
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ValueError(f"qkv_self_attention: qkv must be (B, T, 3C) with C divisible by n_head="
                          f"{n_head}; got shape {qkv.shape}")
     hs = qkv.shape[-1] // (3 * n_head)
     scale = 1.0 / math.sqrt(hs) if scale is None else float(scale)
+    dropout_p = float(dropout_p)
+    seed = _attention_dropout_seed(dropout_p)
     return fused.QKVAttention.apply(_floating(qkv, "qkv_self_attention"), n_head=n_head,
-                                    causal=is_causal, scale=scale)
+                                    causal=is_causal, scale=scale, dropout_p=dropout_p, seed=seed)

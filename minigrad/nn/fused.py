@@ -137,19 +137,25 @@ class CrossEntropyInPlace(Function):
 
 
 class Attention(Function):
-    """softmax(scale * q k^T + bias, causal) v, without ever keeping the (T, S) matrix on the GPU.
+    """dropout(softmax(scale * q k^T + bias, causal)) v, without ever keeping the (T, S) matrix
+    on the GPU.
 
     q (B, H, T, D), k/v (B, H, S, D), bias optional (B, H, T, S) (already expanded, no grad).
+    dropout_p > 0 drops probabilities with the mask the backend's dropout_fwd draws from `seed`
+    for a (B, H, T, S) array; only the seed is kept, the backward draws the mask again.
     """
 
-    def forward(self, q, k, v, bias=None, causal: bool = False, scale: float = 1.0):
+    def forward(self, q, k, v, bias=None, causal: bool = False, scale: float = 1.0,
+                dropout_p: float = 0.0, seed: int = 0):
         self.q, self.k, self.v, self.bias, self.causal, self.scale = q, k, v, bias, causal, scale
-        self.o, self.lse = self.backend.attention_fwd(q, k, v, causal, scale, bias)
+        self.dropout_p, self.seed = dropout_p, seed
+        self.o, self.lse = self.backend.attention_fwd(q, k, v, causal, scale, bias, dropout_p, seed)
         return self.o
 
     def backward(self, g):
         dq, dk, dv = self.backend.attention_bwd(g, self.q, self.k, self.v, self.o, self.lse,
-                                                self.causal, self.scale, self.bias)
+                                                self.causal, self.scale, self.bias,
+                                                self.dropout_p, self.seed)
         return (dq, dk, dv) if self.bias is None else (dq, dk, dv, None)
 
 
@@ -157,13 +163,16 @@ class QKVAttention(Function):
     """Self-attention over the output of a fused q/k/v projection: qkv (B, T, 3C) -> y (B, T, C)
     with the heads merged. One Function instead of split + reshapes + transposes + attention +
     transpose-copy, so the backward is one (B, T, 3C) gradient written in place by the backend
-    (no zero-filled slice gradients to add up)."""
+    (no zero-filled slice gradients to add up). Dropout as Attention's, on the (B, n_head, T, T)
+    probabilities."""
 
-    def forward(self, qkv, n_head: int, causal: bool = True, scale: float = 1.0):
+    def forward(self, qkv, n_head: int, causal: bool = True, scale: float = 1.0,
+                dropout_p: float = 0.0, seed: int = 0):
         self.qkv, self.n_head, self.causal, self.scale = qkv, n_head, causal, scale
-        self.y, self.lse = self.backend.qkv_attention_fwd(qkv, n_head, causal, scale)
+        self.dropout_p, self.seed = dropout_p, seed
+        self.y, self.lse = self.backend.qkv_attention_fwd(qkv, n_head, causal, scale, dropout_p, seed)
         return self.y
 
     def backward(self, g):
         return self.backend.qkv_attention_bwd(g, self.qkv, self.y, self.lse, self.n_head,
-                                              self.causal, self.scale)
+                                              self.causal, self.scale, self.dropout_p, self.seed)
