@@ -89,6 +89,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.dropout import check_seed_offset, philox_key
 from kernels.copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
@@ -188,13 +189,16 @@ def _attention_fwd_kernel(
     dropout_p,                     # drop probability (2.0 when p == 1: rand < 1 drops all)
     dropout_scale,                 # 1 / (1 - p), 0 when p == 1 (never inf)
     seed,                          # Philox key of the dropout mask
+    seed_offset_ptr,               # (1,) int64 added to the key (CUDA-graph replays), if HAS_SEED_OFFSET
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
     HAS_DROPOUT: tl.constexpr,     # False compiles the Philox draws out entirely
+    HAS_SEED_OFFSET: tl.constexpr,
     INDEX64: tl.constexpr,         # dropout counters need int64 (B * H * T * S near 2**31)
     D_PAD: tl.constexpr,           # head dim rounded up to a power of two >= 16
     EVEN_D: tl.constexpr,          # D == D_PAD: no head-dim masks
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
     # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
     # so the last wave of the grid is made of short programs (better load balance).
     if CAUSAL:
@@ -322,10 +326,12 @@ def _attention_bwd_dkdv_kernel(
     stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
     H, T, S, D,
     scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
+    seed_offset_ptr,
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, INDEX64: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
     start_n = tl.program_id(0) * BLOCK_N
     pid_bh = tl.program_id(1)
     off_b = (pid_bh // H).to(tl.int64)
@@ -432,12 +438,14 @@ def _attention_bwd_dq_kernel(
     stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
     H, T, S, D,
     scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
+    seed_offset_ptr,
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, INDEX64: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dq of one query block, and delta = rowsum(do * o) of its rows, stored for the dk/dv kernel
     that runs next (so the backward needs no separate preprocessing launch)."""
+    seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
     # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
     # so the last wave of the grid is made of short programs (better load balance).
     if CAUSAL:
@@ -603,17 +611,24 @@ def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor], d
                 D_PAD=d_pad, EVEN_D=d_pad == D)
 
 
-def _dropout_args(dropout_p: float, seed: int) -> tuple[tuple, dict]:
+def _dropout_args(dropout_p: float, seed: int, seed_offset: Optional[torch.Tensor],
+                  like: torch.Tensor) -> tuple[tuple, dict]:
     """(p, 1 / (1 - p)) as the kernels take them, and the seed (a per-call argument, kept out of
-    the autotuning signature). p == 1 mirrors kernels/dropout.py: p = 2.0 (every rand < 1 is
+    the autotuning signature) with the optional device-side seed offset (kernels/dropout.py,
+    added to the key in the kernels). p == 1 mirrors kernels/dropout.py: p = 2.0 (every rand < 1 is
     dropped) and scale 0, so the output and gradients are 0, never inf * 0 = NaN."""
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"attention: dropout_p must be in [0, 1]; got {dropout_p}")
     if not 0 <= seed < 2 ** 31:
         raise ValueError(f"attention: seed must be in [0, 2**31); got {seed}")
+    has_offset = seed_offset is not None and dropout_p > 0
+    if has_offset:
+        check_seed_offset(seed_offset, like.device)
+    per_call = dict(seed=int(seed), seed_offset_ptr=seed_offset if has_offset else like,
+                    HAS_SEED_OFFSET=has_offset)
     if dropout_p >= 1.0:
-        return (2.0, 0.0), dict(seed=int(seed))
-    return (float(dropout_p), 1.0 / (1.0 - dropout_p)), dict(seed=int(seed))
+        return (2.0, 0.0), per_call
+    return (float(dropout_p), 1.0 / (1.0 - dropout_p)), per_call
 
 
 def _bias_args(bias: Optional[torch.Tensor], fallback: torch.Tensor) -> tuple:
@@ -634,7 +649,8 @@ def _check_out(name: str, t: torch.Tensor, shape: tuple, like: torch.Tensor) -> 
 
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
                   bias: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
-                  dropout_p: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
     (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
     out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
@@ -642,12 +658,14 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = tl.rand(seed, flat) >= p,
     flat the row-major index of (b, h, i, j) in (B, H, T, S): the mask kernels/dropout.py draws
     for a (B, H, T, S) tensor with this seed. lse is that of the undropped probabilities.
+    seed_offset: optional (1,) int64 device tensor added to the seed when the kernel runs (as
+    kernels/dropout.py's; the CUDA-graph step rewrites it before each replay).
 
     Returns o (B, H, T, D) (contiguous unless `out` was given) in q's dtype and lse (B, H, T)
     float32 (natural log; -inf for rows with every key masked, whose o is 0).
     """
     B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
-    drop, per_call = _dropout_args(dropout_p, seed)
+    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
     o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device) if out is None else \
         _check_out("attention_fwd: out", out, (B, H, T, D), q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
@@ -672,7 +690,8 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
 def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
                   bias: Optional[torch.Tensor] = None, out: Optional[tuple] = None,
-                  dropout_p: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
     q, k, v, causal, scale, bias, dropout_p and seed as given to it (the dropout mask is drawn
     again from the seed, never stored). Returns (dq, dk, dv) in q's dtype with the shapes
@@ -680,7 +699,7 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     views (dk and dv with equal strides), e.g. the three thirds of one (B, T, 3, H, D) buffer,
     which is the gradient of a fused qkv projection's output with no concat or fill."""
     B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
-    drop, per_call = _dropout_args(dropout_p, seed)
+    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
     for n, t in (("do", do), ("o", o)):
         if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
             raise ValueError(f"attention_bwd: {n} must be {tuple(q.shape)} {q.dtype} on {q.device}; "

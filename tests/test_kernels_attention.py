@@ -281,6 +281,28 @@ def test_dropout_int64_counters_draw_the_same_mask(monkeypatch):
     _check_dropout(1, 2, 24, 32, 32, True, p=0.4, seed=9)
 
 
+def test_dropout_seed_offset_read_on_the_device():
+    """seed_offset (the CUDA-graph step's per-replay offset) is added to the seed in all three
+    kernels: the mask and the gradients are those of seed + offset."""
+    B, H, T, S, p, seed, shift = 1, 2, 24, 32, 0.4, 9, 2 ** 33 + 11
+    off = DROP.seed_offset_tensor(DEVICE)
+    DROP.set_seed_offset_(off, shift)
+    q = torch.zeros(B, H, T, S, device=DEVICE)
+    eye = torch.eye(S, device=DEVICE).expand(B, H, S, S)
+    o, _ = A.attention_fwd(q, eye, eye, False, 1.0, dropout_p=p, seed=seed, seed_offset=off)
+    assert torch.equal(o != 0, _keep(B, H, T, S, p, seed + shift))
+    q, k, v = _qkv(B, H, T, S, 16, torch.float32)
+    do = torch.randn(B, H, T, 16, device=DEVICE)
+    o, lse = A.attention_fwd(q, k, v, True, 0.25, dropout_p=p, seed=seed, seed_offset=off)
+    grads = A.attention_bwd(do, q, k, v, o, lse, True, 0.25, dropout_p=p, seed=seed, seed_offset=off)
+    ref = _ref_dropout(q, k, v, do, True, 0.25, _keep(B, H, T, S, p, seed + shift), p)
+    torch.testing.assert_close(o.double(), ref[0], atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, ref[2:]):
+        torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=2e-5)
+    with pytest.raises(ValueError, match="seed_offset must be"):
+        A.attention_fwd(q, k, v, True, 0.25, dropout_p=p, seed=seed, seed_offset=off.int())
+
+
 def test_dropout_gradients_reproducible_and_seed_dependent():
     B, H, T, S, D = 1, 2, 20, 20, 16
     q, k, v = _qkv(B, H, T, S, D, torch.float32)
@@ -334,11 +356,14 @@ unit = {"stride_qd", "stride_kd", "stride_vd", "stride_od", "stride_dod", "strid
 cases = [(A._attention_fwd_kernel, (128, 64, 4, 3)), (A._attention_bwd_dkdv_kernel, (32, 128, 4, 3)),
          (A._attention_bwd_dq_kernel, (128, 32, 4, 3))]
 for fn, (bm, bn, w, st) in cases:
-    # (D, causal, bias, dropout, int64 dropout counters): the dropout variants compile Philox in
-    for D, causal, bias, drop, i64 in [(64, True, True, False, False), (80, False, False, False, False),
-                                       (64, True, False, True, False), (80, False, True, True, True)]:
+    # (D, causal, bias, dropout, int64 dropout counters, device seed offset): the dropout
+    # variants compile Philox in; the offset is the CUDA-graph step's
+    for D, causal, bias, drop, i64, off in [(64, True, True, False, False, False),
+                                            (80, False, False, False, False, False),
+                                            (64, True, False, True, False, True),
+                                            (80, False, True, True, True, False)]:
         d_pad = max(16, triton.next_power_of_2(D))
-        const = dict(CAUSAL=causal, HAS_BIAS=bias, HAS_DROPOUT=drop, INDEX64=i64, UPCAST=False,
+        const = dict(CAUSAL=causal, HAS_BIAS=bias, HAS_DROPOUT=drop, HAS_SEED_OFFSET=off, INDEX64=i64, UPCAST=False,
                      D_PAD=d_pad, EVEN_D=d_pad == D, BLOCK_M=bm, BLOCK_N=bn,
                      **{u: 1 for u in unit if u in fn.arg_names})
         sig, attrs = {}, {}
@@ -347,7 +372,8 @@ for fn, (bm, bn, w, st) in cases:
                 sig[name] = "constexpr"
             elif name.endswith("_ptr"):
                 f32 = name in ("lse_ptr", "delta_ptr")
-                sig[name], attrs[(i,)] = "*fp32" if f32 else "*bf16", [["tt.divisibility", 16]]
+                ty = "*i64" if name == "seed_offset_ptr" else "*fp32" if f32 else "*bf16"
+                sig[name], attrs[(i,)] = ty, [["tt.divisibility", 16]]
             elif "scale" in name or name == "dropout_p":
                 sig[name] = "fp32"
             else:

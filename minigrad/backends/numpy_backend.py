@@ -383,15 +383,14 @@ class NumpyBackend(Backend):
             s = np.where(keep, s, -np.inf)
         return s
 
-    @staticmethod
-    def _attention_dropout(x, dropout_p, seed):
+    def _attention_dropout(self, x, dropout_p, seed):
         """x * keep / (1 - p) on a (B, H, T, S) array, keep drawn exactly as dropout_fwd draws it
-        for an array of that shape and seed (so attention with dropout equals
+        for an array of that shape and seed, plus the seed offset (so attention with dropout equals
         dropout(softmax(s)) @ v); p == 1 gives 0 (no 0/0). The same call in the backward
         regenerates the forward's mask from the seed."""
         if dropout_p >= 1.0:
             return np.zeros_like(x)
-        keep = np.random.default_rng(seed).random(x.shape) >= dropout_p
+        keep = np.random.default_rng(seed + self.dropout_seed_offset).random(x.shape) >= dropout_p
         return np.where(keep, x / (1 - dropout_p), 0)
 
     def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):

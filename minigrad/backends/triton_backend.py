@@ -341,11 +341,12 @@ class TritonBackend(Backend):
 
     # ------------------------------------------------------------------ tier 3: attention
     def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):
-        return _attention.attention_fwd(q, k, v, causal, scale, bias, dropout_p=dropout_p, seed=seed)
+        return _attention.attention_fwd(q, k, v, causal, scale, bias, dropout_p=dropout_p, seed=seed,
+                                        seed_offset=self.dropout_seed_offset)
 
     def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None, dropout_p=0.0, seed=0):
         return _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, bias,
-                                        dropout_p=dropout_p, seed=seed)
+                                        dropout_p=dropout_p, seed=seed, seed_offset=self.dropout_seed_offset)
 
     def qkv_attention_fwd(self, qkv, n_head, causal, scale, dropout_p=0.0, seed=0):
         qkv = self._contig(qkv)
@@ -356,7 +357,8 @@ class TritonBackend(Backend):
         # o written straight into y's (B, T, nh, hs) layout: the heads come out merged
         _, lse = _attention.attention_fwd(q, k, v, causal, scale,
                                           out=y.view(B, T, n_head, hs).permute(0, 2, 1, 3),
-                                          dropout_p=dropout_p, seed=seed)
+                                          dropout_p=dropout_p, seed=seed,
+                                          seed_offset=self.dropout_seed_offset)
         return y, lse
 
     def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale, dropout_p=0.0, seed=0):
@@ -370,7 +372,7 @@ class TritonBackend(Backend):
         # dq, dk, dv written into their thirds of one buffer: no split-gradient fills, copies, adds
         parts = tuple(self._qkv_heads(dqkv, n_head))
         _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, out=parts,
-                                 dropout_p=dropout_p, seed=seed)
+                                 dropout_p=dropout_p, seed=seed, seed_offset=self.dropout_seed_offset)
         return dqkv
 
     # ------------------------------------------------------------------ optimizer, in place
