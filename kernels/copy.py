@@ -199,6 +199,8 @@ def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None,
     `per_call` holds keyword arguments that change on every call and cannot change the best
     config (a dropout seed): passed to the kernel, kept out of the signature, so they neither
     re-run the autotuner nor grow the table.
+    Returns the block-size keyword arguments of a direct launch (cfg plus `derived`'s), which a
+    caller may keep to launch the plain kernel itself next time; None when the autotuner ran.
     """
     per_call = per_call or {}
     key = (id(tuner), tuple(a for a in args if isinstance(a, int)),
@@ -208,8 +210,10 @@ def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None,
         tuner[grid](*args, **per_call, **meta)
         best = tuner.best_config
         _TUNED[key] = dict(best.kwargs, num_warps=best.num_warps, num_stages=best.num_stages)
-        return
-    kernel[grid](*args, **per_call, **meta, **(derived(cfg) if derived else {}), **cfg)
+        return None
+    extra = dict(derived(cfg), **cfg) if derived else cfg
+    kernel[grid](*args, **per_call, **meta, **extra)
+    return extra
 
 
 def interpreting() -> bool:

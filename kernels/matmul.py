@@ -67,6 +67,7 @@ import triton
 import triton.language as tl
 
 from kernels import matmul_persistent as _persistent
+from kernels import matmul_plan as _plan
 from kernels import matmul_splitk as _splitk
 from kernels.copy import cdiv, launch_tuned
 from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
@@ -189,8 +190,9 @@ def _max_offset(t: torch.Tensor) -> int:
 
 
 def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
-    """One program per tile; cfg None autotunes the tile config."""
+                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[_plan.Launch]:
+    """One program per tile; cfg None autotunes the tile config. Returns the direct launch made
+    (None when the autotuner ran)."""
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
     args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
@@ -202,17 +204,20 @@ def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: 
         return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
 
     if cfg is None:
-        launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
-                     derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
+        extra = launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
+                             derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
     else:
-        _matmul_fwd_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+        extra = dict(cfg, EVEN_K=K % cfg["BLOCK_K"] == 0)
+        _matmul_fwd_kernel[grid](*args, **meta, **extra)
+    return None if extra is None else _plan.Launch(_matmul_fwd_kernel, grid, args, {**meta, **extra})
 
 
 def _run_variant(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor,
                  b4: torch.Tensor, bias: Optional[torch.Tensor], aux: Optional[torch.Tensor], meta: dict,
-                 cfg: Optional[dict]) -> None:
+                 cfg: Optional[dict]) -> Optional[_plan.Launch]:
+    """Launches `variant`; returns the one direct launch it made (for a Plan), else None."""
     if variant == "persistent":
-        _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
+        return _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
     elif variant == "splitk":
         M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
         if split_k is None:
@@ -220,8 +225,8 @@ def _run_variant(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: tor
             split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
                        or [2])[0]
         _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg)
-    else:
-        _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
+        return None                                   # two launches and a workspace: no plan
+    return _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
 
 
 # (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
@@ -259,8 +264,9 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
 
 def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
             activation: Optional[str], aux: Optional[torch.Tensor], aux_mode: str,
-            variant: Optional[str], split_k: Optional[int]) -> None:
-    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N)."""
+            variant: Optional[str], split_k: Optional[int]) -> Optional[_plan.Launch]:
+    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N).
+    Returns the direct launch made, if it was one (see kernels/matmul_plan.py)."""
     dtype = a4.dtype
     interp = _interpreting()
     index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
@@ -276,7 +282,8 @@ def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional
     tuned = AUTOTUNE and not interp and dtype != torch.float64
     if variant is None:
         variant, split_k = _pick_variant(c4, a4, b4, bias, aux, meta) if tuned else ("classic", None)
-    _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta, None if tuned else _fixed_config(dtype))
+    return _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta,
+                        None if tuned else _fixed_config(dtype))
 
 
 VARIANTS = ("classic", "persistent", "splitk")
@@ -324,6 +331,21 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     float16; "splitk" takes no batch dims. split_k: the number of K ranges for "splitk" (default:
     about one wave of tiles).
     """
+    # The host fast path (kernels/matmul_plan.py): a 2-d call whose signature was seen before
+    # repeats the launch it led to, skipping the checks and planning below.
+    key = None
+    if type(a) is torch.Tensor and type(b) is torch.Tensor and a.dim() == 2 and b.dim() == 2 \
+            and (pre_out is None or act_grad_at is None):
+        aux, aux_mode = ((pre_out, "pre") if pre_out is not None else
+                         (act_grad_at, "grad") if act_grad_at is not None else (None, "none"))
+        try:
+            key = _plan.plan_key(a, b, bias, activation, out, aux, aux_mode, variant, split_k,
+                                 (AUTOTUNE, ALLOW_TF32, _persistent.USE_TMA, _interpreting()))
+        except AttributeError:                        # a non-tensor bias/out/aux: the checks say so
+            key = None
+        plan = _plan.lookup(key) if key is not None else None
+        if plan is not None:
+            return plan(a, b, bias, out, aux)
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise TypeError(f"matmul expects torch tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.dim() < 2 or b.dim() < 2:
@@ -343,6 +365,9 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     batch_shape = tuple(a.shape[:-2])
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     _check_variant(variant, split_k, a.dtype, batch_shape)
+    for name, t in (("bias", bias), ("out", out)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"matmul: {name} must be a torch tensor or None, got {type(t).__name__}")
     if bias is not None:
         if bias.shape != (N,) or bias.dtype != a.dtype or bias.device != a.device:
             raise ValueError(f"bias must be ({N},) {a.dtype} on {a.device}; got "
@@ -370,7 +395,9 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
             strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
             views.append(t.as_strided((*sizes, rows, cols), strides, offset))
         a4, b4, c4 = views
-        _launch(c4, a4, b4, bias, activation, aux, aux_mode, variant, split_k)
+        launch = _launch(c4, a4, b4, bias, activation, aux, aux_mode, variant, split_k)
+        if key is not None and launch is not None:
+            _plan.remember(key, launch, (M, N), _persistent.before_launch(launch.kwargs))
     return out
 
 

@@ -46,6 +46,7 @@ import triton
 import triton.language as tl
 
 from kernels.copy import cdiv, interpreting, launch_tuned
+from kernels.matmul_plan import Launch
 from kernels.matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile
 
 USE_TMA = True            # launch-time switch: TMA descriptors where supported (False: pointers)
@@ -208,12 +209,13 @@ def _ensure_allocator() -> None:
 
 
 def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-           aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> None:
+           aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[Launch]:
     """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N) for the
     epilogue's AUX mode (kernels/matmul_tiles.py `_store_tile`), or None.
 
     meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
     cfg: fixed BLOCK_*/GROUP_M/num_warps/num_stages, or None to autotune (launch_tuned).
+    Returns the direct launch made (None when the autotuner ran), for kernels/matmul_plan.py.
     """
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
@@ -232,7 +234,15 @@ def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[
         return (min(programs, cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch),)
 
     if cfg is None:
-        launch_tuned(_persistent_autotuned, _matmul_persistent_kernel, grid, args, meta,
-                     derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
+        extra = launch_tuned(_persistent_autotuned, _matmul_persistent_kernel, grid, args, meta,
+                             derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
     else:
-        _matmul_persistent_kernel[grid](*args, **meta, EVEN_K=K % cfg["BLOCK_K"] == 0, **cfg)
+        extra = dict(cfg, EVEN_K=K % cfg["BLOCK_K"] == 0)
+        _matmul_persistent_kernel[grid](*args, **meta, **extra)
+    return None if extra is None else Launch(_matmul_persistent_kernel, grid, args, {**meta, **extra})
+
+
+def before_launch(kwargs: dict):
+    """What a remembered launch of these kwargs must do first: install the TMA scratch
+    allocator (per thread) when it reads through device-side descriptors on a GPU; else None."""
+    return _ensure_allocator if kwargs.get("USE_TMA") and not interpreting() else None

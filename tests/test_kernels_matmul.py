@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
 from kernels import matmul as K
 from kernels import matmul_persistent as MP
+from kernels import matmul_plan as PLAN
 from kernels import matmul_splitk as MS
 
 # Per-dtype tolerances (atol, rtol) of c against float64 torch on the same (rounded) inputs.
@@ -324,6 +325,75 @@ def test_aux_epilogue_bad_inputs():
         K.matmul(_rand(2, 4, 5), _rand(2, 5, 3), activation="gelu", pre_out=pre)
     with pytest.raises(ValueError, match="stride-0"):
         K.matmul(a, b, activation="gelu", pre_out=torch.empty(1, 3, device=DEVICE).expand(4, 3))
+
+
+# ---------------------------------------------------------------------------- host fast path
+def _count_slow_paths(monkeypatch) -> list:
+    """Count calls that go through the full host path (kernels.matmul._launch)."""
+    calls, real = [], K._launch
+    monkeypatch.setattr(K, "_launch", lambda *args: (calls.append(1), real(*args))[1])
+    return calls
+
+
+def test_repeated_signature_replays_the_remembered_launch(monkeypatch):
+    """The second call of a signature skips the host planning (kernels/matmul_plan.py) and still
+    computes the new inputs' product, epilogue included."""
+    PLAN.clear()
+    slow = _count_slow_paths(monkeypatch)
+    for activation in (None, "gelu"):
+        for i in range(3):
+            a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
+            _check(K.matmul(a, w.t(), bias, activation), a, w.t(), bias, activation)
+    assert len(slow) == 2                       # one full path per signature
+    pre = torch.empty(19, 21, device=DEVICE)
+    for i in range(2):
+        a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
+        c = K.matmul(a, w.t(), bias, "silu", pre_out=pre)
+        _check(pre, a, w.t(), bias)
+        torch.testing.assert_close(c.double(), _activation(pre.double(), "silu"), atol=1e-5, rtol=1e-5)
+    assert len(slow) == 3
+
+
+def test_any_change_of_signature_takes_the_full_path(monkeypatch):
+    """Strides, dtype, epilogue, out, alignment and the module switches are all in the key: each
+    variation below is planned afresh (and is right), none reuses another's launch."""
+    PLAN.clear()
+    slow = _count_slow_paths(monkeypatch)
+    base = _rand(40, 17)
+    w = _rand(17, 24)
+    variants = [
+        lambda: (base[:33], w),                                   # the first call
+        lambda: (base[:33], w.t().contiguous().t()),              # same shape, transposed b
+        lambda: (base[:33].double(), w.double()),                 # dtype
+        lambda: (base[1:34], w),                                  # a 4-byte-offset a (alignment)
+    ]
+    for make in variants:
+        a, b = make()
+        _check(K.matmul(a, b), a, b)
+    assert len(slow) == len(variants)
+    a, b = variants[0]()
+    out = torch.empty(24, 33, device=DEVICE).t()                  # an out= view: another key
+    K.matmul(a, b, out=out)
+    _check(out, a, b)
+    monkeypatch.setattr(K, "ALLOW_TF32", True)                    # a switch: another key
+    K.matmul(a, b)
+    assert len(slow) == len(variants) + 2
+    K.matmul(a, b)                                                # and now it is remembered
+    assert len(slow) == len(variants) + 2
+
+
+def test_fast_path_keeps_the_checks_and_skips_split_k(monkeypatch):
+    PLAN.clear()
+    a, b, pre = _rand(8, 5), _rand(5, 3), torch.empty(8, 3, device=DEVICE)
+    K.matmul(a, b, activation="gelu", pre_out=pre)               # planned
+    with pytest.raises(ValueError, match="not both"):
+        K.matmul(a, b, activation="gelu", pre_out=pre, act_grad_at=pre)
+    with pytest.raises(TypeError, match="bias must be a torch tensor"):
+        K.matmul(a, b, bias=[0.0, 1.0, 2.0])
+    slow = _count_slow_paths(monkeypatch)
+    for _ in range(2):                                            # two launches: never a plan
+        K.matmul(_rand(16, 64), _rand(64, 16), variant="splitk", split_k=2)
+    assert len(slow) == 2
 
 
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
