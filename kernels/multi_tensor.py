@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -100,11 +101,11 @@ _TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()
 _MAX_TABLES = 64            # distinct (address list, chunk) keys kept: a few per optimizer/clip call
 
 
-def _upload(rows: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _upload(rows, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """int64 host data -> (device copy, host source), without waiting for the GPU queue (pinned
     memory + non_blocking). The host source is kept with the table: a copy made during a CUDA
     graph capture is replayed from that host block."""
-    host = torch.tensor(rows, dtype=torch.int64)
+    host = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
     if device.type == "cuda":
         host = host.pin_memory()
         return host.to(device, non_blocking=True), host
@@ -119,15 +120,39 @@ def pointer_table(rows: Sequence[tuple], numels: Sequence[int], chunk: int,
     key = (tuple(rows), chunk, device)
     hit = _TABLES.get(key)
     if hit is None:
-        chunks = [[slot, start] for slot, n in enumerate(numels) for start in range(0, n, chunk)]
-        (table, table_host), (chunk_t, chunk_host) = _upload([list(r) for r in rows], device), \
-            _upload(chunks, device)
-        hit = _TABLES[key] = (table, chunk_t, len(chunks), (table_host, chunk_host))
+        # the chunk list depends on the sizes only (gradients get new addresses, not new sizes):
+        # kept apart, so a new address list uploads just its (T, len(row)) table
+        chunk_t, n_chunks, chunk_host = _chunk_table(tuple(numels), chunk, device)
+        table, table_host = _upload([list(r) for r in rows], device)
+        hit = _TABLES[key] = (table, chunk_t, n_chunks, (table_host, chunk_host))
         if len(_TABLES) > _MAX_TABLES:
             _TABLES.popitem(last=False)
     else:
         _TABLES.move_to_end(key)
     return hit[:3]
+
+
+_CHUNKS: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def _chunk_table(numels: tuple, chunk: int, device: torch.device) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(chunks (n_chunks, 2) int64 on device: [slot, start] per chunk-element piece, n_chunks,
+    host source), built with NumPy (a GPT-2 has thousands of chunks) and cached by the sizes."""
+    key = (numels, chunk, device)
+    hit = _CHUNKS.get(key)
+    if hit is None:
+        sizes = np.asarray(numels, dtype=np.int64)
+        counts = -(-sizes // chunk)                                   # chunks per tensor
+        slots = np.repeat(np.arange(len(sizes), dtype=np.int64), counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)         # each tensor's first chunk index
+        starts = (np.arange(len(slots), dtype=np.int64) - first) * chunk
+        chunk_t, chunk_host = _upload(np.stack([slots, starts], axis=1), device)
+        hit = _CHUNKS[key] = (chunk_t, len(slots), chunk_host)
+        if len(_CHUNKS) > _MAX_TABLES:
+            _CHUNKS.popitem(last=False)
+    else:
+        _CHUNKS.move_to_end(key)
+    return hit
 
 
 def live_tables() -> list:

@@ -147,6 +147,21 @@ def test_pointer_tables_are_reused_for_the_same_addresses():
     assert mt.pointer_table(rows[::-1], [3000, 5], 1024, a.device)[0] is not table
 
 
+def test_chunk_tables_follow_the_sizes_not_the_addresses():
+    """New gradient addresses with the same sizes upload only their address table: the chunk
+    list (NumPy-built) is shared, and equals the per-chunk enumeration written out by hand."""
+    from kernels import multi_tensor as mt
+    numels = [1, 1024, 1025, 0, 4097]
+    spec = [[slot, start] for slot, n in enumerate(numels) for start in range(0, n, 1024)]
+    xs = [torch.empty(max(n, 1)) for n in numels]
+    ys = [torch.empty(max(n, 1)) for n in numels]                     # other addresses, same sizes
+    t1, c1, n1 = mt.pointer_table([(x.data_ptr(), n) for x, n in zip(xs, numels)], numels, 1024, xs[0].device)
+    t2, c2, n2 = mt.pointer_table([(y.data_ptr(), n) for y, n in zip(ys, numels)], numels, 1024, ys[0].device)
+    assert c1.tolist() == spec and n1 == len(spec) == 1 + 1 + 2 + 0 + 5
+    assert c2 is c1 and n2 == n1 and t2 is not t1
+    assert t2.tolist() == [[y.data_ptr(), n] for y, n in zip(ys, numels)]
+
+
 def test_host_batches_are_checked_on_the_host_not_read_back(monkeypatch):
     """GPT given NumPy ids and targets (as train.py) never calls value_range (a device read);
     out-of-range host ids still give the clear error."""
