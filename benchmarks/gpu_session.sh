@@ -15,7 +15,8 @@
 #   train-torch-compile  the same run with torch.compile
 #   train-step   one GPT-2 124M / tinystories / shakespeare-char step vs torch eager and compile
 #   graph        GPT-2 124M, 40 steps with --cuda_graph=true then =false: same val losses (bf16
-#                noise), ms/iter of each (docs/perf-notes.md section 7's CUDA-graph checks)
+#                noise), ms/iter of each (docs/perf-notes.md section 7's CUDA-graph checks); and
+#                shakespeare-char (dropout 0.2) for 200 steps each way: close val losses, ms/iter
 #
 # Results: benchmarks/results/*.json (copied into $OUT); commit them with the tables in
 # docs/BENCHMARKS.md. Data: copy ../shared/data into the ignored .gpu_carry/data, carry
@@ -65,6 +66,11 @@ print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"triton\", tr
                    stage "graph-$g" python -m benchmarks.bench_train_run --impl=ours --no_write \
                        --preset=gpt2-124m --data="$DATA/tinyshakespeare.txt" --gpt2_dir="$DATA/gpt2" \
                        --max_iters=40 --eval_interval=20 --eval_iters=5 --cuda_graph=$g
+                   # shakespeare-char trains with dropout 0.2: the graph redraws masks per replay
+                   # (device seed offset), so val losses agree statistically, not bit for bit
+                   stage "graph-sc-$g" python -m benchmarks.bench_train_run --impl=ours --no_write \
+                       --preset=shakespeare-char --data="$DATA/tinyshakespeare.txt" \
+                       --max_iters=200 --eval_interval=100 --eval_iters=20 --cuda_graph=$g
                done ;;
         *) echo "unknown stage $s (see the list at the top of $0)"; exit 2 ;;
     esac
