@@ -38,8 +38,9 @@ Work split. The T x S score matrix is never materialised: each program streams o
   acc; for each new block rescale acc and l by exp(m_old - m_new). Scores live in log2 units
   (scale*log2(e) is folded into one multiply, then exp2, which is what the hardware computes);
   lse is converted back to natural-log units on store (lse = (m + log2 l) * ln 2).
-- backward, the atomic-free two-kernel scheme of the Triton fused-attention tutorial (FA2), in
-  two launches:
+- backward (its kernels live in kernels/attention_bwd.py; the tile helpers both directions
+  share in kernels/attention_tiles.py), the atomic-free two-kernel scheme of the Triton
+  fused-attention tutorial (FA2), in two launches:
   1. `_attention_bwd_dq_kernel`: one program per (BLOCK_M queries, b*h) holds q, do and a dq
      accumulator and loops over key blocks. It also loads its o rows and computes
      delta = rowsum(do * o) for its queries (it needs it itself), and stores it for kernel 2:
@@ -89,44 +90,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.dropout import check_seed_offset, philox_key
+from kernels.attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
+from kernels.attention_tiles import _dot, _load_tile, _rng_rows
 from kernels.copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
+from kernels.dropout import check_seed_offset, philox_key
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634
-
-
-# ---------------------------------------------------------------------------- helpers
-@triton.jit
-def _load_tile(ptrs, rows, n_rows, cols, n_cols, CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.constexpr):
-    """Load a 2-d tile, masking only the axes that can run past the tensor (compile-time)."""
-    if CHECK_ROWS and CHECK_COLS:
-        return tl.load(ptrs, mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols), other=0.0)
-    elif CHECK_ROWS:
-        return tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
-    elif CHECK_COLS:
-        return tl.load(ptrs, mask=cols[None, :] < n_cols, other=0.0)
-    else:
-        return tl.load(ptrs)
-
-
-@triton.jit
-def _dot(a, b, UPCAST: tl.constexpr):
-    """tl.dot with float32 accumulation. UPCAST works around the interpreter's wrong bf16 dot."""
-    if UPCAST:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32))
-    else:
-        return tl.dot(a, b)
-
-
-@triton.jit
-def _rng_rows(pid_bh, rows, T, S, INDEX64: tl.constexpr):
-    """Dropout: flat index of (b, h, row, key 0) in the row-major (B, H, T, S) probabilities,
-    (pid_bh * T + row) * S; adding the key index gives the Philox counter of one entry."""
-    if INDEX64:
-        return (pid_bh.to(tl.int64) * T + rows.to(tl.int64)) * S
-    else:
-        return (pid_bh * T + rows) * S
 
 
 @triton.jit
@@ -263,246 +233,6 @@ def _attention_fwd_kernel(
     else:
         tl.store(o_ptrs, _cast_value(o, o_ptr.dtype.element_ty),
                  mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
-
-
-# ---------------------------------------------------------------------------- backward
-@triton.jit
-def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
-                    offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                    T, S, D, diag, qk_scale, lo, hi, pid_bh, dropout_p, dropout_scale, seed,
-                    MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DROPOUT: tl.constexpr,
-                    INDEX64: tl.constexpr, EVEN_D: tl.constexpr,
-                    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Accumulate dk, dv of one key block over query blocks [lo, hi). Works transposed:
-    scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes.
-    HAS_DROPOUT: the forward's mask is drawn again from the seed (same counters, transposed)."""
-    q_ptrs += lo * stride_qt
-    do_ptrs += lo * stride_dot
-    if HAS_BIAS:
-        bias_ptrs += lo * stride_bias_t
-    for start_m in range(lo, hi, BLOCK_M):
-        rows = start_m + offs_m
-        q = _load_tile(q_ptrs, rows, T, offs_d, D, True, not EVEN_D)          # (BLOCK_M, D_PAD)
-        # lse in log2 units; +inf for padded rows (>= T) and fully masked rows (-inf) so that
-        # their p = exp2(s - inf) is exactly 0: no row mask and no NaN.
-        lse = tl.load(lse_ptr + rows, mask=rows < T, other=float("-inf"))
-        lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-        qkT = _dot(k, tl.trans(q), UPCAST) * qk_scale                         # (BLOCK_N, BLOCK_M)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptrs, mask=(rows[None, :] < T) & (offs_n[:, None] < S), other=0.0)
-            qkT += bias.to(tl.float32) * 1.4426950408889634
-        pT = tl.math.exp2(qkT - lse2[None, :])                                # (BLOCK_N, BLOCK_M)
-        if MASKED:   # causal: key j visible to query i iff j <= i + diag
-            pT = tl.where(offs_n[:, None] <= rows[None, :] + diag, pT, 0.0)
-        do = _load_tile(do_ptrs, rows, T, offs_d, D, True, not EVEN_D)        # (BLOCK_M, D_PAD)
-        delta = tl.load(delta_ptr + rows, mask=rows < T, other=0.0)
-        dpT = _dot(v, tl.trans(do), UPCAST)                                  # (BLOCK_N, BLOCK_M)
-        if HAS_DROPOUT:
-            # the dropped, rescaled probabilities multiplied v: dv = (p keep / (1-p))^T do and
-            # d(loss)/dp = (do v^T) keep / (1-p); delta = rowsum(do * o) is unchanged
-            rng = _rng_rows(pid_bh, rows, T, S, INDEX64)                      # (BLOCK_M,)
-            keptT = tl.rand(seed, rng[None, :] + offs_n[:, None]) >= dropout_p  # (BLOCK_N, BLOCK_M)
-            dv += _dot(tl.where(keptT, pT * dropout_scale, 0.0).to(do.dtype), do, UPCAST)
-            dpT = tl.where(keptT, dpT * dropout_scale, 0.0)
-        else:
-            dv += _dot(pT.to(do.dtype), do, UPCAST)                          # (BLOCK_N, D_PAD)
-        dsT = pT * (dpT - delta[None, :])
-        dk += _dot(dsT.to(q.dtype), q, UPCAST)                               # (BLOCK_N, D_PAD)
-        q_ptrs += BLOCK_M * stride_qt
-        do_ptrs += BLOCK_M * stride_dot
-        if HAS_BIAS:
-            bias_ptrs += BLOCK_M * stride_bias_t
-    return dk, dv
-
-
-@triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dkdv_kernel(
-    dk_ptr, dv_ptr, q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, bias_ptr,
-    stride_dkb, stride_dkh, stride_dks, stride_dkd,   # dk and dv share these (both contiguous)
-    stride_qb, stride_qh, stride_qt, stride_qd,
-    stride_kb, stride_kh, stride_ks, stride_kd,
-    stride_vb, stride_vh, stride_vs, stride_vd,
-    stride_dob, stride_doh, stride_dot, stride_dod,
-    stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
-    H, T, S, D,
-    scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
-    seed_offset_ptr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
-    D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):
-    seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
-    start_n = tl.program_id(0) * BLOCK_N
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
-    offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D_PAD)
-    k = _load_tile(k_ptr + off_b * stride_kb + off_h * stride_kh
-                   + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd,
-                   offs_n, S, offs_d, D, True, not EVEN_D)                    # (BLOCK_N, D_PAD)
-    v = _load_tile(v_ptr + off_b * stride_vb + off_h * stride_vh
-                   + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd,
-                   offs_n, S, offs_d, D, True, not EVEN_D)
-    q_ptrs = (q_ptr + off_b * stride_qb + off_h * stride_qh
-              + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd)
-    do_ptrs = (do_ptr + off_b * stride_dob + off_h * stride_doh
-               + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod)
-    bias_ptrs = bias_ptr
-    if HAS_BIAS:   # laid out (BLOCK_N, BLOCK_M) like the transposed scores
-        bias_ptrs = (bias_ptr + off_b * stride_bias_b + off_h * stride_bias_h
-                     + offs_m[None, :] * stride_bias_t + offs_n[:, None] * stride_bias_s)
-    lse_ptr += pid_bh.to(tl.int64) * T
-    delta_ptr += pid_bh.to(tl.int64) * T
-    dk = tl.zeros((BLOCK_N, D_PAD), dtype=tl.float32)
-    dv = tl.zeros((BLOCK_N, D_PAD), dtype=tl.float32)
-
-    # Query ranges for this key block: rows < lo see none of it, rows in [lo, m_full) see part
-    # of it (mask), rows >= m_full see all of it. Padded keys (>= S) produce garbage dk/dv
-    # rows that are never stored, so keys need no mask here.
-    diag = S - T
-    if CAUSAL:
-        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
-        m_full = tl.cdiv(tl.maximum(start_n + BLOCK_N - 1 - diag, lo), BLOCK_M) * BLOCK_M
-        m_full = tl.minimum(m_full, T)
-    else:
-        lo = 0
-        m_full = 0
-    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
-                             offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                             T, S, D, diag, qk_scale, lo, m_full, pid_bh, dropout_p, dropout_scale, seed,
-                             True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
-    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
-                             offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                             T, S, D, diag, qk_scale, tl.maximum(m_full, lo), T,
-                             pid_bh, dropout_p, dropout_scale, seed,
-                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
-
-    dk *= scale                                     # ds is d(loss)/d(s); s = scale * q.k
-    out_offs = (off_b * stride_dkb + off_h * stride_dkh
-                + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd)
-    mask = (offs_n[:, None] < S) & (offs_d[None, :] < D)
-    tl.store(dk_ptr + out_offs, _cast_value(dk, dk_ptr.dtype.element_ty), mask=mask)
-    tl.store(dv_ptr + out_offs, _cast_value(dv, dv_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
-                  stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
-                  rng_rows, dropout_p, dropout_scale, seed,
-                  MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
-                  BLOCK_N: tl.constexpr):
-    """Accumulate dq of one query block over key blocks [lo, hi)."""
-    k_ptrs += lo * stride_ks
-    v_ptrs += lo * stride_vs
-    if HAS_BIAS:
-        bias_ptrs += lo * stride_bias_s
-    for start_n in range(lo, hi, BLOCK_N):
-        cols = start_n + offs_n
-        k = _load_tile(k_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
-        v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)
-        qk = _dot(q, tl.trans(k), UPCAST) * qk_scale                          # (BLOCK_M, BLOCK_N)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptrs, mask=(offs_m[:, None] < T) & (cols[None, :] < S), other=0.0)
-            qk += bias.to(tl.float32) * 1.4426950408889634
-        p = tl.math.exp2(qk - lse2[:, None])
-        if MASKED:   # keys past S (their p would be exp2(0 - lse), not 0) and causal diagonal
-            keep = cols[None, :] < S
-            if CAUSAL:
-                keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
-            p = tl.where(keep, p, 0.0)
-        dp = _dot(do, tl.trans(v), UPCAST)                                   # (BLOCK_M, BLOCK_N)
-        if HAS_DROPOUT:   # d(loss)/dp = (do v^T) keep / (1-p), the forward's mask drawn again
-            kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
-            dp = tl.where(kept, dp * dropout_scale, 0.0)
-        ds = p * (dp - delta[:, None])
-        dq += _dot(ds.to(k.dtype), k, UPCAST)                                # (BLOCK_M, D_PAD)
-        k_ptrs += BLOCK_N * stride_ks
-        v_ptrs += BLOCK_N * stride_vs
-        if HAS_BIAS:
-            bias_ptrs += BLOCK_N * stride_bias_s
-    return dq
-
-
-@triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dq_kernel(
-    dq_ptr, delta_ptr, q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, bias_ptr,
-    stride_dqb, stride_dqh, stride_dqt, stride_dqd,
-    stride_qb, stride_qh, stride_qt, stride_qd,
-    stride_kb, stride_kh, stride_ks, stride_kd,
-    stride_vb, stride_vh, stride_vs, stride_vd,
-    stride_ob, stride_oh, stride_ot, stride_od,
-    stride_dob, stride_doh, stride_dot, stride_dod,
-    stride_bias_b, stride_bias_h, stride_bias_t, stride_bias_s,
-    H, T, S, D,
-    scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
-    seed_offset_ptr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
-    D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):
-    """dq of one query block, and delta = rowsum(do * o) of its rows, stored for the dk/dv kernel
-    that runs next (so the backward needs no separate preprocessing launch)."""
-    seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
-    # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
-    # so the last wave of the grid is made of short programs (better load balance).
-    if CAUSAL:
-        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-    else:
-        start_m = tl.program_id(0) * BLOCK_M
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, D_PAD)
-    q = _load_tile(q_ptr + off_b * stride_qb + off_h * stride_qh
-                   + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
-                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
-    do = _load_tile(do_ptr + off_b * stride_dob + off_h * stride_doh
-                    + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
-                    offs_m, T, offs_d, D, True, not EVEN_D)
-    lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=float("-inf"))
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)   # p = 0 rows
-    o = _load_tile(o_ptr + off_b * stride_ob + off_h * stride_oh
-                   + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
-                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)                  # (BLOCK_M,) = rowsum(p * dp)
-    tl.store(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, delta, mask=offs_m < T)
-    rng_rows = offs_m                                 # unused without dropout
-    if HAS_DROPOUT:
-        rng_rows = _rng_rows(pid_bh, offs_m, T, S, INDEX64)                  # (BLOCK_M,)
-    k_ptrs = (k_ptr + off_b * stride_kb + off_h * stride_kh
-              + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd)
-    v_ptrs = (v_ptr + off_b * stride_vb + off_h * stride_vh
-              + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd)
-    bias_ptrs = bias_ptr
-    if HAS_BIAS:
-        bias_ptrs = (bias_ptr + off_b * stride_bias_b + off_h * stride_bias_h
-                     + offs_m[:, None] * stride_bias_t + offs_n[None, :] * stride_bias_s)
-    dq = tl.zeros((BLOCK_M, D_PAD), dtype=tl.float32)
-
-    diag = S - T                                      # same key ranges as the forward
-    if CAUSAL:
-        hi = tl.minimum(S, tl.maximum(start_m + BLOCK_M + diag, 0))
-        n_full = tl.minimum(tl.maximum(start_m + diag + 1, 0), S) // BLOCK_N * BLOCK_N
-    else:
-        hi = S
-        n_full = S // BLOCK_N * BLOCK_N
-    dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
-                       stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
-                       rng_rows, dropout_p, dropout_scale, seed,
-                       False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
-    dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
-                       stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
-                       rng_rows, dropout_p, dropout_scale, seed,
-                       True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
-    dq *= scale
-    tl.store(dq_ptr + off_b * stride_dqb + off_h * stride_dqh
-             + offs_m[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,
-             _cast_value(dq, dq_ptr.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
 
 
 # ---------------------------------------------------------------------------- configs
