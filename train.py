@@ -32,6 +32,7 @@ import dataclasses
 import gc
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -491,5 +492,13 @@ if __name__ == "__main__":
         print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
               file=sys.stderr)
         sys.exit(TrainingInterrupted.exit_code)
-    except (DataError, CheckpointError, DistributedError, TrainingDiverged, ValueError, OSError) as err:
+    except DistributedError as err:
+        # The process group is broken (a peer died or stalled). Interpreter shutdown would tear
+        # down gloo/NCCL with a stalled peer still connected, which can abort the process
+        # (std::terminate, exit -6) after this message: say it, flush, leave without teardown.
+        print(f"error: {err}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    except (DataError, CheckpointError, TrainingDiverged, ValueError, OSError) as err:
         sys.exit(f"error: {err}")
