@@ -76,6 +76,15 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
+def dim_of_shaped(dim, ndim: int, what: str) -> int:
+    """normalize_dim for ops that need a real axis (size(d), stride(d), split, narrow): a 0-d
+    tensor has none, which is an IndexError saying so (torch: "tensor has no dimensions")."""
+    if ndim == 0:
+        raise IndexError(f"{what}: dimension {dim} specified but the tensor is 0-d (a scalar, no "
+                         "dimensions); reshape(1) gives it one")
+    return normalize_dim(dim, ndim)
+
+
 def normalize_dim(dim, ndim: int, *, insert: bool = False) -> int:
     """`dim` as an index in [0, ndim), counting negative dims from the end, as torch does.
 

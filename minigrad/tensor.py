@@ -20,7 +20,7 @@ from .ops.elementwise import (Add, Cast, Clamp, Div, Maximum, Minimum, Mul, Pow,
                               Where)
 from .ops.matmul import MatMul
 from .ops.movement import Expand
-from .shapes import _normalize_axes, broadcast_shapes, normalize_dim  # noqa: F401  (re-exported)
+from .shapes import _normalize_axes, broadcast_shapes, dim_of_shaped, normalize_dim  # noqa: F401  (re-exported)
 from .tensor_movement import (MovementMixin, _as_index_tensor, _check_index_range,  # noqa: F401
                               cat, stack)
 from .tensor_reduce import MaxResult, ReduceMixin  # noqa: F401
@@ -111,7 +111,7 @@ class Tensor(ReduceMixin, MovementMixin):
         return self.ndim
 
     def size(self, dim: Optional[int] = None):
-        return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim)]
+        return self.shape if dim is None else self.shape[dim_of_shaped(dim, self.ndim, "size")]
 
     def numel(self) -> int:
         return int(math.prod(self.shape))

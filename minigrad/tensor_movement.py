@@ -16,7 +16,7 @@ import numpy as np
 from . import dtypes
 from .ops.elementwise import Where
 from .ops.movement import Concat, Contiguous, IndexSelect, Permute, Reshape
-from .shapes import _normalize_axes, broadcast_shapes, can_view, normalize_dim, parse_size
+from .shapes import _normalize_axes, broadcast_shapes, can_view, dim_of_shaped, normalize_dim, parse_size
 
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class MovementMixin:
     def stride(self, dim=None):
         """Strides in elements, as torch's Tensor.stride(): a tuple, or one dim's stride."""
         st = self.backend.strides(self.data)
-        return st if dim is None else st[normalize_dim(dim, self.ndim)]
+        return st if dim is None else st[dim_of_shaped(dim, self.ndim, "stride")]
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)
@@ -136,7 +136,7 @@ class MovementMixin:
         return self.backend.is_contiguous(self.data)
 
     def split(self, split_size_or_sections, dim: int = 0) -> list:
-        dim = normalize_dim(dim, self.ndim)
+        dim = dim_of_shaped(dim, self.ndim, "split")
         n = self.shape[dim]
         if isinstance(split_size_or_sections, int):
             step = split_size_or_sections
@@ -162,7 +162,7 @@ class MovementMixin:
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor":
         index = [slice(None)] * self.ndim
-        index[normalize_dim(dim, self.ndim)] = slice(start, start + length)
+        index[dim_of_shaped(dim, self.ndim, "narrow")] = slice(start, start + length)
         return self[tuple(index)]
 
     def index_select(self, dim: int, index: "Tensor") -> "Tensor":
