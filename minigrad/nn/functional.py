@@ -161,11 +161,15 @@ def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Ten
     """
     if activation not in _MLP_ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {tuple(_MLP_ACTIVATIONS)}, got {activation!r}")
-    if x.shape[-1] != fc_weight.shape[1] or proj_weight.shape[1] != fc_weight.shape[0]:
+    if fc_weight.ndim != 2 or proj_weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != fc_weight.shape[1] \
+            or proj_weight.shape[1] != fc_weight.shape[0]:
         raise ValueError(f"mlp: x {x.shape}, fc_weight {fc_weight.shape} (H, C) and proj_weight "
                          f"{proj_weight.shape} (C_out, H) do not fit")
     if (fc_bias is None) != (proj_bias is None):
         raise ValueError("mlp: give both biases or neither")
+    for name, b, n in (("fc_bias", fc_bias, fc_weight.shape[0]), ("proj_bias", proj_bias, proj_weight.shape[0])):
+        if b is not None and b.shape != (n,):
+            raise ValueError(f"mlp: {name} must have shape ({n},), got {b.shape}")
     tensors = [fc_weight, proj_weight] + ([fc_bias, proj_bias] if fc_bias is not None else [])
     if x.ndim < 2 or any(t.dtype != x.dtype for t in tensors):
         h = _MLP_ACTIVATIONS[activation](linear(x, fc_weight, fc_bias))
