@@ -91,7 +91,7 @@ import triton
 import triton.language as tl
 
 from kernels.attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
-from kernels.attention_tiles import _dot, _load_tile, _rng_rows
+from kernels.attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
 from kernels.copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
 from kernels.dropout import check_seed_offset, philox_key
 
@@ -169,15 +169,7 @@ def _attention_fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
-    # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
-    # so the last wave of the grid is made of short programs (better load balance).
-    if CAUSAL:
-        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-    else:
-        start_m = tl.program_id(0) * BLOCK_M
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
+    start_m, pid_bh, off_b, off_h = _block_and_head(H, CAUSAL, BLOCK_M)    # causal: longest first
     q_ptr += off_b * stride_qb + off_h * stride_qh
     k_ptr += off_b * stride_kb + off_h * stride_kh
     v_ptr += off_b * stride_vb + off_h * stride_vh

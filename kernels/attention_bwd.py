@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.attention_tiles import _dot, _load_tile, _rng_rows
+from kernels.attention_tiles import _block_and_head, _dot, _load_head_rows, _load_tile, _rng_rows
 from kernels.copy import _cast_value
 from kernels.dropout import philox_key
 
@@ -88,19 +88,14 @@ def _attention_bwd_dkdv_kernel(
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
-    start_n = tl.program_id(0) * BLOCK_N
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
+    start_n, pid_bh, off_b, off_h = _block_and_head(H, False, BLOCK_N)
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, D_PAD)
-    k = _load_tile(k_ptr + off_b * stride_kb + off_h * stride_kh
-                   + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd,
-                   offs_n, S, offs_d, D, True, not EVEN_D)                    # (BLOCK_N, D_PAD)
-    v = _load_tile(v_ptr + off_b * stride_vb + off_h * stride_vh
-                   + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd,
-                   offs_n, S, offs_d, D, True, not EVEN_D)
+    k = _load_head_rows(k_ptr, off_b, off_h, stride_kb, stride_kh, stride_ks, stride_kd,
+                        offs_n, S, offs_d, D, EVEN_D)                         # (BLOCK_N, D_PAD)
+    v = _load_head_rows(v_ptr, off_b, off_h, stride_vb, stride_vh, stride_vs, stride_vd,
+                        offs_n, S, offs_d, D, EVEN_D)
     q_ptrs = (q_ptr + off_b * stride_qb + off_h * stride_qh
               + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd)
     do_ptrs = (do_ptr + off_b * stride_dob + off_h * stride_doh
@@ -202,29 +197,18 @@ def _attention_bwd_dq_kernel(
     """dq of one query block, and delta = rowsum(do * o) of its rows, stored for the dk/dv kernel
     that runs next (so the backward needs no separate preprocessing launch)."""
     seed = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)   # + the device offset, if any
-    # Causal rows near the end of the sequence see the most keys: hand those blocks out first,
-    # so the last wave of the grid is made of short programs (better load balance).
-    if CAUSAL:
-        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-    else:
-        start_m = tl.program_id(0) * BLOCK_M
-    pid_bh = tl.program_id(1)
-    off_b = (pid_bh // H).to(tl.int64)
-    off_h = (pid_bh % H).to(tl.int64)
+    start_m, pid_bh, off_b, off_h = _block_and_head(H, CAUSAL, BLOCK_M)    # causal: longest first
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, D_PAD)
-    q = _load_tile(q_ptr + off_b * stride_qb + off_h * stride_qh
-                   + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
-                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
-    do = _load_tile(do_ptr + off_b * stride_dob + off_h * stride_doh
-                    + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
-                    offs_m, T, offs_d, D, True, not EVEN_D)
+    q = _load_head_rows(q_ptr, off_b, off_h, stride_qb, stride_qh, stride_qt, stride_qd,
+                        offs_m, T, offs_d, D, EVEN_D)                         # (BLOCK_M, D_PAD)
+    do = _load_head_rows(do_ptr, off_b, off_h, stride_dob, stride_doh, stride_dot, stride_dod,
+                         offs_m, T, offs_d, D, EVEN_D)
     lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)   # p = 0 rows
-    o = _load_tile(o_ptr + off_b * stride_ob + off_h * stride_oh
-                   + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
-                   offs_m, T, offs_d, D, True, not EVEN_D)                    # (BLOCK_M, D_PAD)
+    o = _load_head_rows(o_ptr, off_b, off_h, stride_ob, stride_oh, stride_ot, stride_od,
+                        offs_m, T, offs_d, D, EVEN_D)                         # (BLOCK_M, D_PAD)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)                  # (BLOCK_M,) = rowsum(p * dp)
     tl.store(delta_ptr + pid_bh.to(tl.int64) * T + offs_m, delta, mask=offs_m < T)
     rng_rows = offs_m                                 # unused without dropout

@@ -1,6 +1,7 @@
 """Tile-level pieces shared by the attention kernels (kernels/attention.py forward,
 kernels/attention_bwd.py backward): masked tile loads, the dot with the interpreter's bf16
-workaround, and the dropout mask's Philox counters. Nothing here launches anything."""
+workaround, the dropout mask's Philox counters, which block and head a program owns and the load
+of one head's rows. Nothing here launches anything."""
 from __future__ import annotations
 
 import triton
@@ -37,3 +38,25 @@ def _rng_rows(pid_bh, rows, T, S, INDEX64: tl.constexpr):
         return (pid_bh.to(tl.int64) * T + rows.to(tl.int64)) * S
     else:
         return (pid_bh * T + rows) * S
+
+
+@triton.jit
+def _block_and_head(H, LONGEST_FIRST: tl.constexpr, BLOCK: tl.constexpr):
+    """(first row of this program's block, pid_bh, batch, head) from the (blocks, B*H) grid.
+    LONGEST_FIRST (causal query blocks): rows near the end of the sequence see the most keys, so
+    their blocks are handed out first and the grid's last wave is made of short programs."""
+    if LONGEST_FIRST:
+        start = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK
+    else:
+        start = tl.program_id(0) * BLOCK
+    pid_bh = tl.program_id(1)
+    return start, pid_bh, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+
+
+@triton.jit
+def _load_head_rows(ptr, off_b, off_h, stride_b, stride_h, stride_row, stride_d, rows, n_rows,
+                    offs_d, D, EVEN_D: tl.constexpr):
+    """The (len(rows), D_PAD) tile of head (off_b, off_h): rows past n_rows and padded head-dim
+    columns load as 0."""
+    return _load_tile(ptr + off_b * stride_b + off_h * stride_h + rows[:, None] * stride_row
+                      + offs_d[None, :] * stride_d, rows, n_rows, offs_d, D, True, not EVEN_D)
