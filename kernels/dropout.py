@@ -75,7 +75,8 @@ def _dropout_fwd_kernel(
     i0, i1, i2, i3, i4, i5 = _unravel(idx, d1, d2, d3, d4, d5, RANK)
     x_off = _offset(i0, i1, i2, i3, i4, i5, x_s0, x_s1, x_s2, x_s3, x_s4, x_s5, RANK)
     x = tl.load(x_ptr + x_off, mask=in_bounds, other=0).to(COMPUTE)
-    r = tl.rand(philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET), idx)   # uniform [0, 1), keyed by the logical index
+    key = philox_key(seed, seed_offset_ptr, HAS_SEED_OFFSET)
+    r = tl.rand(key, idx)                     # uniform [0, 1), keyed by the logical index
     keep = r >= p
     scale = _decode_double(scale_bits).to(COMPUTE)
     y = tl.where(keep, x * scale, 0.0)
@@ -161,8 +162,8 @@ def dropout_fwd(x: torch.Tensor, p: float, seed: int, seed_offset: Optional[torc
     _dropout_fwd_kernel[(cdiv(n, block),)](
         y, mask, x, seed_offset if seed_offset is not None else x, *pad_strides(x_st),
         *pad_sizes(sizes), n, 2.0 if p >= 1.0 else p, _scale_bits(p), int(seed),
-        HAS_SEED_OFFSET=seed_offset is not None, COMPUTE=_compute(x.dtype), RANK=len(sizes), INDEX64=needs_int64(sizes, [x_st]),
-        BLOCK=block, num_warps=4)
+        HAS_SEED_OFFSET=seed_offset is not None, COMPUTE=_compute(x.dtype), RANK=len(sizes),
+        INDEX64=needs_int64(sizes, [x_st]), BLOCK=block, num_warps=4)
     return y, mask
 
 

@@ -152,10 +152,12 @@ def train_step_graph(model, optimizer, grad_clip: float, accum: int, batch_size:
             if lo < 0 or hi >= V:
                 raise IndexError(f"{what}: token ids must be in [0, {V - 1}] (vocab_size={V}), "
                                  f"got values in [{lo}, {hi}]")
+
     def before_replay() -> None:
         optimizer.prepare_step()             # the step's lr and bias corrections, on the device
         if model.config.dropout > 0:         # new dropout masks for this replay (see the docstring)
-            backend.set_dropout_seed_offset_(int(minigrad.random.default_generator().integers(0, 2 ** 62)))
+            offset = int(minigrad.random.default_generator().integers(0, 2 ** 62))
+            backend.set_dropout_seed_offset_(offset)
 
     return GraphedStep(train_step_fn(model, optimizer, grad_clip), static, make_graph,
                        before_replay=before_replay, validate=validate, log=log)

@@ -222,8 +222,8 @@ class Backend(ABC):
         M, N = self.shape(out)
         return self.binary("add", out, self.expand(self.reshape(bias, (1, N)), (M, N)))
 
-    # An MLP's activation inside its two matmuls (minigrad/ops/matmul.py MLP): the forward's first matmul
-    # also returns the pre-activation, the backward's matmul applies the activation's derivative.
+    # An MLP's activation inside its two matmuls (minigrad/ops/matmul.py MLP): the forward's first
+    # matmul also returns the pre-activation, the backward's matmul applies the activation's derivative.
     # A backend may do both in the matmul's epilogue (no activation kernels, no (M, N) round trip);
     # these defaults, built from the methods above, are the specification.
     MLP_ACTIVATIONS = ("gelu", "gelu_exact", "silu")     # gelu = the tanh form (GPT-2), as in GPTConfig
@@ -232,6 +232,11 @@ class Backend(ABC):
         if activation == "silu":
             return self.silu_fwd(x)
         return self.gelu_fwd(x, "tanh" if activation == "gelu" else "none")
+
+    def _activation_bwd(self, dy: Array, x: Array, activation: str) -> Array:
+        if activation == "silu":
+            return self.silu_bwd(dy, x)
+        return self.gelu_bwd(dy, x, "tanh" if activation == "gelu" else "none")
 
     def matmul_bias_act(self, a: Array, b: Array, bias: Optional[Array], activation: str,
                         ) -> tuple[Array, Array]:
@@ -243,10 +248,7 @@ class Backend(ABC):
     def matmul_act_grad(self, a: Array, b: Array, pre: Array, activation: str) -> Array:
         """d(pre) = (a (M, K) @ b (K, N)) * activation'(pre): a @ b is the gradient with respect to
         the activation's output y = activation(pre), pre (M, N) the saved pre-activation."""
-        dy = self.matmul(a, b)
-        if activation == "silu":
-            return self.silu_bwd(dy, pre)
-        return self.gelu_bwd(dy, pre, "tanh" if activation == "gelu" else "none")
+        return self._activation_bwd(self.matmul(a, b), pre, activation)
 
     # ------------------------------------------------------------------ tier 3: fused pairs
     @abstractmethod

@@ -334,8 +334,13 @@ class NumpyBackend(Backend):
     def set_dropout_seed_offset_(self, offset):
         self.dropout_seed_offset = int(offset)
 
+    def _dropout_keep(self, shape, p, seed):
+        """The dropout mask (True = kept) of an array of `shape`: the one draw both dropout_fwd and
+        attention's dropout use, from seed + the seed offset."""
+        return np.random.default_rng(seed + self.dropout_seed_offset).random(shape) >= p
+
     def dropout_fwd(self, x, p, seed):
-        mask = np.asarray(np.random.default_rng(seed + self.dropout_seed_offset).random(x.shape) >= p)
+        mask = np.asarray(self._dropout_keep(x.shape, p, seed))
         return np.asarray(x * mask / (1 - p), dtype=x.dtype), mask
 
     def dropout_bwd(self, dy, mask, p):
@@ -385,12 +390,12 @@ class NumpyBackend(Backend):
 
     def _attention_dropout(self, x, dropout_p, seed):
         """x * keep / (1 - p) on a (B, H, T, S) array, keep drawn exactly as dropout_fwd draws it
-        for an array of that shape and seed, plus the seed offset (so attention with dropout equals
+        for an array of that shape and seed (so attention with dropout equals
         dropout(softmax(s)) @ v); p == 1 gives 0 (no 0/0). The same call in the backward
         regenerates the forward's mask from the seed."""
         if dropout_p >= 1.0:
             return np.zeros_like(x)
-        keep = np.random.default_rng(seed + self.dropout_seed_offset).random(x.shape) >= dropout_p
+        keep = self._dropout_keep(x.shape, dropout_p, seed)
         return np.where(keep, x / (1 - dropout_p), 0)
 
     def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):

@@ -167,7 +167,8 @@ def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Ten
                          f"{proj_weight.shape} (C_out, H) do not fit")
     if (fc_bias is None) != (proj_bias is None):
         raise ValueError("mlp: give both biases or neither")
-    for name, b, n in (("fc_bias", fc_bias, fc_weight.shape[0]), ("proj_bias", proj_bias, proj_weight.shape[0])):
+    for name, b, n in (("fc_bias", fc_bias, fc_weight.shape[0]),
+                       ("proj_bias", proj_bias, proj_weight.shape[0])):
         if b is not None and b.shape != (n,):
             raise ValueError(f"mlp: {name} must have shape ({n},), got {b.shape}")
     tensors = [fc_weight, proj_weight] + ([fc_bias, proj_bias] if fc_bias is not None else [])
