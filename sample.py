@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Optional
 
 import minigrad
-from models.checkpoint import CheckpointError, check_shapes, load_checkpoint
-from models.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
-from models.gpt import GPT, GPTConfig
-from models.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.models.checkpoint import CheckpointError, check_shapes, load_checkpoint
+from minigrad.models.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
+from minigrad.models.gpt import GPT, GPTConfig
+from minigrad.models.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
 
 
 @dataclass
@@ -57,14 +57,14 @@ class SampleConfig:
 def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]:
     """(model in eval mode, tokenizer) from --hf, --ckpt or out_dir/ckpt_<which>.safetensors."""
     if cfg.hf:
-        from models.hf_export import load_hf_gpt2
+        from minigrad.models.hf_export import load_hf_gpt2
         folder = Path(cfg.hf) if Path(cfg.hf).is_dir() else Path(cfg.hf).parent
         model = load_hf_gpt2(cfg.hf, device=device, dtype=dtype)
         if (folder / "minigrad_tokenizer.json").is_file():
             source = folder / "minigrad_tokenizer.json"
             tok = tokenizer_from_json(source.read_text())
         else:
-            from tokenizer import BPETokenizer
+            from minigrad.tokenizer import BPETokenizer
             has_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
             vocab, merges = (folder / "vocab.json", folder / "merges.txt") if has_files \
                 else gpt2_files(cfg.gpt2_dir or None)
@@ -105,7 +105,7 @@ def check_tokenizer_fits(tok, model_vocab: int, model_name: str, tok_name: str) 
 
 def export(model: GPT, tok, folder: str) -> Path:
     """The HF GPT-2 layout in `folder`, plus the tokenizer files (see the module docstring)."""
-    from models.hf_export import export_hf_gpt2
+    from minigrad.models.hf_export import export_hf_gpt2
     eot = tok.eot_token
     path = export_hf_gpt2(model, folder, dtype="float32", bos_token_id=eot, eos_token_id=eot)
     (path.parent / "minigrad_tokenizer.json").write_text(tokenizer_to_json(tok))

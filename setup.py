@@ -1,10 +1,21 @@
 """Packaging for minigrad: the engine, its kernels, the GPT and the tokenizer.
 
 The core install needs only numpy and regex (the NumPy backend and the tokenizer).
+
+Import names: the repository keeps kernels/, models/ and tokenizer/ beside minigrad/ (one folder
+per idea), but installs them *inside* it, as minigrad.kernels, minigrad.models and
+minigrad.tokenizer, so an installed minigrad claims no generic top-level name (other packages are
+called `kernels` or `models` too: transformers imports one named `kernels`). train.py and
+sample.py are the checkout's scripts, not installed modules. In a checkout without an install,
+minigrad/__init__.py finds the same folders under the same names.
+
 `pip install -e .[gpu]` adds torch (GPU storage) and triton (the kernels);
 `pip install -e .[test]` adds what the test suite needs (torch is the oracle there).
 """
 from setuptools import setup, find_packages
+
+# top-level folders of the repository installed as subpackages of minigrad (see above)
+PARTS = ("kernels", "models", "tokenizer")
 
 setup(
     name="minigrad",
@@ -12,9 +23,9 @@ setup(
     description="A tensor and autograd engine from scratch: NumPy reference backend, Triton GPU "
                 "kernels, a hand-written GPT and a byte-level BPE tokenizer.",
     python_requires=">=3.10",
-    packages=find_packages(include=["minigrad", "minigrad.*", "kernels", "kernels.*",
-                                    "models", "models.*", "tokenizer", "tokenizer.*"]),
-    py_modules=["train", "sample"],
+    packages=find_packages(include=["minigrad", "minigrad.*"])
+    + [f"minigrad.{part}" for part in PARTS],
+    package_dir={f"minigrad.{part}": part for part in PARTS},
     install_requires=["numpy>=1.24", "regex>=2023.0"],
     extras_require={
         "gpu": ["torch>=2.4", "triton>=3.0"],

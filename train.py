@@ -45,16 +45,16 @@ import numpy as np
 import minigrad
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
-from models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
+from minigrad.models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
                                optimizer_state_dict, optimizer_tensors, save_checkpoint)
-from models.cuda_graph import train_step_graph
-from models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
-from models.distributed import DistributedError, setup_distributed
-from models.gpt import GPT, GPTConfig
-from models.loss_readback import DeferredLosses
-from models.run_dir import prepare_out_dir, read_log
-from models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
-from models.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
+from minigrad.models.cuda_graph import train_step_graph
+from minigrad.models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
+from minigrad.models.distributed import DistributedError, setup_distributed
+from minigrad.models.gpt import GPT, GPTConfig
+from minigrad.models.loss_readback import DeferredLosses
+from minigrad.models.run_dir import prepare_out_dir, read_log
+from minigrad.models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.models.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
 
 
 @dataclass

@@ -36,7 +36,7 @@ def main() -> int:
     if not common.require_cuda("bench_adamw"):
         return 0
     import torch
-    from kernels.adamw import adamw_step_, adamw_step_multi_
+    from minigrad.kernels.adamw import adamw_step_, adamw_step_multi_
 
     shapes = gpt2_small_shapes()
     n_params = sum(torch.Size(s).numel() for s in shapes)

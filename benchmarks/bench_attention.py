@@ -49,7 +49,7 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from kernels import attention as A
+    from minigrad.kernels import attention as A
 
     A.AUTOTUNE = True
     peak = common.cublas_peak_tflops(torch.bfloat16)

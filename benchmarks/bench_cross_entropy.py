@@ -23,7 +23,7 @@ def main() -> int:
         return 0
     import torch
     import torch.nn.functional as F
-    from kernels.cross_entropy import cross_entropy_bwd, cross_entropy_fwd, cross_entropy_fwd_bwd
+    from minigrad.kernels.cross_entropy import cross_entropy_bwd, cross_entropy_fwd, cross_entropy_fwd_bwd
 
     rows = []
     case = f"{N}x{V}"

@@ -49,7 +49,7 @@ def _worker(summary_path: str, argv: list[str]) -> int:
     """
     sys.path.insert(0, str(REPO))
     import train
-    from models import distributed
+    from minigrad.models import distributed
     stamps: list[tuple[float, float]] = []
     average = distributed.GradientReducer.average
 

@@ -36,10 +36,10 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from kernels import copy as kcopy
-    from kernels import dropout as kdrop
-    from kernels import elementwise as ew
-    from kernels import reduce as kred
+    from minigrad.kernels import copy as kcopy
+    from minigrad.kernels import dropout as kdrop
+    from minigrad.kernels import elementwise as ew
+    from minigrad.kernels import reduce as kred
 
     rows = []
     for dtype in (torch.bfloat16, torch.float32):

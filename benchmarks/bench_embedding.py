@@ -23,7 +23,7 @@ def main() -> int:
         return 0
     import torch
     import torch.nn.functional as F
-    from kernels.embedding import embedding_bwd, embedding_fwd
+    from minigrad.kernels.embedding import embedding_bwd, embedding_fwd
 
     rows = []
     case = f"{V}x{C} weight, {B * T} ids"

@@ -85,14 +85,14 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
     gpu = fake_gpu.install()                                   # FakeGPUUnavailable: caller reports
     import torch
 
-    from kernels import attention, matmul
+    from minigrad.kernels import attention, matmul
     matmul.AUTOTUNE = attention.AUTOTUNE = autotune
 
     import minigrad
     from benchmarks.bench_train import case_config, describe
     from minigrad.backends import triton_backend
     from minigrad import tensor_movement
-    from models.gpt import GPT
+    from minigrad.models.gpt import GPT
     from train import resolve_device_dtype
 
     triton_backend._storage_device = lambda: torch.device("cpu")
@@ -412,8 +412,8 @@ def launch_ladder(repeats: int = 2000) -> dict:
     import triton.language as tl
 
     import minigrad
-    from kernels import elementwise as ew
-    from kernels import matmul as mm
+    from minigrad.kernels import elementwise as ew
+    from minigrad.kernels import matmul as mm
 
     @triton.jit
     def _ladder_add_kernel(out_ptr, a_ptr, b_ptr, n, BLOCK: tl.constexpr):
@@ -555,7 +555,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    if "kernels" in sys.modules:          # decorated already, maybe for the interpreter
+    if "minigrad.kernels" in sys.modules:     # decorated already, maybe for the interpreter
         print("bench_host_overhead: run it in a fresh process (the kernels were already imported)")
         return 1
     os.environ["TRITON_INTERPRET"] = "0"                       # before any kernel is decorated

@@ -23,7 +23,7 @@ def main() -> int:
         return 0
     import torch
     import torch.nn.functional as F
-    from kernels.layernorm import layernorm_bwd, layernorm_fwd, rmsnorm_bwd, rmsnorm_fwd
+    from minigrad.kernels.layernorm import layernorm_bwd, layernorm_fwd, rmsnorm_bwd, rmsnorm_fwd
 
     rows = []
     for shape, name in CASES:

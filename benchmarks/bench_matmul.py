@@ -81,7 +81,7 @@ def check_variants(device: str) -> None:
     """Every matmul variant against torch (float64 oracle) on a small ragged weight-gradient-style
     shape with bias + GELU; raises SystemExit on a wrong result. Runs on the GPU or the interpreter."""
     import torch
-    from kernels.matmul import matmul
+    from minigrad.kernels.matmul import matmul
     for dtype, tol in ((torch.float32, 2e-2), (torch.bfloat16, 6e-2)):
         a = torch.randn(100, 40, device=device).to(dtype).t()              # (40, 100): X^T
         b = torch.randn(100, 24, device=device).to(dtype)
@@ -97,7 +97,7 @@ def check_variants(device: str) -> None:
 
 def _variant_rows(common, matmul, peak: float) -> list:
     import torch
-    from kernels import matmul_persistent, matmul_splitk
+    from minigrad.kernels import matmul_persistent, matmul_splitk
     dtype = torch.bfloat16
     programs = matmul_persistent.num_programs(torch.device("cuda"))
     rows = []
@@ -131,8 +131,8 @@ def main() -> int:
         return 0
     import torch
     import torch.nn.functional as F
-    from kernels import matmul as K
-    from kernels.matmul import matmul
+    from minigrad.kernels import matmul as K
+    from minigrad.kernels.matmul import matmul
 
     K.AUTOTUNE = True
     torch.backends.cuda.matmul.allow_tf32 = True      # float32 rows: TF32 on both sides

@@ -20,7 +20,7 @@ def main() -> int:
     if not common.require_cuda("bench_softmax"):
         return 0
     import torch
-    from kernels.softmax import log_softmax_bwd, log_softmax_fwd, softmax_bwd, softmax_fwd
+    from minigrad.kernels.softmax import log_softmax_bwd, log_softmax_fwd, softmax_bwd, softmax_fwd
 
     rows = []
     for (shape, name) in CASES:

@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tokenizer import BPETokenizer  # noqa: E402  (after the path tweak, for `python benchmarks/...`)
+from minigrad.tokenizer import BPETokenizer  # noqa: E402  (after the path tweak, for `python benchmarks/...`)
 
 EOT = "<|endoftext|>"
 VOCAB_SIZE = 8192
@@ -109,7 +109,7 @@ def status_mb(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-from tokenizer import BPETokenizer
+from minigrad.tokenizer import BPETokenizer
 tok = BPETokenizer.load(model)
 enc = tok.to_tiktoken() if which == "tiktoken" else None
 import gc; gc.collect()

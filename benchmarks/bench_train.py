@@ -69,8 +69,8 @@ sys.path.insert(0, str(REPO))
 import minigrad  # noqa: E402
 from benchmarks import common  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
-from models.gpt import GPT, GPTConfig  # noqa: E402
-from models.mfu import peak_flops  # noqa: E402
+from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
+from minigrad.models.mfu import peak_flops  # noqa: E402
 from train import MODEL_KEYS, PRESETS, TrainConfig, parse_config, resolve_device_dtype  # noqa: E402
 
 CASES = {"gpt2-124m": 50257, "tinystories": 50257, "shakespeare-char": 65}   # preset -> vocab_size

@@ -55,8 +55,8 @@ sys.path.insert(0, str(REPO))
 import minigrad  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.optim import cosine_with_warmup  # noqa: E402
-from models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
-from models.gpt import GPT, GPTConfig  # noqa: E402
+from minigrad.models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
+from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
               lr_decay_iters=2000, dropout=0.0, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,

@@ -56,8 +56,8 @@ import train  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.bench_train import device_label  # noqa: E402
 from minigrad.optim import cosine_with_warmup  # noqa: E402
-from models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
-from models.gpt import GPT, GPTConfig  # noqa: E402
+from minigrad.models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
+from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 from train import MODEL_KEYS, PRESETS, TrainConfig, parse_config, resolve_device_dtype  # noqa: E402
 
 IMPLS = ("ours", "torch", "torch-compile")

@@ -37,8 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value, cdiv
-from kernels.multi_tensor import pointer_table
+from .copy import _cast_value, cdiv
+from .multi_tensor import pointer_table
 
 BLOCK = 1024
 # Elements per program of the multi-tensor kernel (keeps the host-built chunk table short:

@@ -90,10 +90,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
-from kernels.attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
-from kernels.copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
-from kernels.dropout import check_seed_offset, philox_key
+from .attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
+from .attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
+from .copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
+from .dropout import check_seed_offset, philox_key
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634

@@ -17,9 +17,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.attention_tiles import _block_and_head, _dot, _load_head_rows, _load_tile, _rng_rows
-from kernels.copy import _cast_value
-from kernels.dropout import philox_key
+from .attention_tiles import _block_and_head, _dot, _load_head_rows, _load_tile, _rng_rows
+from .copy import _cast_value
+from .dropout import philox_key
 
 
 @triton.jit

@@ -42,8 +42,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value, cdiv, next_power_of_2
-from kernels.softmax import acc_dtype, check_float
+from .copy import _cast_value, cdiv, next_power_of_2
+from .softmax import acc_dtype, check_float
 
 # Vocabulary chunk per loop iteration (forward and fused paths) and per program (backward).
 BLOCK_V = 4096

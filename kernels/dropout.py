@@ -37,8 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.elementwise import fill_ as _fill_
-from kernels.copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
+from .elementwise import fill_ as _fill_
+from .copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
                           check_tensor, collapse_dims, needs_int64, pad_sizes, pad_strides)
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)

@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
+from .copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
                           check_tensor, collapse_dims, copy, needs_int64, pad_sizes, pad_strides)
 
 UNARY_OPS = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "abs", "sign",

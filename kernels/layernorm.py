@@ -40,8 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value, cdiv, next_power_of_2
-from kernels.softmax import acc_dtype, check_float, rows_view
+from .copy import _cast_value, cdiv, next_power_of_2
+from .softmax import acc_dtype, check_float, rows_view
 
 # The widest row held in registers. Wider rows raise ValueError (no looped path yet).
 MAX_COLS = 32768

@@ -70,11 +70,11 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import matmul_persistent as _persistent
-from kernels import matmul_plan as _plan
-from kernels import matmul_splitk as _splitk
-from kernels.copy import cdiv, launch_tuned
-from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
+from . import matmul_persistent as _persistent
+from . import matmul_plan as _plan
+from . import matmul_splitk as _splitk
+from .copy import cdiv, launch_tuned
+from .matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 # Launch-time switches (read on every call, never at import).
 AUTOTUNE = True        # on the GPU pick the tile config by timing; tests/interpreter use fixed ones

@@ -45,9 +45,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, interpreting, launch_tuned
-from kernels.matmul_plan import Launch
-from kernels.matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile
+from .copy import cdiv, interpreting, launch_tuned
+from .matmul_plan import Launch
+from .matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile
 
 USE_TMA = True            # launch-time switch: TMA descriptors where supported (False: pointers)
 INTERPRET_PROGRAMS = 3    # "SM count" under the interpreter: small and not a divisor of most tile

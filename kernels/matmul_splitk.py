@@ -39,8 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import cdiv, interpreting, launch_tuned
-from kernels.matmul_tiles import _dot_tile, _grouped_tile, _store_tile
+from .copy import cdiv, interpreting, launch_tuned
+from .matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 MAX_SPLIT = 16            # beyond this the workspace traffic outweighs any occupancy gain
 MIN_K_BLOCKS_PER_SPLIT = 4  # a split shorter than this has no K loop left to pipeline

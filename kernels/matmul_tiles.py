@@ -22,8 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value
-from kernels.elementwise import _binary_math
+from .copy import _cast_value
+from .elementwise import _binary_math
 
 
 @triton.jit

@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value
+from .copy import _cast_value
 
 BLOCK = 1024
 CHUNK = 64 * BLOCK          # elements per program (table ~2K chunk entries for 124M elements)

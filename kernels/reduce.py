@@ -46,9 +46,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import (_cast_value, cdiv, check_tensor, collapse_dims, copy, interpreting,
+from .copy import (_cast_value, cdiv, check_tensor, collapse_dims, copy, interpreting,
                           next_power_of_2)
-from kernels.elementwise import fill_
+from .elementwise import fill_
 
 MAX_TILE = 4096                  # elements per (BLOCK_R, BLOCK_C) tile on the GPU
 TARGET_PROGRAMS = 264            # ~2 programs per SM on an H100 before we split columns

@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.copy import _cast_value, cdiv, next_power_of_2
+from .copy import _cast_value, cdiv, next_power_of_2
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

@@ -8,6 +8,18 @@
 Arrays live on a backend: "cpu" is the NumPy reference, "cuda" runs our Triton kernels
 (loaded on first use: `import minigrad` imports neither torch nor triton).
 """
+import os as _os
+
+# The repository keeps kernels/, models/ and tokenizer/ beside this folder, and setup.py installs
+# them inside it, so they are imported as minigrad.kernels, minigrad.models, minigrad.tokenizer
+# either way and an installed minigrad claims no generic top-level name. In a checkout that is not
+# installed (PYTHONPATH=.), this makes Python look for minigrad's subpackages in the repository
+# root too. Nothing is imported here: it only extends the search path of this package.
+_REPO = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "kernels")) \
+        and _os.path.isfile(_os.path.join(_REPO, "kernels", "__init__.py")):
+    __path__.append(_REPO)
+
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .backends import cuda_is_available, get_backend
 from .creation import (arange, empty, from_numpy, full, full_like, ones, ones_like, rand, randint,

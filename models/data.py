@@ -43,8 +43,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from models.download import DownloadError, Pin
-from models.download import download as _download
+from .download import DownloadError, Pin
+from .download import download as _download
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -273,7 +273,7 @@ def tokenizer_to_json(tok) -> str:
 
 def tokenizer_from_json(s: str):
     """Inverse of `tokenizer_to_json`."""
-    from tokenizer import BPETokenizer
+    from minigrad.tokenizer import BPETokenizer
     d = json.loads(s)
     if d.get("kind") == "char":
         return CharTokenizer(list(d["chars"]))
@@ -318,7 +318,7 @@ def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str
     caches the model file under <cache>/tokenizers/. 'char' takes its characters from
     `all_docs` (both splits), so validation text never holds an unknown character.
     """
-    from tokenizer import BPETokenizer
+    from minigrad.tokenizer import BPETokenizer
     if kind == "char":
         return CharTokenizer.from_text(all_docs)
     if kind == "gpt2":

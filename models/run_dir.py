@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from models.settings import SettingsError
+from .settings import SettingsError
 
 # minigrad/serialization.py `_atomic_write`: mkstemp(prefix="." + name + ".", suffix=".tmp")
 CHECKPOINT_TEMP_GLOB = ".ckpt_*.safetensors.*.tmp"

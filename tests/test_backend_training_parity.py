@@ -15,7 +15,7 @@ import pytest
 import minigrad
 from minigrad.nn.utils import clip_grad_norm_
 from backend_testing import cuda_backend  # tests/ is on sys.path
-from models import GPT, GPTConfig
+from minigrad.models import GPT, GPTConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # interpreter masked lanes
 

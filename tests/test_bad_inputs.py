@@ -23,7 +23,7 @@ import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad import nn
 from minigrad.serialization import SafetensorsError, load_file, save_file
-from tokenizer import BPETokenizer, ModelFileError, SplitPatternError
+from minigrad.tokenizer import BPETokenizer, ModelFileError, SplitPatternError
 
 _TMP = tempfile.TemporaryDirectory(prefix="bad_inputs_")      # removed when the process ends
 

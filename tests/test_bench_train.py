@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 import minigrad  # noqa: E402
 from benchmarks import bench_train, bench_train_run  # noqa: E402
 from benchmarks.torch_baseline import TorchGPT, copy_from_minigrad, host_weights  # noqa: E402
-from models.gpt import GPT, GPTConfig  # noqa: E402
+from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 
 SCHEMA = ("benchmark", "case", "dtype", "device", "ours_ms", "baseline", "baseline_ms", "ratio",
           "versions", "git_sha", "date", "tokens_per_s", "mfu", "peak_mem_gb")

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from kernel_testing import DEVICE  # first: it sets up the interpreter
-from kernels import adamw as adamw_mod
-from kernels import copy as copy_mod
+from minigrad.kernels import adamw as adamw_mod
+from minigrad.kernels import copy as copy_mod
 
 U32 = np.uint32
 

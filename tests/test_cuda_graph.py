@@ -18,8 +18,8 @@ import pytest
 
 import minigrad
 from minigrad.nn.utils import clip_grad_norm_
-from models.cuda_graph import GraphedStep, train_step_graph
-from models.gpt import GPT, GPTConfig
+from minigrad.models.cuda_graph import GraphedStep, train_step_graph
+from minigrad.models.gpt import GPT, GPTConfig
 
 
 class FakeGraph:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import data as D
+from minigrad.models import data as D
 
 
 def _write(p, text):

@@ -25,7 +25,7 @@ pytest.importorskip("torch.distributed")
 import minigrad  # noqa: E402
 import train  # noqa: E402
 from minigrad import nn  # noqa: E402
-from models.distributed import Distributed, GradientReducer, assign_buckets  # noqa: E402
+from minigrad.models.distributed import Distributed, GradientReducer, assign_buckets  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from models import data as D
-from models.download import Pin
+from minigrad.models import data as D
+from minigrad.models.download import Pin
 
 
 class _Server:

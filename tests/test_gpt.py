@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import minigrad
-from models import GPT, GPTConfig, KVCache
-from models.gpt import peak_flops
+from minigrad.models import GPT, GPTConfig, KVCache
+from minigrad.models.gpt import peak_flops
 
 torch = pytest.importorskip("torch")
 from backend_testing import cuda_backend  # noqa: E402  (tests/ is on sys.path)
@@ -393,7 +393,7 @@ def test_attention_dropout_runs_fused_and_equals_the_composite(monkeypatch, devi
     (B, nh, T, T) probabilities and the global generator advances exactly as before."""
     if device == "cuda":
         cuda_backend()
-    import models.gpt as gpt_module
+    import minigrad.models.gpt as gpt_module
     minigrad.manual_seed(0)
     model = GPT(_cfg(dropout=0.3, n_layer=2, bias=False, tie_weights=False))
     model.to(device)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import minigrad
-from models import GPT, GPTConfig
-from models.hf_export import export_hf_gpt2, load_hf_gpt2
+from minigrad.models import GPT, GPTConfig
+from minigrad.models.hf_export import export_hf_gpt2, load_hf_gpt2
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 from safetensors import safe_open  # noqa: E402

@@ -5,9 +5,12 @@
     minigrad/    imports nothing from kernels/, torch or triton, except
                  minigrad/backends/triton_backend.py (loaded on first use of device "cuda")
     `import minigrad` imports neither torch nor triton.
+    nothing imports a generic top-level name: kernels/, models/ and tokenizer/ are imported as
+    minigrad.kernels, minigrad.models, minigrad.tokenizer (setup.py installs them there).
 
 Import statements are found with `ast`, so imports inside functions count too; relative
-imports are resolved to absolute module names before checking.
+imports are resolved to absolute module names before checking, and each name is mapped to the
+repository folder ("part") it lives in.
 """
 from __future__ import annotations
 
@@ -26,10 +29,16 @@ ALLOWED = {
 }
 
 
+# repository folders installed inside minigrad (setup.py's PARTS): kernels/x.py is minigrad.kernels.x
+PARTS = ("kernels", "models", "tokenizer")
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
+    if parts and parts[0] in PARTS:
+        parts = ["minigrad"] + parts
     return ".".join(parts)
 
 
@@ -58,7 +67,12 @@ def imported_modules(path: Path) -> set:
 
 
 def _top(name: str) -> str:
-    return name.split(".")[0]
+    """The repository part a module belongs to: minigrad.kernels.matmul -> "kernels",
+    minigrad.nn -> "minigrad"; anything else -> its top-level package (torch, numpy, ...)."""
+    parts = name.split(".")
+    if parts[0] == "minigrad" and len(parts) > 1 and parts[1] in PARTS:
+        return parts[1]
+    return parts[0]
 
 
 def _files(folder: str) -> list:
@@ -81,7 +95,8 @@ def _violations(folder: str, forbidden: set, skip=()) -> list:
 def test_import_minigrad_does_not_import_torch_or_triton():
     code = ("import sys, minigrad, minigrad.nn.functional, minigrad.optim, minigrad.backends; "
             "x = minigrad.randn(2, 3, requires_grad=True); (x * x).sum().backward(); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton', 'kernels')); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton') "
+            "or m.startswith('minigrad.kernels')); "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"import minigrad pulled in {r.stdout.strip()} {r.stderr[-2000:]}"
@@ -100,6 +115,21 @@ def test_kernels_know_nothing_of_minigrad():
 def test_minigrad_imports_only_the_backend_interface():
     assert _violations("minigrad", {"kernels", "torch", "triton", "models", "tokenizer"},
                        skip={"minigrad/backends/triton_backend.py"}) == []
+
+
+def test_nothing_imports_a_generic_top_level_name():
+    """kernels, models and tokenizer are minigrad.kernels, ...: an import of the bare name would
+    find another installed package of that name (transformers depends on one called `kernels`)."""
+    files = [f for folder in ("minigrad",) + PARTS + ("tests", "benchmarks") for f in _files(folder)]
+    files += [REPO / "train.py", REPO / "sample.py", REPO / "setup.py"]
+    bad = []
+    for f in files:
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and not node.level else []
+            bad += [f"{f.relative_to(REPO)} imports {n}" for n in names if n.split(".")[0] in PARTS]
+    assert bad == []
 
 
 def test_allowlist_entries_are_still_needed():

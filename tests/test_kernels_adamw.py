@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
-from kernels import adamw as K
+from minigrad.kernels import adamw as K
 
 # Per-dtype tolerances (atol, rtol) for parameters/state after STEPS steps. float64 is looser
 # than its precision because the hyper-parameters reach the kernel as float32 scalars.

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
-from kernels import attention as A
-from kernels import dropout as DROP
+from minigrad.kernels import attention as A
+from minigrad.kernels import dropout as DROP
 
 ON_GPU = DEVICE == "cuda"
 # Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 on the GPU
@@ -321,7 +321,7 @@ def test_launch_tuned_keeps_the_seed_out_of_the_signature():
     per_call arguments reach the kernel but not the signature)."""
     from types import SimpleNamespace
 
-    from kernels.copy import launch_tuned
+    from minigrad.kernels.copy import launch_tuned
 
     calls = []
 
@@ -351,7 +351,7 @@ def test_dropout_bad_arguments():
 
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
-from kernels import attention as A
+from minigrad.kernels import attention as A
 unit = {"stride_qd", "stride_kd", "stride_vd", "stride_od", "stride_dod", "stride_dkd", "stride_dqd"}
 cases = [(A._attention_fwd_kernel, (128, 64, 4, 3)), (A._attention_bwd_dkdv_kernel, (32, 128, 4, 3)),
          (A._attention_bwd_dq_kernel, (128, 32, 4, 3))]

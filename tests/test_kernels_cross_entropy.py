@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
-from kernels import cross_entropy as K
+from minigrad.kernels import cross_entropy as K
 
 # Per-dtype tolerances (atol, rtol): losses/lse are float32 (computed from rounded logits,
 # so exact up to float32); dlogits are stored in the logits' dtype.

@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from kernel_testing import DEVICE  # noqa: E402
-from kernels.dropout import dropout_bwd, dropout_fwd, seed_offset_tensor, set_seed_offset_  # noqa: E402
+from minigrad.kernels.dropout import dropout_bwd, dropout_fwd, seed_offset_tensor, set_seed_offset_  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) of y against x * mask / (1 - p) computed in float64
 TOL = {

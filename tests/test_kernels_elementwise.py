@@ -12,8 +12,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from kernel_testing import DEVICE  # noqa: E402
-from kernels import copy as copy_mod  # noqa: E402
-from kernels import elementwise as ew  # noqa: E402
+from minigrad.kernels import copy as copy_mod  # noqa: E402
+from minigrad.kernels import elementwise as ew  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) against torch computing in float32/float64
 TOL = {

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
-from kernels import embedding as K
+from minigrad.kernels import embedding as K
 
 # Per-dtype tolerances (atol, rtol) for scatter-add results (gathers must be exact).
 TOL = {

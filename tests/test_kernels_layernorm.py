@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
-from kernels import layernorm as K
+from minigrad.kernels import layernorm as K
 
 # Per-dtype tolerances (atol, rtol) for values stored in that dtype.
 TOL = {

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
-from kernels import matmul as K
-from kernels import matmul_persistent as MP
-from kernels import matmul_plan as PLAN
-from kernels import matmul_splitk as MS
+from minigrad.kernels import matmul as K
+from minigrad.kernels import matmul_persistent as MP
+from minigrad.kernels import matmul_plan as PLAN
+from minigrad.kernels import matmul_splitk as MS
 
 # Per-dtype tolerances (atol, rtol) of c against float64 torch on the same (rounded) inputs.
 # bfloat16 is loose also because the interpreter truncates (not rounds) float32 -> bfloat16.
@@ -398,7 +398,7 @@ def test_fast_path_keeps_the_checks_and_skips_split_k(monkeypatch):
 
 # Compiles the GPU code path for an H100 (sm_90), no GPU needed (see kernel_testing).
 _SM90_SCRIPT = r"""
-from kernels import matmul as M
+from minigrad.kernels import matmul as M
 fn = M._matmul_fwd_kernel
 unit = {"stride_ak", "stride_bn", "stride_cn"}        # specialised to 1 at run time
 # the MLP's epilogues: "pre" (store the pre-activation too) and "grad" (activation derivative)
@@ -464,7 +464,7 @@ def test_launch_tuned_asks_the_autotuner_once_per_signature():
     launches call the plain kernel with the autotuner's best config (+ derived constexprs)."""
     from types import SimpleNamespace
 
-    from kernels.copy import launch_tuned
+    from minigrad.kernels.copy import launch_tuned
 
     calls = []
 

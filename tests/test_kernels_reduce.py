@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from kernel_testing import DEVICE  # noqa: E402
-from kernels import reduce as red  # noqa: E402
+from minigrad.kernels import reduce as red  # noqa: E402
 
 # per-dtype tolerances (rtol, atol) against a float64 torch reference
 TOL = {

@@ -66,7 +66,7 @@ STAT = {"bf16": "fp32", "fp16": "fp32", "fp32": "fp32", "fp64": "fp64"}   # floa
 """
 
 _SOFTMAX = r"""
-from kernels import softmax as S
+from minigrad.kernels import softmax as S
 
 def single(block_c):
     return S._single_block_config(block_c)        # (rows, num_warps)
@@ -95,7 +95,7 @@ done()
 """
 
 _LAYERNORM = r"""
-from kernels import layernorm as L
+from minigrad.kernels import layernorm as L
 
 # (x dtype, weight dtype or None, has bias, is_rms, C)
 cases = [("bf16", "fp32", True, False, 768),     # GPT-2: bf16 activations, fp32 params
@@ -132,7 +132,7 @@ done()
 """
 
 _CROSS_ENTROPY = r"""
-from kernels import cross_entropy as X
+from minigrad.kernels import cross_entropy as X
 
 V = 50304
 block = X._pick_block(V, None)
@@ -156,7 +156,7 @@ done()
 """
 
 _EMBEDDING = r"""
-from kernels import embedding as E
+from minigrad.kernels import embedding as E
 
 for dt, idt, inner in [("bf16", "i64", 768), ("fp32", "i32", 768), ("fp64", "i64", 64),
                        ("fp16", "i64", 4096)]:
@@ -174,7 +174,7 @@ done()
 """
 
 _ADAMW = r"""
-from kernels import adamw as A
+from minigrad.kernels import adamw as A
 
 F = {n: "fp32" for n in ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "step_size",
                          "bc2_sqrt", "eps")}
@@ -192,7 +192,7 @@ for p, s, g, master, nt in [("bf16", "fp32", "bf16", True, "i32"), ("fp32", "fp3
               CHUNK=A.MULTI_CHUNK, BLOCK=A.BLOCK),
          {"table_ptr": "*i64", "chunk_ptr": "*i64", "hyper_ptr": "*fp64"}, num_warps=4, tag=tag)
 sm90(A._adamw_hyper_kernel, {}, {"hyper_ptr": "*fp64", **F}, num_warps=1, tag="hyper")
-from kernels import multi_tensor as MT
+from minigrad.kernels import multi_tensor as MT
 for x in ("bf16", "fp32", "fp64"):
     acc = tl.float64 if x == "fp64" else tl.float32
     meta = dict(X_DTYPE=TL[x], ACC=acc, CHUNK=MT.CHUNK, BLOCK=MT.BLOCK)
@@ -207,7 +207,7 @@ done()
 """
 
 _ELEMENTWISE = r"""
-from kernels import elementwise as W
+from minigrad.kernels import elementwise as W
 
 TL = {"bf16": tl.bfloat16, "fp16": tl.float16, "fp32": tl.float32, "fp64": tl.float64,
       "i64": tl.int64, "i1": tl.int1}
@@ -281,7 +281,7 @@ done()
 """
 
 _COPY = r"""
-from kernels import copy as C
+from minigrad.kernels import copy as C
 
 def block(dt):
     return 2048 if dt in ("bf16", "fp16", "i1") else 1024
@@ -301,7 +301,7 @@ done()
 """
 
 _REDUCE = r"""
-from kernels import reduce as R
+from minigrad.kernels import reduce as R
 
 def warps(br, bc):
     return 8 if br * bc >= 4096 else 4
@@ -345,7 +345,7 @@ done()
 """
 
 _DROPOUT = r"""
-from kernels import dropout as D
+from minigrad.kernels import dropout as D
 
 def block(dt):
     return 2048 if dt in ("bf16", "fp16") else 1024
@@ -390,7 +390,7 @@ def configs(cfgs):
 """
 
 _MATMUL_PERSISTENT = r"""
-from kernels import matmul_persistent as P
+from minigrad.kernels import matmul_persistent as P
 
 TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr", "aux_ptr")}
 seen = set()
@@ -425,7 +425,7 @@ done()
 """
 
 _MATMUL_SPLITK = r"""
-from kernels import matmul_splitk as S
+from minigrad.kernels import matmul_splitk as S
 
 picked = {}
 for case, M, N, K, la, lb in SHAPES:

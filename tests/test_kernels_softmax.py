@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernel_testing import DEVICE, gpu  # first: it sets up the interpreter
-from kernels import softmax as K
+from minigrad.kernels import softmax as K
 
 # Per-dtype tolerances (atol, rtol) for outputs stored in that dtype.
 TOL = {

@@ -124,7 +124,7 @@ def test_triton_clip_by_total_norm_matches_numpy(dtypes):
 
 def test_kernel_clip_with_small_chunks_matches_numpy():
     """Many programs per tensor (chunk = one block): the partial sums add up exactly once."""
-    from kernels import multi_tensor as mt
+    from minigrad.kernels import multi_tensor as mt
     xs = [torch.from_numpy(RNG.standard_normal(s).astype(np.float32)) for s in ((2500,), (1025,))]
     total, coef, out = mt.clip_by_total_norm(xs, 1.0, chunk=mt.BLOCK)
     norm = np.sqrt(sum(float(np.sum(x.numpy().astype(np.float64) ** 2)) for x in xs))
@@ -135,7 +135,7 @@ def test_kernel_clip_with_small_chunks_matches_numpy():
 
 
 def test_pointer_tables_are_reused_for_the_same_addresses():
-    from kernels import multi_tensor as mt
+    from minigrad.kernels import multi_tensor as mt
     a, b = torch.empty(5), torch.empty(3000)
     rows = [(a.data_ptr(), 5), (b.data_ptr(), 3000)]
     first = mt.pointer_table(rows, [5, 3000], 1024, a.device)
@@ -150,7 +150,7 @@ def test_pointer_tables_are_reused_for_the_same_addresses():
 def test_chunk_tables_follow_the_sizes_not_the_addresses():
     """New gradient addresses with the same sizes upload only their address table: the chunk
     list (NumPy-built) is shared, and equals the per-chunk enumeration written out by hand."""
-    from kernels import multi_tensor as mt
+    from minigrad.kernels import multi_tensor as mt
     numels = [1, 1024, 1025, 0, 4097]
     spec = [[slot, start] for slot, n in enumerate(numels) for start in range(0, n, 1024)]
     xs = [torch.empty(max(n, 1)) for n in numels]
@@ -166,7 +166,7 @@ def test_host_batches_are_checked_on_the_host_not_read_back(monkeypatch):
     """GPT given NumPy ids and targets (as train.py) never calls value_range (a device read);
     out-of-range host ids still give the clear error."""
     from minigrad.nn import functional as F
-    from models.gpt import GPT, GPTConfig
+    from minigrad.models.gpt import GPT, GPTConfig
 
     def no_read_back(values):
         raise AssertionError("value_range called: the ids were read back from the device")
@@ -279,7 +279,7 @@ def test_cross_entropy_fwd_bwd_overwrites_logits_with_their_gradient():
 def test_gpt_loss_only_forward_matches_the_logits_path():
     """model(x, y, return_logits=False) (fused in-place loss) == model(x, y): loss and every
     gradient (NumPy, float64, a padded vocabulary; with and without an ignored target)."""
-    from models.gpt import GPT, GPTConfig
+    from minigrad.models.gpt import GPT, GPTConfig
     x = RNG.integers(0, 11, size=(2, 6))
     for y in (RNG.integers(0, 11, size=(2, 6)), np.where(RNG.random((2, 6)) < 0.3, -100, 3)):
         results = []
@@ -298,7 +298,7 @@ def test_gpt_loss_only_forward_matches_the_logits_path():
 def test_layernorm_bwd_of_no_rows_gives_zero_weight_gradients():
     """The partial sums are not zero-filled any more: every program writes its row, even with
     no rows to sum (regression guard: an unlaunched kernel would leave garbage)."""
-    from kernels import layernorm as K
+    from minigrad.kernels import layernorm as K
     x = torch.empty((0, 6))
     w, stat = torch.ones(6), torch.empty(0)
     _, dw, db = K.layernorm_bwd(torch.empty((0, 6)), x, w, stat, stat)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 import minigrad
-from models.loss_readback import DeferredLosses
+from minigrad.models.loss_readback import DeferredLosses
 
 class CountingScalar:
     """A stand-in for a device scalar Tensor that counts its read-backs."""

@@ -137,7 +137,7 @@ def test_triton_mlp_matches_numpy(dtype, tol):
 
 def test_gpt_mlp_uses_the_fused_function(monkeypatch):
     """GPT's MLP goes through F.mlp (not F.gelu) for GELU; SwiGLU keeps its composite form."""
-    from models.gpt import GPT, GPTConfig
+    from minigrad.models.gpt import GPT, GPTConfig
     calls = []
     real_mlp, real_silu = F.mlp, F.silu
     monkeypatch.setattr(F, "mlp", lambda *a, **k: (calls.append("mlp"), real_mlp(*a, **k))[1])

@@ -80,15 +80,19 @@ def _mentions_dtype(node: ast.AST) -> bool:
     return False
 
 
+def _is_kernels(module: str) -> bool:
+    return module.split(".")[:2] == ["minigrad", "kernels"]
+
+
 def _kernel_module_aliases(tree: ast.AST) -> set[str]:
-    """Names bound to our own kernel modules (`from kernels import matmul as _mm`): calling
-    `_mm.matmul(...)` runs our kernel, not torch."""
+    """Names bound to our own kernel modules (`from minigrad.kernels import matmul as _mm`, or
+    `from . import copy` inside kernels/): calling `_mm.matmul(...)` runs our kernel, not torch."""
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kernels":
+        if isinstance(node, ast.ImportFrom) and (node.level or _is_kernels(node.module or "")):
             names.update(a.asname or a.name for a in node.names)
         elif isinstance(node, ast.Import):
-            names.update(a.asname for a in node.names if a.name.split(".")[0] == "kernels" and a.asname)
+            names.update(a.asname for a in node.names if _is_kernels(a.name) and a.asname)
     return names
 
 
@@ -180,7 +184,7 @@ GOOD_SNIPPETS = [
     "import triton\nimport triton.language as tl\n@triton.jit\ndef k(p):\n"
     "    x = tl.load(p).to(tl.float32)\n    tl.store(p, tl.sum(x, 0))\n",
     "import math\ndef f(x):\n    return math.sqrt(x) + max(1, 2)\n",
-    "from kernels import matmul as _mm\ndef f(a, b):\n    return _mm.matmul(a, b)\n",
+    "from minigrad.kernels import matmul as _mm\ndef f(a, b):\n    return _mm.matmul(a, b)\n",
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import sample
 import train
-from models.checkpoint import CheckpointError
+from minigrad.models.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_kv_cache_matches_no_cache_and_prompt_file(run_dir, tmp_path):
 
 
 def test_stops_at_end_of_text(run_dir, monkeypatch):
-    from models.gpt import GPT
+    from minigrad.models.gpt import GPT
     model, tok = sample.load_model(sample.SampleConfig(out_dir=str(run_dir)), "cpu", "float32")
     a, b = tok.encode("ab")[0], tok.encode(" c")[0]
 

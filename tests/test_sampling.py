@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import minigrad
-from models.sampling import (apply_repetition_penalty, filter_logits, greedy, sample_from_probs,
+from minigrad.models.sampling import (apply_repetition_penalty, filter_logits, greedy, sample_from_probs,
                              sample_next, softmax, top_k_filter, top_p_filter)
 
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer import BPETokenizer
-from tokenizer.merge import LONG_CHUNK, _bpe_heap, bpe_ranks
+from minigrad.tokenizer import BPETokenizer
+from minigrad.tokenizer.merge import LONG_CHUNK, _bpe_heap, bpe_ranks
 from tokenizer_corpora import EOT, corpus_slices, need, sample_text, shared_data_dir
 
 tiktoken = pytest.importorskip("tiktoken", reason="tiktoken is the oracle for these tests")

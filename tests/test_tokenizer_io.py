@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tokenizer import BPETokenizer, ModelFileError
-from tokenizer.cli import main
-from tokenizer.io import escape_bytes, unescape_bytes
+from minigrad.tokenizer import BPETokenizer, ModelFileError
+from minigrad.tokenizer.cli import main
+from minigrad.tokenizer.io import escape_bytes, unescape_bytes
 from tokenizer_corpora import EOT, need, sample_text
 
 

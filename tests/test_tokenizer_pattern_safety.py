@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from models.data import tokenizer_from_json, tokenizer_to_json
-from tokenizer import BPETokenizer, ModelFileError, SplitPatternError
-from tokenizer import patterns
-from tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
+from minigrad.models.data import tokenizer_from_json, tokenizer_to_json
+from minigrad.tokenizer import BPETokenizer, ModelFileError, SplitPatternError
+from minigrad.tokenizer import patterns
+from minigrad.tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
 
 CATASTROPHIC = r"(a|aa)+$"
 # Passes the load-time probe (it has no q's) but backtracks on a run of q's: only the per-call

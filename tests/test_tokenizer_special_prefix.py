@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tokenizer import BPETokenizer
+from minigrad.tokenizer import BPETokenizer
 
 BYTES = {i: bytes([i]) for i in range(256)}
 PAIRS = [(f"<|s{i}|>", f"<|s{i}|>b") for i in range(16)]

@@ -15,10 +15,10 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer import BPETokenizer
-from tokenizer.count import count_chunks, expand_sources
-from tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
-from tokenizer.train import learn_merges
+from minigrad.tokenizer import BPETokenizer
+from minigrad.tokenizer.count import count_chunks, expand_sources
+from minigrad.tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
+from minigrad.tokenizer.train import learn_merges
 from tokenizer_corpora import need, sample_text
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 import minigrad
 import train
-from models.data import get_batch as real_get_batch
-from models.gpt import GPT
+from minigrad.models.data import get_batch as real_get_batch
+from minigrad.models.gpt import GPT
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 Pure Python + `regex`; it imports nothing from minigrad. Start with::
 
-    from tokenizer import BPETokenizer
+    from minigrad.tokenizer import BPETokenizer
     tok = BPETokenizer.train([Path("books/")], vocab_size=8192, special_tokens=["<|endoftext|>"])
     ids = tok.encode("hello world"); tok.decode(ids)
 
-See the README ("Tokenizer") for the API, the CLI (``python -m tokenizer --help``) and file formats.
+See the README ("Tokenizer") for the API, the CLI (``python -m minigrad.tokenizer --help``) and file formats.
 """
 from .bpe import BPETokenizer
 from .io import ModelFileError

@@ -1,4 +1,4 @@
-"""Entry point for ``python -m tokenizer``; see `cli.py`."""
+"""Entry point for ``python -m minigrad.tokenizer``; see `cli.py`."""
 import sys
 
 from .cli import main

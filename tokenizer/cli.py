@@ -1,4 +1,4 @@
-"""Command line: ``python -m tokenizer {train,encode,decode,inspect} ...``.
+"""Command line: ``python -m minigrad.tokenizer {train,encode,decode,inspect} ...``.
 
 Thin wrappers over `BPETokenizer`, so that everything the CLI does can also be done (and is
 tested) through the API. `--model` accepts our model file or a folder holding GPT-2's
@@ -107,7 +107,7 @@ MODEL_HELP = "model file, or a folder with GPT-2's vocab.json + merges.txt"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tokenizer",
+        prog="python -m minigrad.tokenizer",
         description="Byte-level BPE tokenizer: train, encode, decode, inspect. "
         "Ids equal tiktoken's for the same ranks.",
     )
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="learn a tokenizer from text files or folders", description=(
         "Learn merges from UTF-8 text files (folders: every *.txt inside). Writes OUTPUT (the model file) "
         "and OUTPUT with suffix .vocab (human-readable). Example: "
-        "python -m tokenizer train ../shared/data/books "
+        "python -m minigrad.tokenizer train ../shared/data/books "
         "--vocab-size 8192 --special '<|endoftext|>' --output books.model"))
     p.add_argument("inputs", nargs="+", help="text files and/or folders of *.txt files")
     p.add_argument("--vocab-size", type=int, required=True,

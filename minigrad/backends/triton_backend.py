@@ -31,18 +31,18 @@ except ImportError as e:                                   # pragma: no cover - 
     raise ImportError(f"the Triton backend needs torch and triton ({e}); install them with "
                       "`pip install minigrad[gpu]`") from e
 
-from kernels import adamw as _adamw
-from kernels import attention as _attention
-from kernels import copy as _copy
-from kernels import cross_entropy as _ce
-from kernels import dropout as _dropout
-from kernels import elementwise as _ew
-from kernels import embedding as _emb
-from kernels import layernorm as _ln
-from kernels import matmul as _mm
-from kernels import multi_tensor as _multi
-from kernels import reduce as _red
-from kernels import softmax as _sm
+from minigrad.kernels import adamw as _adamw
+from minigrad.kernels import attention as _attention
+from minigrad.kernels import copy as _copy
+from minigrad.kernels import cross_entropy as _ce
+from minigrad.kernels import dropout as _dropout
+from minigrad.kernels import elementwise as _ew
+from minigrad.kernels import embedding as _emb
+from minigrad.kernels import layernorm as _ln
+from minigrad.kernels import matmul as _mm
+from minigrad.kernels import multi_tensor as _multi
+from minigrad.kernels import reduce as _red
+from minigrad.kernels import softmax as _sm
 
 from .base import BINARY_OPS, COMPARE_OPS, DTYPES, UNARY_OPS, Backend
 
