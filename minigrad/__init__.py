@@ -32,6 +32,7 @@ from .tensor import (Tensor, broadcast_shapes, cat, get_default_device, get_defa
 
 from . import nn, optim  # noqa: E402  (after Tensor exists)
 from .serialization import load, save  # noqa: E402
+from .draw import draw_dot  # noqa: E402
 
 __version__ = "0.1.0"
 
