@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Optional
 
 import minigrad
-from minigrad.models.checkpoint import CheckpointError, check_shapes, load_checkpoint
-from minigrad.models.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
+from minigrad.training.checkpoint import CheckpointError, check_shapes, load_checkpoint
+from minigrad.training.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
 from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.models.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.training.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
 
 
 @dataclass

@@ -15,7 +15,7 @@ minigrad/__init__.py finds the same folders under the same names.
 from setuptools import setup, find_packages
 
 # top-level folders of the repository installed as subpackages of minigrad (see above)
-PARTS = ("kernels", "models", "tokenizer")
+PARTS = ("kernels", "models", "tokenizer", "fast")
 
 setup(
     name="minigrad",

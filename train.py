@@ -6,55 +6,59 @@
     python train.py --out_dir=out --resume             # continue the run saved in out/
 
 Settings are the fields of `TrainConfig` (nanoGPT's names), each settable as `--name=value`;
-`--preset=NAME` first applies one of PRESETS, then the explicit settings win. On a GPU
-(`--device=auto` finds one) the model runs on minigrad's Triton backend in bfloat16 with fp32
-master weights in AdamW; on a CPU it runs on the NumPy backend in float32.
+`--preset=NAME` first applies one of the presets (minigrad/training/presets.py), then the explicit
+settings win. On a GPU (`--device=auto` finds one) the model runs on minigrad's Triton backend in
+bfloat16 with fp32 master weights in AdamW; on a CPU on the NumPy backend in float32.
 
-Each eval (every `eval_interval` iterations and at the end) measures the loss on fixed train
-and val batches, appends one JSON line to out_dir/log.jsonl (and a row to log.csv), writes
-ckpt_last.safetensors (and ckpt_best.safetensors when val improved), prints a sample, and
-stops early after `patience` evals without improvement. `--resume` continues from
-ckpt_last exactly: same weights, optimizer moments, data order and dropout masks.
-Ctrl-C saves ckpt_last at the current step and prints the command that resumes (exit 130); a
-NaN or infinite loss stops the run without saving (models/stops.py). Settings are checked
-before any work (models/settings.py).
+The step is the readable one: forward, backward over the micro-batches, clip, AdamW. With
+`--fast` (the default) the performance layer (fast/) first swaps in fused modules and a
+multi-tensor AdamW, and on a GPU replays the whole step as a CUDA graph: the same numbers, fewer
+launches. `--fast=false` runs exactly the code a reader sees in minigrad/ and models/gpt.py.
 
-Data-parallel training on several GPUs or machines: `torchrun --nproc_per_node=N train.py ...`
-(models/distributed.py; README "Multi-GPU and multi-node"). What it deliberately does not do:
-model or pipeline parallelism, torch.compile-like graph capture, multiple data loaders. The
-pieces live elsewhere: models/data.py (text -> token memmaps -> batches), models/checkpoint.py
-(the checkpoint file), models/gpt.py (the model).
+Each eval (every `eval_interval` iterations and at the end) measures the loss on fixed train and
+val batches, appends a row to out_dir/log.jsonl and log.csv, writes ckpt_last.safetensors (and
+ckpt_best.safetensors when val improved), prints a sample, and stops early after `patience` evals
+without improvement. `--resume` continues from ckpt_last exactly. Ctrl-C saves ckpt_last and
+prints the command that resumes (exit 130); a NaN or infinite loss stops without saving.
+
+The run-time machinery lives in minigrad/training/: settings (checked before any work), data
+(text -> token memmaps -> batches), checkpoints, the run folder and its logs, stops, and
+data-parallel training (`torchrun --nproc_per_node=N train.py ...`).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import gc
-import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, get_type_hints
 
 import numpy as np
 
 import minigrad
+from minigrad.models import GPT, GPTConfig
+from minigrad.models.sampling import sample_text
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
-from minigrad.models.checkpoint import (CheckpointError, check_shapes, load_checkpoint, model_tensors,
-                               optimizer_state_dict, optimizer_tensors, save_checkpoint)
-from minigrad.models.cuda_graph import train_step_graph
-from minigrad.models.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
-from minigrad.models.distributed import DistributedError, setup_distributed
-from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.models.loss_readback import DeferredLosses
-from minigrad.models.run_dir import prepare_out_dir, read_log
-from minigrad.models.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
-from minigrad.models.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
+from minigrad.training.checkpoint import (CheckpointError, load_checkpoint, restore_training_state,
+                                          resume_settings, save_training_state)
+from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
+from minigrad.training.distributed import DistributedError, setup_distributed
+from minigrad.training.loss_readback import DeferredLosses
+from minigrad.training.presets import PRESETS
+from minigrad.training.progress import ProgressBar
+from minigrad.training.run_dir import append_logs, open_wandb, plot_losses, prepare_out_dir
+from minigrad.training.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.training.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
+
+try:                                    # the performance layer: optional, train.py runs without it
+    import minigrad.fast as fast
+except ModuleNotFoundError as e:
+    if e.name != "minigrad.fast":
+        raise
+    fast = None
 
 
 @dataclass
@@ -67,7 +71,7 @@ class TrainConfig:
     vocab_size: int = 8000              # for tokenizer=bpe (char and gpt2 have their own)
     gpt2_dir: str = ""                  # a folder with GPT-2's vocab.json + merges.txt (else downloaded)
     val_fraction: float = 0.1           # share of the text held out for validation
-    split: str = "auto"                 # "auto", "document" (whole documents) or "tail" (see models/data.py)
+    split: str = "auto"                 # "auto", "document" (whole documents) or "tail" (see training/data.py)
     # model (see models/gpt.py's GPTConfig)
     n_layer: int = 4
     n_head: int = 4
@@ -97,7 +101,7 @@ class TrainConfig:
     # evaluation, logging, samples
     eval_interval: int = 250
     eval_iters: int = 20                # batches per split per eval (fixed: drawn once)
-    log_interval: int = 10              # progress line every N iterations
+    log_interval: int = 10              # progress line (and loss read-back) every N iterations
     patience: int = 0                   # stop after this many evals without a better val loss (0: never)
     sample_tokens: int = 200            # tokens printed at each eval (0: none)
     sample_prompt: str = ""             # "" starts from end-of-text (or a newline for char)
@@ -107,7 +111,8 @@ class TrainConfig:
     wandb_project: str = "minigrad"
     # system
     device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
-    cuda_graph: bool = True             # on a GPU: capture the training step once, replay it (models/cuda_graph.py)
+    fast: bool = True                   # the performance layer (fast/): fused modules, multi-tensor AdamW
+    cuda_graph: bool = True             # with fast, on a GPU: capture the training step once, replay it
     dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"
     seed: int = 1337
     dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others before it exits
@@ -115,158 +120,15 @@ class TrainConfig:
     preset: str = ""                    # the preset this config came from (informational)
 
 
-# Presets: the seed projects and the classic anchors. "source" and "expected" are documented in
-# the README; sizes that take hours on a CPU say so there.
-PRESETS: dict[str, dict[str, Any]] = {
-    # nanoGPT's config/train_shakespeare_char.py (a GPU run: val loss ~1.47 after 5000 iters)
-    "shakespeare-char": dict(
-        data="shakespeare", tokenizer="char", n_layer=6, n_head=6, n_embd=384, block_size=256,
-        dropout=0.2, batch_size=64, max_iters=5000, lr_decay_iters=5000, learning_rate=1e-3,
-        min_lr=1e-4, beta2=0.99, warmup_iters=100, eval_interval=250, eval_iters=200,
-        activation="gelu_exact"),
-    # the same with nanoGPT README's CPU overrides (val loss ~1.88 after 2000 iters)
-    "shakespeare-char-cpu": dict(
-        data="shakespeare", tokenizer="char", n_layer=4, n_head=4, n_embd=128, block_size=64,
-        dropout=0.0, batch_size=12, max_iters=2000, lr_decay_iters=2000, learning_rate=1e-3,
-        min_lr=1e-4, beta2=0.99, warmup_iters=100, eval_interval=250, eval_iters=20,
-        activation="gelu_exact"),
-    # "got"-like: a shelf of books, BPE 8000, SiLU, 80/20 split
-    "books": dict(
-        tokenizer="bpe", vocab_size=8000, n_layer=3, n_head=4, n_embd=256, block_size=256,
-        activation="silu", val_fraction=0.2, dropout=0.1, batch_size=32, max_iters=5000,
-        learning_rate=6e-4, min_lr=6e-5, warmup_iters=200, eval_interval=250),
-    # "hp"-like: GPT-2's vocabulary, qkv bias, early stopping
-    "hp": dict(
-        tokenizer="gpt2", n_layer=4, n_head=4, n_embd=256, block_size=128, qkv_bias=True,
-        pad_vocab_multiple=64, dropout=0.1, batch_size=32, max_iters=5000, learning_rate=6e-4,
-        min_lr=6e-5, warmup_iters=200, eval_interval=200, patience=5),
-    # TinyStories: 6x6x384, GPT-2 vocab, tied weights, bf16, effective batch 32 x 32
-    "tinystories": dict(
-        data="tinystories", tokenizer="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=128,
-        tie_weights=True, pad_vocab_multiple=64, dtype="bfloat16", batch_size=32,
-        grad_accum_steps=32, max_iters=5000, learning_rate=6e-4, min_lr=6e-5, warmup_iters=200,
-        beta2=0.95, eval_interval=250, eval_iters=50),
-    # "valyrian"-like: a tiny BPE (~500 tokens) on a small constructed language, heavy dropout
-    "valyrian": dict(
-        tokenizer="bpe", vocab_size=500, n_layer=4, n_head=4, n_embd=128, block_size=64,
-        dropout=0.2, batch_size=32, max_iters=3000, learning_rate=1e-3, min_lr=1e-4,
-        eval_interval=200),
-    # GPT-2 small (124M) for throughput work: nanoGPT's train_gpt2.py hyperparameters
-    "gpt2-124m": dict(
-        tokenizer="gpt2", n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=True,
-        pad_vocab_multiple=64, dtype="bfloat16", batch_size=8, grad_accum_steps=8,
-        max_iters=600000, lr_decay_iters=600000, learning_rate=6e-4, min_lr=6e-5,
-        warmup_iters=2000, beta2=0.95, eval_interval=1000, eval_iters=20, sample_tokens=0),
-}
-
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "qkv_bias",
               "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
 # settings a resumed run must share with its checkpoint (the model and the data it saw)
 FIXED_ON_RESUME = MODEL_KEYS + ("data", "tokenizer", "vocab_size", "val_fraction", "split")
-# paths a resumed run takes from its own command line (or the defaults), never from the file:
-# a checkpoint must not choose where a run writes or which files it reads besides its data
+# paths a resumed run takes from its own command line (or the defaults), never from the file
 FROM_COMMAND_LINE = ("out_dir", "data_cache", "gpt2_dir")
 
 
-# Settings are parsed, explained (--help) and checked in models/settings.py (shared with
-# sample.py): parse_config, settings_help, validate_settings, resolve_device_dtype.
-
-
-# ---------------------------------------------------------------------------------------------
-# small helpers: RNG state, progress bar, logs, plot
-
-
-def rng_state(data_rng: np.random.Generator) -> dict:
-    py = random.getstate()
-    return {"minigrad": minigrad.get_rng_state(), "data": data_rng.bit_generator.state,
-            "python": [py[0], list(py[1]), py[2]]}
-
-
-def set_rng_state(state: dict, data_rng: np.random.Generator) -> None:
-    minigrad.set_rng_state(state["minigrad"])
-    data_rng.bit_generator.state = state["data"]
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
-class ProgressBar:
-    """One self-rewriting line on a terminal; a plain line every `every` iterations otherwise."""
-
-    def __init__(self, total: int, live: bool, every: int):
-        self.total, self.live, self.every, self.t0 = total, live, max(1, every), time.time()
-
-    def update(self, it: int, text: str) -> None:
-        if self.live:
-            frac = it / max(1, self.total)
-            bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
-            sys.stderr.write(f"\r{it:>6}/{self.total} [{bar}] {text}  ")
-            sys.stderr.flush()
-        elif it % self.every == 0:
-            print(f"iter {it}: {text}")
-
-    def clear(self) -> None:
-        if self.live:
-            sys.stderr.write("\r" + " " * 110 + "\r")
-            sys.stderr.flush()
-
-
-def append_logs(out_dir: Path, row: dict) -> None:
-    with open(out_dir / "log.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-    path = out_dir / "log.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def plot_losses(out_dir: Path) -> Optional[Path]:
-    """out_dir/loss.png: train/val loss and val perplexity per eval (None without matplotlib)."""
-    rows = read_log(out_dir)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    if not rows:
-        return None
-    steps = [r["step"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(steps, [r["train_loss"] for r in rows], label="train")
-    a.plot(steps, [r["val_loss"] for r in rows], label="val")
-    a.set_xlabel("iteration"), a.set_ylabel("cross-entropy loss"), a.legend(), a.grid(alpha=0.3)
-    b.plot(steps, [r["val_ppl"] for r in rows], color="C1")
-    b.set_xlabel("iteration"), b.set_ylabel("val perplexity"), b.set_yscale("log"), b.grid(alpha=0.3)
-    fig.suptitle(str(out_dir))
-    fig.tight_layout()
-    path = out_dir / "loss.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def sample_text(model: GPT, tok, cfg: TrainConfig, device: str, seed: int) -> str:
-    """A short sample from a fixed seed (its own generator: training's RNG streams are untouched)."""
-    if cfg.sample_prompt:
-        ids = tok.encode(cfg.sample_prompt)
-    elif tok.eot_token is not None:
-        ids = [tok.eot_token]
-    else:
-        ids = tok.encode("\n") if "\n" in getattr(tok, "stoi", {}) else [0]
-    idx = minigrad.tensor([ids], dtype="int64", device=device)
-    out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=200,
-                         eos_token=tok.eot_token, generator=minigrad.Generator(seed))
-    return tok.decode(out.numpy()[0, len(ids):].tolist())
-
-
-# ---------------------------------------------------------------------------------------------
-# the run
-
-
-def main(argv: Optional[list[str]] = None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
@@ -274,35 +136,24 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
-        saved = TrainConfig(**{k: v for k, v in ckpt.field("train_config", dict).items()
-                               if k in get_type_hints(TrainConfig)})
-        clash = [f"{k}={getattr(saved, k)!r} in the checkpoint but --{k}={getattr(cfg, k)!r}"
-                 for k in sorted(given & set(FIXED_ON_RESUME)) if getattr(cfg, k) != getattr(saved, k)]
-        if clash:
-            raise CheckpointError(f"{ckpt.path.name}: cannot resume with a different model or data: "
-                                  + "; ".join(clash))
-        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in given | {"resume"}
-                                            | set(FROM_COMMAND_LINE)})
+        cfg = resume_settings(ckpt, cfg, given, FIXED_ON_RESUME, FROM_COMMAND_LINE)
         validate_settings(cfg, TRAIN_RULES)         # the file's values pass the same checks
     device, dtype = resolve_device_dtype(cfg)
     ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
-        prep = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
+        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
                             cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
-    tok = prep.tokenizer
-    tok_json = tokenizer_to_json(tok)
+    tok, tok_json = data.tokenizer, tokenizer_to_json(data.tokenizer)
     if ckpt is not None and tok_json != ckpt.field("tokenizer", str):
         raise CheckpointError(f"{ckpt.path.name}: the tokenizer built from --data={cfg.data} differs from "
                               "the checkpoint's; resume needs the same data and tokenizer settings")
-    print(f"data: {prep.meta['source']} -> {len(prep.train):,} train / {len(prep.val):,} val tokens, "
-          f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({prep.meta['split']} split)")
-    # every batch is the global one (batch_size rows per rank); each rank keeps its own rows
-    global_batch = cfg.batch_size * ddp.world_size
-    eval_sets = {split: [ddp.local_rows(x, y) for x, y in
-                         fixed_batches(arr, cfg.eval_iters, global_batch, cfg.block_size, cfg.seed + i)]
-                 for i, (split, arr) in enumerate((("train", prep.train), ("val", prep.val)), start=1)}
+    print(f"data: {data.meta['source']} -> {len(data.train):,} train / {len(data.val):,} val tokens, "
+          f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({data.meta['split']} split)")
+    B, T, accum = cfg.batch_size * ddp.world_size, cfg.block_size, cfg.grad_accum_steps   # B: all ranks
+    eval_sets = {split: [ddp.local_rows(x, y) for x, y in fixed_batches(arr, cfg.eval_iters, B, T, cfg.seed + i)]
+                 for i, (split, arr) in enumerate((("train", data.train), ("val", data.val)), start=1)}
 
     # ---- model and optimizer
     minigrad.manual_seed(cfg.seed)
@@ -314,33 +165,43 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                            decay_embeddings=cfg.decay_embeddings)
     iter_num, best_val, bad_evals = 0, math.inf, 0
     if ckpt is not None:
-        check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
-        model.load_state_dict(ckpt.section("model."))
-        with ckpt.reading("optimizer"):
-            optimizer.load_state_dict(optimizer_state_dict(ckpt))
-        iter_num, best_val = ckpt.field("iter_num", int), float(ckpt.field("best_val_loss", (int, float)))
-        bad_evals = int(ckpt.meta.get("bad_evals", 0))
-        with ckpt.reading("rng"):
-            set_rng_state(ckpt.field("rng", dict), data_rng)
+        iter_num, best_val, bad_evals = restore_training_state(ckpt, model, optimizer, data_rng)
         print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
     ddp.seed_dropout_per_rank()
+    clip = clip_grad_norm_
+    if cfg.fast and fast is None:
+        print("note: the performance layer (fast/) is not installed: running the readable path")
+    elif cfg.fast:                      # fused modules, multi-tensor AdamW and clipping: same numbers
+        model, optimizer = fast.accelerate(model, optimizer)
+        clip = fast.clip_grad_norm_
     grads = ddp.gradient_reducer(model.parameters())     # averages .grad over ranks, bucket by bucket
     n_params = model.get_num_params()
-    print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}: "
+    print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {T}: "
           f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}")
-    tokens_per_iter = global_batch * cfg.block_size * cfg.grad_accum_steps     # all ranks together
+    tokens_per_iter = B * T * accum                  # all ranks together
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
+    wandb = open_wandb(cfg.wandb_project, out_dir.name, dataclasses.asdict(cfg)) \
+        if cfg.wandb_log and ddp.is_main else None
 
-    wandb = None
-    if cfg.wandb_log and ddp.is_main:
-        try:
-            import wandb
-            wandb.init(project=cfg.wandb_project, name=out_dir.name, config=dataclasses.asdict(cfg),
-                       resume="allow")
-        except ImportError:
-            print("note: --wandb_log=true but wandb is not installed; logging to log.jsonl only")
-            wandb = None
+    def train_step(xs, ys) -> list:
+        """One optimizer step over the micro-batches xs[i], ys[i] (B, T); returns their losses."""
+        losses = []
+        for micro, (x, y) in enumerate(zip(xs, ys)):
+            _, loss = model(x, y, return_logits=False)
+            grads.overlap_backward(micro == accum - 1)     # the last backward starts the all-reduces
+            (loss / accum).backward()
+            losses.append(loss)
+        grads.average()                 # wait for them: every rank now holds the mean gradient
+        if cfg.grad_clip > 0:
+            clip(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return losses
+
+    graphed = None                      # one CUDA-graph replay per step where it applies
+    if cfg.fast and fast is not None and cfg.cuda_graph and device == "cuda" and ddp.world_size == 1:
+        graphed = fast.train_step_graph(train_step, model, optimizer, accum, B, T)
 
     def evaluate() -> dict:
         model.eval()
@@ -350,17 +211,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
         model.train()
         return out
 
-    def save(path_name: str) -> None:
-        otensors, oinfo = optimizer_tensors(optimizer.state_dict())
-        meta = {"train_config": dataclasses.asdict(cfg), "model_config": mcfg.to_dict(),
-                "tokenizer": tok_json, "optimizer": oinfo, "iter_num": iter_num,
-                "best_val_loss": best_val, "bad_evals": bad_evals, "rng": rng_state(data_rng),
-                "dtype": dtype, "minigrad_version": minigrad.__version__}
-        save_checkpoint(out_dir / path_name, {**model_tensors(model.state_dict()), **otensors}, meta)
+    def save(name: str) -> None:
+        save_training_state(out_dir / name, model, optimizer, data_rng, train_config=dataclasses.asdict(cfg),
+                            model_config=mcfg.to_dict(), tokenizer=tok_json, iter_num=iter_num,
+                            best_val_loss=best_val, bad_evals=bad_evals, dtype=dtype)
 
-    # Everything alive now (model, optimizer state, data, eval batches) lives for the whole run:
-    # freezing it keeps Python's full garbage collections from re-scanning it. Without this a
-    # ~100 ms pause hits every ~60 GPU steps (docs/perf-notes.md).
+    # Everything alive now (model, data, eval batches) lives for the whole run: freezing it keeps
+    # Python's full garbage collections from re-scanning it (~100 ms every ~60 GPU steps otherwise).
     gc.freeze()
 
     # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
@@ -369,24 +226,19 @@ def main(argv: Optional[list[str]] = None) -> dict:
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval)
     start_iter, stopped_early = iter_num, False
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
-    # one CUDA graph replay per step where it applies (one process, a GPU), else None
-    graph_step = (train_step_graph(model, optimizer, cfg.grad_clip, cfg.grad_accum_steps, cfg.batch_size,
-                                   cfg.block_size) if cfg.cuda_graph and device == "cuda" and ddp.world_size == 1
-                  else None)
-    # step losses stay on the device until read in a batch: no host sync inside a step on a GPU
-    pending = DeferredLosses(cfg.log_interval, immediate=device != "cuda" or graph_step is not None)
+    # a loss read makes the host wait for the GPU: read them every log_interval steps (and before
+    # every checkpoint), not every step; on the CPU (or a graph's one output) every step
+    pending = DeferredLosses(cfg.log_interval, immediate=device != "cuda" or graphed is not None)
 
     def read_losses() -> float:
-        """Read the pending steps' losses (one device sync), average over ranks, stop on NaN;
-        returns the newest (NaN when none was pending)."""
+        """Read the pending steps' losses, average over ranks, stop on NaN; returns the newest."""
         newest = math.nan
         for step, value in pending.read():
             losses[step] = newest = ddp.mean([value])       # the global batch's loss
             guard.check_finite(step, newest)
         return newest
 
-    shown_loss = math.nan               # the newest loss read back, for the progress line
-    t_last, tok_since, tps = time.time(), 0, 0.0
+    shown_loss, t_last, tok_since, tps = math.nan, time.time(), 0, 0.0
     model.train()
     while True:
         last = iter_num >= cfg.max_iters
@@ -398,8 +250,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
             row = {"step": iter_num, "train_loss": ev["train"], "val_loss": ev["val"],
                    "val_ppl": math.exp(min(ev["val"], 50.0)), "train_ppl": math.exp(min(ev["train"], 50.0)),
-                   "lr": lr, "tokens_per_s": tps, "tokens": iter_num * tokens_per_iter,
-                   "time": time.time()}
+                   "lr": lr, "tokens_per_s": tps, "tokens": iter_num * tokens_per_iter, "time": time.time()}
             evals.append(row)
             if wandb is not None:
                 wandb.log(row, step=iter_num)
@@ -417,14 +268,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
             if ddp.is_main:
                 append_logs(out_dir, row)       # after its checkpoint: a crash never logs unsaved steps
             if cfg.sample_tokens > 0 and ddp.is_main:
-                text = sample_text(model, tok, cfg, device, cfg.seed)
+                text = sample_text(model, tok, cfg.sample_prompt, cfg.sample_tokens, cfg.seed)
                 print(f"---- sample ----\n{text}\n----------------")
             if cfg.patience and bad_evals >= cfg.patience and not last:
                 print(f"early stopping: val loss has not improved for {bad_evals} evals (best {best_val:.4f})")
                 stopped_early = True
                 break
-            t_last = time.time()
-            tok_since = 0
+            t_last, tok_since = time.time(), 0
         if last:
             break
         if ddp.any(guard.requested):            # Ctrl-C on any rank: all save this step, stop together
@@ -436,29 +286,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        micro_losses = []               # device scalars, read back later (DeferredLosses)
-        if graph_step is not None:      # forward, backward, clip and AdamW of every micro-batch: one replay
-            xs, ys = zip(*(get_batch(prep.train, global_batch, cfg.block_size, data_rng)
-                           for _ in range(cfg.grad_accum_steps)))
-            micro_losses.append(graph_step(np.stack(xs), np.stack(ys)))     # their mean
-        for micro in range(cfg.grad_accum_steps if graph_step is None else 0):
-            x, y = ddp.local_rows(*get_batch(prep.train, global_batch, cfg.block_size, data_rng))  # (B, T) each
-            # NumPy ids: checked on the host (no read-back); the loss-only forward skips the logits
-            _, loss = model(x, y, return_logits=False)
-            grads.overlap_backward(micro == cfg.grad_accum_steps - 1)   # the last backward starts all-reduces
-            (loss / cfg.grad_accum_steps).backward()
-            micro_losses.append(loss)
-        grads.average()                 # wait for them: every rank now holds the mean gradient
-        if cfg.grad_clip > 0 and graph_step is None:
-            clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if graph_step is None:
-            optimizer.step()
-            optimizer.zero_grad()
-        pending.add(iter_num, micro_losses)
+        xs, ys = zip(*(ddp.local_rows(*get_batch(data.train, B, T, data_rng)) for _ in range(accum)))
+        if graphed is not None:         # the whole step (every micro-batch, clip, AdamW): one replay
+            micro_losses = [graphed(np.stack(xs), np.stack(ys))]          # their mean
+        else:
+            micro_losses = train_step(xs, ys)
+        pending.add(iter_num, micro_losses)     # device scalars, read back later
         iter_num += 1
         if pending.due(iter_num):
             shown_loss = read_losses()
-
         tok_since += tokens_per_iter
         dt = time.time() - t_last
         tps = tok_since / dt if dt > 0 else 0.0
@@ -493,12 +329,10 @@ if __name__ == "__main__":
               file=sys.stderr)
         sys.exit(TrainingInterrupted.exit_code)
     except DistributedError as err:
-        # The process group is broken (a peer died or stalled). Interpreter shutdown would tear
-        # down gloo/NCCL with a stalled peer still connected, which can abort the process
-        # (std::terminate, exit -6) after this message: say it, flush, leave without teardown.
-        print(f"error: {err}", file=sys.stderr)
+        # The process group is broken (a peer died or stalled): tearing down gloo/NCCL with a
+        # stalled peer can abort the process (exit -6) after this message, so leave without it.
+        print(f"error: {err}", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        sys.stderr.flush()
         os._exit(1)
     except (DataError, CheckpointError, TrainingDiverged, ValueError, OSError) as err:
         sys.exit(f"error: {err}")

@@ -49,7 +49,7 @@ def _worker(summary_path: str, argv: list[str]) -> int:
     """
     sys.path.insert(0, str(REPO))
     import train
-    from minigrad.models import distributed
+    from minigrad.training import distributed
     stamps: list[tuple[float, float]] = []
     average = distributed.GradientReducer.average
 

@@ -79,8 +79,9 @@ H100_BF16_PEAK = 989e12            # dense bf16 datasheet peak (models/mfu.py), 
 # setting up the process
 
 
-def _prepare(case: str, tiny: bool, autotune: bool = True):
-    """Install the stub, patch minigrad for it, build the case. -> (gpu, state dict)."""
+def _prepare(case: str, tiny: bool, autotune: bool = True, fast: bool = True):
+    """Install the stub, patch minigrad for it, build the case. -> (gpu, state dict). fast: the
+    performance layer on (fast.accelerate, as train.py --fast), else the readable step."""
     from benchmarks import fake_gpu
     gpu = fake_gpu.install()                                   # FakeGPUUnavailable: caller reports
     import torch
@@ -91,9 +92,9 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
     import minigrad
     from benchmarks.bench_train import case_config, describe
     from minigrad.backends import triton_backend
-    from minigrad import tensor_movement
+    from minigrad import tensor_shape
     from minigrad.models.gpt import GPT
-    from train import resolve_device_dtype
+    from minigrad.training.settings import resolve_device_dtype
 
     triton_backend._storage_device = lambda: torch.device("cpu")
     syncs = collections.Counter()
@@ -113,7 +114,7 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
     backend_cls.to_numpy = transfer("to_numpy", backend_cls.to_numpy)      # .cpu() on a GPU: a sync
     backend_cls.from_numpy = transfer("from_numpy", backend_cls.from_numpy)
 
-    original_range = tensor_movement.value_range
+    original_range = tensor_shape.value_range
 
     def value_range(values):                                   # runs, but the data is garbage
         original_range(values)
@@ -144,6 +145,11 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
     model = GPT(mcfg, device=device, dtype=dtype)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                      decay_embeddings=cfg.decay_embeddings)
+    clip_fn = None                      # the readable clip_grad_norm_
+    if fast:
+        from minigrad import fast as fast_layer
+        model, opt = fast_layer.accelerate(model, opt)
+        clip_fn = fast_layer.clip_grad_norm_
     B, T = cfg.batch_size, cfg.block_size
     ids = np.random.default_rng(1337).integers(0, mcfg.vocab_size, size=(B, T + 1))
     # host batches, as train.py passes them: the model checks their ids on the host and uploads
@@ -151,7 +157,7 @@ def _prepare(case: str, tiny: bool, autotune: bool = True):
     x = np.ascontiguousarray(ids[:, :-1])                                     # (B, T) int64
     y = np.ascontiguousarray(ids[:, 1:])                                      # (B, T) int64
     flops_per_token = 6 * model.get_num_params() + 6 * mcfg.n_layer * mcfg.n_embd * T
-    return gpu, dict(model=model, opt=opt, x=x, y=y, clip=cfg.grad_clip, syncs=syncs, dtype=dtype,
+    return gpu, dict(model=model, opt=opt, x=x, y=y, clip=cfg.grad_clip, clip_fn=clip_fn, syncs=syncs, dtype=dtype,
                      describe=describe(case, mcfg, B), tokens=B * T, flops_per_token=flops_per_token,
                      n_params=model.get_num_params())
 
@@ -161,6 +167,7 @@ def _step_fn(s: dict, gpu, record: Optional[Callable] = None) -> Callable:
     launch counter is read there, so record may also look at gpu.by_kernel)."""
     from minigrad.nn.utils import clip_grad_norm_
     model, opt, x, y, clip = s["model"], s["opt"], s["x"], s["y"], s["clip"]
+    clip_grad_norm_ = s["clip_fn"] or clip_grad_norm_
     clock = time.perf_counter
 
     def step():
@@ -333,7 +340,7 @@ def _layer_of_file(filename: str) -> Optional[str]:
         return {"triton": "triton", "torch": "torch other"}.get(f.split("/", 1)[0])
     rel = f[len(repo):] if f.startswith(repo) else ""
     for prefix, layer in (("minigrad/backends/", "backend"), ("minigrad/", "engine"), ("models/", "model"),
-                          ("kernels/", "kernels"), ("benchmarks/fake_gpu.py", "stub")):
+                          ("fast/", "fast"), ("kernels/", "kernels"), ("benchmarks/fake_gpu.py", "stub")):
         if rel.startswith(prefix):
             return layer
     return None
@@ -549,6 +556,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--no_autotune", action="store_true",
                     help="fixed matmul/attention configs (kernels.*.AUTOTUNE = False): far fewer compiles "
                          "on a cold Triton cache (the test uses it), but no autotuner lookups measured")
+    ap.add_argument("--fast", default="true", choices=("true", "false"),
+                    help="the performance layer (train.py's --fast): fused modules, multi-tensor AdamW")
     ap.add_argument("--json", default="", help="also write every number to this file")
     return ap.parse_args(argv)
 
@@ -574,7 +583,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from benchmarks.fake_gpu import FakeGPUUnavailable
     t0 = time.perf_counter()
     try:
-        gpu, s = _prepare(args.case, args.tiny, not args.no_autotune)
+        gpu, s = _prepare(args.case, args.tiny, not args.no_autotune, fast=args.fast == "true")
     except FakeGPUUnavailable as e:
         print(f"bench_host_overhead: cannot install the stub GPU driver here: {e}; nothing measured")
         return 0
@@ -584,6 +593,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         warm()
     print(f"  warmup done in {time.perf_counter() - t0:.0f} s", flush=True)
     result = {"case": args.case + (" --tiny" if args.tiny else ""), "autotune": not args.no_autotune,
+              "fast": args.fast == "true",
               "describe": s["describe"], "dtype": s["dtype"], "n_params": s["n_params"],
               "triton": triton.__version__, "torch": torch.__version__}
     result["timing"] = time_steps(s, gpu, args.steps)

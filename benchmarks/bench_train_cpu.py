@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO))
 import minigrad  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.optim import cosine_with_warmup  # noqa: E402
-from minigrad.models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
+from minigrad.training.data import fixed_batches, get_batch, prepare_data  # noqa: E402
 from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,

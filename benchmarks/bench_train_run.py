@@ -56,7 +56,7 @@ import train  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.bench_train import device_label  # noqa: E402
 from minigrad.optim import cosine_with_warmup  # noqa: E402
-from minigrad.models.data import fixed_batches, get_batch, prepare_data  # noqa: E402
+from minigrad.training.data import fixed_batches, get_batch, prepare_data  # noqa: E402
 from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 from train import MODEL_KEYS, PRESETS, TrainConfig, parse_config, resolve_device_dtype  # noqa: E402
 
@@ -74,20 +74,20 @@ NOT_IN_CASE = {"preset", "out_dir", "data_cache", "gpt2_dir", "sample_tokens", "
 def run_ours(argv: list[str]) -> dict:
     """train.main(argv), timed, with its checkpoint saves timed apart."""
     saves: list[float] = []
-    real_save = train.save_checkpoint
+    real_save = train.save_training_state
 
     def timed_save(*a, **kw):
         t = time.perf_counter()
         real_save(*a, **kw)
         saves.append(time.perf_counter() - t)
 
-    train.save_checkpoint = timed_save
+    train.save_training_state = timed_save
     try:
         t0 = time.perf_counter()
         s = train.main(argv)
         wall = time.perf_counter() - t0
     finally:
-        train.save_checkpoint = real_save
+        train.save_training_state = real_save
     c = s["config"]
     tokens_per_iter = c["batch_size"] * c["block_size"] * c["grad_accum_steps"]
     intervals = []                                        # (iterations, seconds) between evals

@@ -10,7 +10,7 @@ What it computes
     seed_offset (optional, a 1-element int64 device tensor): the key is seed + seed_offset[0],
     read by the kernel at run time. A CUDA graph freezes the host seed of every captured launch;
     rewriting the offset before each replay gives each replayed step new masks
-    (`seed_offset_tensor` / `set_seed_offset_`, used by models/cuda_graph.py).
+    (`seed_offset_tensor` / `set_seed_offset_`, used by fast/cuda_graph.py).
 
 How work is split
     Like elementwise.py: each program handles BLOCK flat indices, reads x (any strided view,

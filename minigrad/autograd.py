@@ -113,7 +113,7 @@ def register_post_accumulate_grad_hook(tensor, hook: Callable[[Any], None]) -> C
     A leaf is visited once per backward, after every op that consumed it, so at that moment its
     .grad holds this pass's whole contribution. Data-parallel training uses it to start the
     all-reduce of a gradient bucket while the rest of backward still runs
-    (models/distributed.py).
+    (minigrad/training/distributed.py).
     """
     if tensor._ctx is not None:
         raise RuntimeError("register_post_accumulate_grad_hook: expected a leaf tensor (a parameter), "

@@ -8,7 +8,7 @@ import numpy as np
 from . import dtypes
 from .backends import get_backend
 from .random import _rng
-from .shapes import parse_size
+from .tensor_shape import parse_size
 from .tensor import Tensor, get_default_device, get_default_dtype
 
 

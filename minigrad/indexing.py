@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from .ops.movement import IndexSelect, Slice
+from .ops import IndexSelect, Slice
 
 
 def _is_advanced(item) -> bool:

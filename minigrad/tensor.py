@@ -2,7 +2,7 @@
 
 `tensor.data` is the raw backend array (a NumPy array on "cpu", a torch tensor used as GPU
 storage on "cuda"), as in micrograd; `tensor.numpy()` copies it to the host. Every method
-that computes something is a `Function` from minigrad/ops (or nn/fused.py) applied here: this
+that computes something is a `Function` from minigrad/ops.py applied here: this
 file only handles Python conveniences — broadcasting, dtype promotion, index normalisation,
 torch-style signatures — and leaves the math to the ops.
 """
@@ -15,15 +15,13 @@ import numpy as np
 
 from . import dtypes
 from .autograd import backward as _run_backward
+from .autograd import is_grad_enabled
 from .backends import get_backend, normalize_device
-from .ops.elementwise import (Add, Cast, Clamp, Div, Maximum, Minimum, Mul, Pow, Sub, Unary,
-                              Where)
-from .ops.matmul import MatMul
-from .ops.movement import Expand
-from .shapes import _normalize_axes, broadcast_shapes, dim_of_shaped, normalize_dim  # noqa: F401  (re-exported)
-from .tensor_movement import (MovementMixin, _as_index_tensor, _check_index_range,  # noqa: F401
-                              cat, stack)
-from .tensor_reduce import MaxResult, ReduceMixin  # noqa: F401
+from .dtypes import FLOATS
+from .ops import Add, Cast, Clamp, Div, Expand, MatMul, Maximum, Minimum, Mul, Pow, Sub, Unary, Where
+from .tensor_shape import (MaxResult, MovementMixin, ReduceMixin, _as_index_tensor,  # noqa: F401
+                           _check_index_range, _normalize_axes, broadcast_shapes, cat, dim_of_shaped,
+                           normalize_dim, stack)
 
 _default_device = "cpu"
 _default_dtype = "float32"
@@ -137,7 +135,7 @@ class Tensor(ReduceMixin, MovementMixin):
 
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and not dtypes.is_floating(self.dtype):
+        if requires_grad and not self.dtype in FLOATS:
             raise RuntimeError(f"only floating point tensors can require gradients; this tensor "
                                f"has dtype {self.dtype}")
         if not requires_grad and not self.is_leaf:
@@ -163,6 +161,23 @@ class Tensor(ReduceMixin, MovementMixin):
     def detach(self) -> "Tensor":
         """Same data (no copy), cut from the graph."""
         return Tensor._wrap(self.data, self.backend)
+
+    def copy_(self, src) -> "Tensor":
+        """Write src's values into this tensor in place (torch's copy_): src is broadcast to this
+        shape and cast to this dtype. Not recorded by autograd, so only under no_grad() for a
+        tensor that requires grad (as an optimizer updates a parameter)."""
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError("copy_ into a tensor that requires grad is not differentiable: "
+                               "do it under minigrad.no_grad() (as an optimizer step does)")
+        src = src if isinstance(src, Tensor) else Tensor(src, device=self.device)
+        if src.device != self.device:
+            src = src.to(self.device)
+        if src.shape != self.shape:
+            src = src.detach()._broadcast_to(broadcast_shapes(src.shape, self.shape))
+            if src.shape != self.shape:
+                raise ValueError(f"copy_: cannot write shape {src.shape} into {self.shape}")
+        self.backend.copy_(self.data, src.data)
+        return self
 
     def zero_grad_(self, set_to_none: bool = True) -> None:
         """Drop .grad (or, with set_to_none=False, make it zeros of the same shape and dtype)."""
@@ -244,13 +259,15 @@ class Tensor(ReduceMixin, MovementMixin):
         other = self._operand(other)
         a = self
         if isinstance(other, Tensor):
-            dt = dtypes.promote(a.dtype, other.dtype)
-            a, other = a._as(dt), other._as(dt)
+            if a.dtype != other.dtype:               # mixed dtypes: torch's promotion rules
+                dt = dtypes.promote(a.dtype, other.dtype)
+                a, other = a._as(dt), other._as(dt)
             shape = broadcast_shapes(a.shape, other.shape)
             a, other = a._broadcast_to(shape), other._broadcast_to(shape)
         else:
-            a = a._as(dtypes.promote_scalar(a.dtype, other))
-            other = float(other) if dtypes.is_floating(a.dtype) else other
+            if a.dtype not in FLOATS:                # e.g. an int tensor times 0.5 becomes float32
+                a = a._as(dtypes.promote_scalar(a.dtype, other))
+            other = float(other) if a.dtype in FLOATS else other
         return fn.apply(other, a) if reverse else fn.apply(a, other)
 
     def _as(self, dtype: str) -> "Tensor":
@@ -279,11 +296,11 @@ class Tensor(ReduceMixin, MovementMixin):
         return self._binary(Mul, o, reverse=True)
 
     def __truediv__(self, o):
-        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        x = self if self.dtype in FLOATS else self._as(_default_dtype)
         return x._binary(Div, o)
 
     def __rtruediv__(self, o):
-        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        x = self if self.dtype in FLOATS else self._as(_default_dtype)
         return x._binary(Div, o, reverse=True)
 
     def __pow__(self, o):
@@ -391,7 +408,7 @@ class Tensor(ReduceMixin, MovementMixin):
 
     # ------------------------------------------------------------------ unary math
     def _unary(self, op: str) -> "Tensor":
-        x = self if dtypes.is_floating(self.dtype) else self._as(_default_dtype)
+        x = self if self.dtype in FLOATS else self._as(_default_dtype)
         return Unary.apply(x, op=op)
 
     def exp(self):
@@ -455,8 +472,9 @@ class Tensor(ReduceMixin, MovementMixin):
         a, b = self, other
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError("matmul needs tensors with at least 1 dim; use * for scalars")
-        dt = dtypes.promote(a.dtype, b.dtype)
-        a, b = a._as(dt), b._as(dt)
+        if a.dtype != b.dtype:
+            dt = dtypes.promote(a.dtype, b.dtype)
+            a, b = a._as(dt), b._as(dt)
         squeeze = []
         if a.ndim == 1:
             a, squeeze = a.unsqueeze(0), squeeze + [-2]
@@ -502,7 +520,7 @@ def where(condition: Tensor, x, y) -> Tensor:
         if isinstance(v, Tensor):
             args.append(v._as(dt)._broadcast_to(shape))
         else:
-            args.append(float(v) if dtypes.is_floating(dt) else int(v))
+            args.append(float(v) if dt in FLOATS else int(v))
     if not tens:
         return Tensor._wrap(cond.backend.where(cond.data, *args), cond.backend)
     return Where.apply(cond, args[0], args[1])

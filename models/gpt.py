@@ -31,7 +31,9 @@ Decisions worth knowing (see the README, "The GPT model"):
   block_size tokens (the absolute positions a model was trained on end at block_size).
 
 Not here: multi-query/grouped attention, sliding windows, mixture of experts, loading OpenAI's
-GPT-2 checkpoints (models/hf_export.py reads and writes the HF GPT-2 layout).
+GPT-2 checkpoints (models/hf_export.py reads and writes the HF GPT-2 layout), and anything that
+is only faster: the performance layer (fast/modules.py) swaps in fused subclasses of these
+modules (one-Function attention and MLP, a loss that overwrites its logits), tested equal.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ import minigrad
 from minigrad import Tensor, nn
 from minigrad.nn import functional as F
 from minigrad.nn import init
+from minigrad.tensor_shape import value_range
 
 from .mfu import GPU_PEAK_FLOPS, _peak, peak_flops  # noqa: F401  (re-exported)
 from .sampling import sample_next, to_numpy_rng
@@ -188,13 +191,7 @@ class CausalSelfAttention(nn.Module):
                 layer: int = 0) -> Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        attn_dropout = self.dropout if self.training else 0.0
-        if rope is None and kv_cache is None:
-            # the fused path: heads read from qkv in place, y written with its heads merged, the
-            # attention dropout (if any) applied inside the kernels
-            y = F.qkv_self_attention(self.c_attn(x), nh, is_causal=True,
-                                     dropout_p=attn_dropout)                 # (B, T, C)
-            return self.resid_dropout(self.c_proj(y))
+        # q, k, v for all heads at once, then split into heads: (B, T, C) -> (B, nh, T, hs)
         q, k, v = self.c_attn(x).split(C, dim=2)                         # (B, T, C) each
         q = q.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(1, 2)                      # (B, nh, T, hs)
@@ -203,10 +200,12 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)                          # (B, nh, S, hs), S >= T
-        # causal with bottom-right alignment: query t (of T) sees keys j <= t + S - T
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=attn_dropout)
-        y = y.transpose(1, 2).contiguous().reshape(B, T, C)              # (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        # causal self-attention, softmax(q k^T / sqrt(hs)) v, in one fused op; with a KV cache the
+        # mask is aligned bottom-right: query t (of T) sees keys j <= t + S - T
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().reshape(B, T, C)              # re-assemble the heads
+        return self.resid_dropout(self.c_proj(y))                        # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -216,17 +215,25 @@ class MLP(nn.Module):
         self.activation, self.hidden = config.activation, H
         width = 2 * H if config.activation == "swiglu" else H           # swiglu: gate and up fused
         self.c_fc = nn.Linear(C, width, bias=config.bias, device=device, dtype=dtype)
+        self.act = _activation(config.activation)
         self.c_proj = nn.Linear(H, C, bias=config.bias, device=device, dtype=dtype)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.activation == "swiglu":
             gate, up = self.c_fc(x).split(self.hidden, dim=-1)           # (B, T, H) each
-            return self.dropout(self.c_proj(F.silu(gate) * up))          # (B, T, C)
-        # c_proj(act(c_fc(x))) as one Function: the activation runs in the matmul epilogues
-        y = F.mlp(x, self.c_fc.weight, self.c_proj.weight, self.c_fc.bias, self.c_proj.bias,
-                  activation=self.activation)                           # (B, T, C)
-        return self.dropout(y)
+            return self.dropout(self.c_proj(self.act(gate) * up))        # (B, T, C)
+        x = self.c_fc(x)                                                 # (B, T, H)
+        x = self.act(x)                                                  # GELU (or SiLU)
+        x = self.c_proj(x)                                               # (B, T, C)
+        return self.dropout(x)
+
+
+def _activation(name: str) -> nn.Module:
+    """"gelu" is GPT-2's tanh approximation, "gelu_exact" the erf form, swiglu gates with SiLU."""
+    if name == "gelu":
+        return nn.GELU(approximate="tanh")
+    return nn.GELU() if name == "gelu_exact" else nn.SiLU()
 
 
 class Block(nn.Module):
@@ -306,14 +313,14 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ forward
     def _check_idx(self, idx, what: str = "idx", max_len: Optional[int] = None) -> Tensor:
         """idx as an int64 (B, T) Tensor on the model's device, its ids checked against the
-        vocabulary. Host ids (a NumPy array, as train.py's batches) are checked on the host before
-        the upload and the Tensor remembers their range, so no layer reads them back from the
-        device; a Tensor already on the device costs one read-back (a sync) for the check."""
+        vocabulary: host ids (a NumPy array, as train.py's batches) on the host before the
+        upload, a Tensor's by reading them back from the device."""
+        host = None
         if not isinstance(idx, Tensor):
-            arr = np.asarray(idx)
-            if arr.dtype.kind not in "iu":
-                raise TypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
-            idx = F.host_ids(arr, self.device)
+            host = np.asarray(idx)
+            if host.dtype.kind not in "iu":
+                raise TypeError(f"{what} must hold integer token ids, got dtype {host.dtype}")
+            idx = Tensor(host.astype(np.int64, copy=False), device=self.device)
         if idx.dtype != "int64":
             raise TypeError(f"{what} must be an int64 tensor of token ids, got {idx.dtype}")
         if idx.ndim != 2:
@@ -325,7 +332,7 @@ class GPT(nn.Module):
                              f"only {max_len} (GPTConfig.block_size={self.config.block_size})")
         if idx.device != self.device:
             raise ValueError(f"{what} is on '{idx.device}' but the model is on '{self.device}'")
-        lo, hi = F.ids_range(idx)
+        lo, hi = (int(host.min()), int(host.max())) if host is not None else value_range(idx)
         if lo < 0 or hi >= self.config.vocab_size:
             raise IndexError(f"{what}: token ids must be in [0, {self.config.vocab_size - 1}] "
                              f"(vocab_size={self.config.vocab_size}), got values in [{lo}, {hi}]")
@@ -355,57 +362,56 @@ class GPT(nn.Module):
         can never be sampled or enter the loss. last_only=True (ignored when targets are given)
         returns (B, 1, vocab_size) for the last position only, skipping the lm_head matmul for
         the others (what generation needs). loss: mean cross-entropy over targets (B, T) that
-        are != ignore_index, or None without targets.
+        are != ignore_index, or None without targets. return_logits=False (with targets: a
+        training step) returns (None, loss).
 
         kv_cache: decode with a KVCache — idx holds the T new tokens at absolute positions
         kv_cache.length .. kv_cache.length + T - 1; their keys/values are appended to the cache.
-
-        return_logits=False (with targets; what a training step wants): returns (None, loss) and
-        computes the loss with its gradient in one pass over the lm_head output, overwriting it
-        (F.cross_entropy_in_place): no copy of the sliced vocabulary, no second pass in backward.
         """
         start = kv_cache.length if kv_cache is not None else 0
         idx = self._check_idx(idx, max_len=self.config.block_size - start)
         B, T = idx.shape
-        cfg = self.config
-        x = self.transformer.wte(idx)                                    # (B, T, C)
-        if cfg.pos == "learned":
-            pos = minigrad.arange(start, start + T, device=self.device)  # (T,)
-            F.with_known_range(pos, start, start + T - 1)                # no read-back to check it
-            x = x + self.transformer.wpe(pos)                            # (B, T, C) + (T, C)
-        rope = self._rope(start, T) if cfg.pos == "rope" else None
-        x = self.transformer.drop(x)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, rope, kv_cache, i)                              # (B, T, C)
-        x = self.transformer.ln_f(x)                                     # (B, T, C)
-        if kv_cache is not None:
-            kv_cache.length += T
-        loss = None
+        V = self.config.vocab_size
+        x = self.hidden_states(idx, kv_cache)                            # (B, T, C)
         if targets is None and last_only:
             x = x[:, -1:, :]                                             # (B, 1, C)
         logits = self.lm_head(x)                                         # (B, T, Vp)
-        if targets is not None and not return_logits:
-            flat = self._flat_targets(targets, B, T)                     # (B*T,)
-            loss = F.cross_entropy_in_place(logits.reshape(B * T, cfg.padded_vocab_size), flat,
-                                            cfg.vocab_size, ignore_index)  # logits overwritten
-            return None, loss
-        if cfg.padded_vocab_size != cfg.vocab_size:
-            logits = logits[..., :cfg.vocab_size]                        # (B, T, V)
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(B * T, cfg.vocab_size),  # (B*T, V)
-                                   self._flat_targets(targets, B, T), ignore_index=ignore_index)
-        return logits, loss
+        if self.config.padded_vocab_size != V:
+            logits = logits[..., :V]                                     # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.reshape(B * T, V), self._targets(targets, B, T).reshape(B * T),
+                               ignore_index=ignore_index)
+        return (logits if return_logits else None), loss
 
-    def _flat_targets(self, targets, B: int, T: int) -> Tensor:
-        """targets (B, T) (host ids are uploaded and range-checked there) -> (B*T,) int64."""
+    def hidden_states(self, idx: Tensor, kv_cache: Optional[KVCache] = None) -> Tensor:
+        """The transformer itself: ids (B, T) (checked by forward) -> the final hidden states
+        (B, T, C), one per position, that lm_head turns into logits. With a kv_cache the positions
+        continue from kv_cache.length and the new keys and values are appended to it."""
+        B, T = idx.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        x = self.transformer.wte(idx)                                    # (B, T, C) token embeddings
+        if self.config.pos == "learned":
+            pos = minigrad.arange(start, start + T, device=self.device)  # (T,)
+            x = x + self.transformer.wpe(pos)                            # + (T, C) position embeddings
+        rope = self._rope(start, T) if self.config.pos == "rope" else None
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, rope, kv_cache, i)                              # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.length += T
+        return self.transformer.ln_f(x)                                  # (B, T, C)
+
+    def _targets(self, targets, B: int, T: int) -> Tensor:
+        """targets (B, T): a Tensor, or host ids uploaded here (F.cross_entropy checks the ids)."""
         if not isinstance(targets, Tensor):
-            targets = F.host_ids(np.asarray(targets, dtype=np.int64), self.device)
+            arr = np.asarray(targets)
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"targets must hold integer token ids, got dtype {arr.dtype}")
+            targets = Tensor(arr.astype(np.int64, copy=False), device=self.device)
         if tuple(targets.shape) != (B, T):
             raise ValueError(f"targets must have the shape of idx {(B, T)}, got {targets.shape}")
-        flat = targets.reshape(B * T)                                      # (B*T,)
-        if getattr(targets, "_known_range", None) is not None:             # a view: same values
-            F.with_known_range(flat, *targets._known_range)
-        return flat
+        return targets
 
     # ------------------------------------------------------------------ optimizer
     def decay_groups(self, decay_embeddings: bool = False) -> tuple[list, list]:

@@ -190,3 +190,22 @@ def sample_next(logits, temperature: float = 1.0, top_k: Optional[int] = None,
         return greedy(apply_repetition_penalty(logits, prev_ids, repetition_penalty))
     x = filter_logits(logits, temperature, top_k, top_p, repetition_penalty, prev_ids)
     return sample_from_probs(softmax(x), to_numpy_rng(generator))
+
+
+def sample_text(model, tok, prompt: str, max_new_tokens: int, seed: int) -> str:
+    """A short sample of `model` for a human to read during training: `prompt` (or, when empty,
+    end-of-text, else a newline) continued at temperature 0.8, top_k 200, from `seed` (its own
+    generator, so training's random streams are untouched). tok: any tokenizer with encode,
+    decode and eot_token (train.py's)."""
+    import minigrad
+
+    if prompt:
+        ids = tok.encode(prompt)
+    elif tok.eot_token is not None:
+        ids = [tok.eot_token]
+    else:
+        ids = tok.encode("\n") if "\n" in getattr(tok, "stoi", {}) else [0]
+    idx = minigrad.tensor([ids], dtype="int64", device=model.device)
+    out = model.generate(idx, max_new_tokens, temperature=0.8, top_k=200,
+                         eos_token=tok.eot_token, generator=minigrad.Generator(seed))
+    return tok.decode(out.numpy()[0, len(ids):].tolist())

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from minigrad.models import distributed  # noqa: E402
+from minigrad.training import distributed  # noqa: E402
 
 
 def inject_failure(spec: str) -> None:

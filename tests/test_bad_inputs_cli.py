@@ -21,9 +21,9 @@ import pytest
 
 import sample
 import train
-from minigrad.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minigrad.models.data import DataError
-from minigrad.models.settings import SettingsError
+from minigrad.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minigrad.training.data import DataError
+from minigrad.training.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--device=cpu", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--batch_size=2",

@@ -1,4 +1,4 @@
-"""models/checkpoint.py: safetensors layout, atomic writes, and clear errors on bad files."""
+"""minigrad/training/checkpoint.py: safetensors layout, atomic writes, and clear errors on bad files."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from minigrad.models.checkpoint import (Checkpoint, CheckpointError, check_shapes, load_checkpoint,
+from minigrad.training.checkpoint import (Checkpoint, CheckpointError, check_shapes, load_checkpoint,
                                save_checkpoint)
 
 META = {"train_config": {"n_layer": 2}, "model_config": {"n_embd": 8}, "tokenizer": "{}", "iter_num": 7}
@@ -44,7 +44,7 @@ def test_file_is_standard_safetensors(tmp_path):
 
 
 def test_optimizer_state_roundtrip(tmp_path):
-    from minigrad.models.checkpoint import optimizer_state_dict, optimizer_tensors
+    from minigrad.training.checkpoint import optimizer_state_dict, optimizer_tensors
     state = {"state": {0: {"step": 3, "exp_avg": np.ones((2, 2), np.float32)},
                        1: {"step": 3, "exp_avg": np.zeros(2, np.float32)}},
              "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0, 1]}]}

@@ -1,4 +1,4 @@
-"""models/cuda_graph.py on the CPU: the capture/replay bookkeeping with a fake graph object.
+"""fast/cuda_graph.py on the CPU: the capture/replay bookkeeping with a fake graph object.
 
 A real CUDA graph needs a GPU; these tests check everything around it with `FakeGraph`, which
 records the captured callable, runs it on capture (executes_on_capture = True) and on each
@@ -7,9 +7,9 @@ replay does by re-running the same kernels on the same addresses). They prove: e
 host arrays land in the static input buffers; the runner calls the step eagerly only for the
 warmup and captures it once; later calls are replays returning the same output objects;
 before_replay runs before the capture and every replay; a failed capture falls back to eager
-steps with a message; a graphed GPT training run gives exactly the eager run's losses and
-weights (NumPy backend); and with dropout, whose host seeds a graph freezes (`FrozenSeedsGraph`
-simulates that), each replay still draws new masks through the device-side seed offset.
+steps with a message; a graphed, accelerated GPT training run gives the readable eager run's
+losses and weights (NumPy backend); and with dropout, whose host seeds a graph freezes
+(`FrozenSeedsGraph` simulates that), each replay still draws new masks through the seed offset.
 """
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 import minigrad
-from minigrad.nn.utils import clip_grad_norm_
-from minigrad.models.cuda_graph import GraphedStep, train_step_graph
+from minigrad import fast
+from minigrad.fast.cuda_graph import GraphedStep, train_step_graph
+from minigrad.fast.ops import fast_ops
 from minigrad.models.gpt import GPT, GPTConfig
+from minigrad.nn.utils import clip_grad_norm_
 
 
 class FakeGraph:
@@ -87,16 +89,32 @@ def test_failed_capture_falls_back_to_eager_with_a_message():
     assert modes == [False, True, False]          # the failing call still runs its (prepared) step
 
 
-def _model():
+def _model(accelerated: bool = True):
     minigrad.manual_seed(3)
     model = GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=1, n_head=2, n_embd=16))
     opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
-    return model, opt
+    return fast.accelerate(model, opt) if accelerated else (model, opt)
+
+
+def _train_step(model, opt, grad_clip):
+    """train.py's train_step: forward and backward over the micro-batches, clip, AdamW."""
+    def step(xs, ys):
+        losses = []
+        for x, y in zip(xs, ys):
+            _, loss = model(x, y, return_logits=False)
+            (loss / len(xs)).backward()
+            losses.append(loss)
+        fast.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        opt.zero_grad()
+        return losses
+    return step
 
 
 def test_graphed_gpt_training_matches_eager_steps():
     """Same seeds, same batches (2 micro-batches per step, clipping, a changing lr): the graphed
-    step (fake graph) and train.py's eager loop give identical losses and weights."""
+    step (fake graph) and train.py's eager loop give identical losses and weights (both
+    accelerated: tests/test_fast_parity.py compares the accelerated model with the readable one)."""
     rng = np.random.default_rng(0)
     batches = [(rng.integers(0, 13, (2, 2, 8)), rng.integers(0, 13, (2, 2, 8))) for _ in range(5)]
     lrs = [1e-2, 8e-3, 6e-3, 4e-3, 2e-3]
@@ -107,7 +125,7 @@ def test_graphed_gpt_training_matches_eager_steps():
             g["lr"] = lr
         total = 0.0
         for x, y in zip(xs, ys):
-            _, loss = model(x, y)
+            _, loss = model(x, y, return_logits=False)
             (loss / 2).backward()
             total += loss.item()
         clip_grad_norm_(model.parameters(), 0.5)
@@ -116,8 +134,8 @@ def test_graphed_gpt_training_matches_eager_steps():
         eager.append(total / 2)
     gmodel, gopt = _model()
     fake = []
-    runner = train_step_graph(gmodel, gopt, 0.5, accum=2, batch_size=2, block_size=8,
-                              make_graph=lambda: fake.append(FakeGraph()) or fake[-1])
+    runner = train_step_graph(_train_step(gmodel, gopt, 0.5), gmodel, gopt, accum=2, batch_size=2,
+                              block_size=8, make_graph=lambda: fake.append(FakeGraph()) or fake[-1])
     graphed = []
     for (xs, ys), lr in zip(batches, lrs):
         for g in gopt.param_groups:
@@ -134,8 +152,12 @@ def test_graphed_gpt_training_matches_eager_steps():
 def test_train_step_graph_says_why_it_is_not_used():
     log = []
     model, opt = _model()
-    assert train_step_graph(model, opt, 1.0, 1, 2, 8, log=log.append) is None    # NumPy backend
+    step = _train_step(model, opt, 1.0)
+    assert train_step_graph(step, model, opt, 1, 2, 8, log=log.append) is None    # NumPy backend
     assert "no CUDA graphs" in log[-1]
+    model, opt = _model(accelerated=False)                                     # the readable AdamW
+    assert train_step_graph(step, model, opt, 1, 2, 8, log=log.append, make_graph=FakeGraph) is None
+    assert "cannot split its step" in log[-1]
 
 
 class FrozenSeedsGraph(FakeGraph):
@@ -162,14 +184,13 @@ def _dropout_losses(monkeypatch, reseed: bool) -> list[float]:
     only if the dropout masks do."""
     minigrad.manual_seed(3)
     model = GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=1, n_head=2, n_embd=16, dropout=0.3))
-    opt = model.configure_optimizers(0.0, 0.0, (0.9, 0.95))
-    backend = model.transformer.wte.weight.backend
-    inner = getattr(backend, "inner", backend)
-    monkeypatch.setattr(inner, "dropout_seed_offset", 0)      # put back to 0 for later tests
+    model, opt = fast.accelerate(model, model.configure_optimizers(0.0, 0.0, (0.9, 0.95)))
+    ops = fast_ops(model.transformer.wte.weight.backend)
+    monkeypatch.setattr(ops, "seed_offset", 0)                # put back to 0 for later tests
     if not reseed:      # what the graph would do without the device-side offset: frozen masks
-        monkeypatch.setattr(backend, "set_dropout_seed_offset_", lambda offset: None)
-    runner = train_step_graph(model, opt, 1.0, accum=1, batch_size=2, block_size=8,
-                              make_graph=FrozenSeedsGraph)
+        monkeypatch.setattr(ops, "set_dropout_seed_offset_", lambda offset: None)
+    runner = train_step_graph(_train_step(model, opt, 1.0), model, opt, accum=1, batch_size=2,
+                              block_size=8, make_graph=FrozenSeedsGraph)
     x = np.arange(16).reshape(1, 2, 8) % 13
     return [float(runner(x, (x + 1) % 13).item()) for _ in range(5)]
 

@@ -1,4 +1,4 @@
-"""models/data.py: sources, document splits without leaks, tokenizers, cached memmaps, batches.
+"""minigrad/training/data.py: sources, document splits without leaks, tokenizers, cached memmaps, batches.
 
 No test touches the network: downloads are pointed at an unreachable address.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minigrad.models import data as D
+from minigrad.training import data as D
 
 
 def _write(p, text):

@@ -1,4 +1,4 @@
-"""Data-parallel training (models/distributed.py) on CPU with gloo, in real processes.
+"""Data-parallel training (minigrad/training/distributed.py) on CPU with gloo, in real processes.
 
 - 2 ranks with batch B per rank give the losses of 1 rank with batch 2B, step for step;
 - rank 0's checkpoint resumes on 1 rank and continues that same curve;
@@ -25,7 +25,7 @@ pytest.importorskip("torch.distributed")
 import minigrad  # noqa: E402
 import train  # noqa: E402
 from minigrad import nn  # noqa: E402
-from minigrad.models.distributed import Distributed, GradientReducer, assign_buckets  # noqa: E402
+from minigrad.training.distributed import Distributed, GradientReducer, assign_buckets  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
@@ -257,7 +257,7 @@ def test_reducer_without_overlap_launches_in_average_and_fills_unused_gradients_
 
 
 def test_a_world_of_one_needs_no_torch_and_changes_nothing():
-    code = ("import sys, train; from models.distributed import setup_distributed; "
+    code = ("import sys, train; from minigrad.training.distributed import setup_distributed; "
             "d = setup_distributed('cpu', 5.0); assert d.world_size == 1; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton')); "
             "print(bad); sys.exit(1 if bad else 0)")

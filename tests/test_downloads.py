@@ -1,4 +1,4 @@
-"""models/download.py: a download is kept only when complete and valid; a bad cache is redone.
+"""minigrad/training/download.py: a download is kept only when complete and valid; a bad cache is redone.
 
 Every test serves its files from a local http.server on 127.0.0.1 (a thread), never the network.
 """
@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from minigrad.models import data as D
-from minigrad.models.download import Pin
+from minigrad.training import data as D
+from minigrad.training.download import Pin
 
 
 class _Server:

@@ -387,24 +387,31 @@ def _composite_attention_forward(self, x, rope=None, kv_cache=None, layer=0):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_attention_dropout_runs_fused_and_equals_the_composite(monkeypatch, device):
-    """A model training with dropout takes the fused qkv attention path (dropout_p = config.dropout
-    in train mode, 0 in eval) and, for one manual_seed, gives the logits, loss and gradients of the
-    composite softmax -> F.dropout path: the fused kernels draw F.dropout's mask for the
-    (B, nh, T, T) probabilities and the global generator advances exactly as before."""
+    """An accelerated model training with dropout takes the fused qkv attention path (dropout_p =
+    config.dropout in train mode, 0 in eval) and, for one manual_seed, gives the logits, loss and
+    gradients of the composite softmax -> F.dropout path: the fused kernels draw F.dropout's mask
+    for the (B, nh, T, T) probabilities and the global generator advances exactly as before. The
+    readable model (F.scaled_dot_product_attention with dropout_p) gives the same too."""
     if device == "cuda":
         cuda_backend()
-    import minigrad.models.gpt as gpt_module
+    from minigrad import fast
+    from minigrad.fast import functional as FF
+    from minigrad.fast.modules import FusedSelfAttention
     minigrad.manual_seed(0)
     model = GPT(_cfg(dropout=0.3, n_layer=2, bias=False, tie_weights=False))
     model.to(device)
+    readable = GPT(_cfg(dropout=0.3, n_layer=2, bias=False, tie_weights=False))
+    readable.load_state_dict(model.state_dict())
+    readable.to(device)
+    model, _ = fast.accelerate(model)
     idx = minigrad.tensor(_ids((2, 12), 57, 3), device=device)
     tgt = minigrad.tensor(_ids((2, 12), 57, 4), device=device)
     seen = []
-    fused_qkv = gpt_module.F.qkv_self_attention
-    monkeypatch.setattr(gpt_module.F, "qkv_self_attention",
+    fused_qkv = FF.qkv_self_attention
+    monkeypatch.setattr(FF, "qkv_self_attention",
                         lambda *a, **kw: seen.append(kw["dropout_p"]) or fused_qkv(*a, **kw))
 
-    def step(seed):
+    def step(seed, model=model):
         model.zero_grad()
         minigrad.manual_seed(seed)
         logits, loss = model(idx, tgt)
@@ -423,11 +430,13 @@ def test_attention_dropout_runs_fused_and_equals_the_composite(monkeypatch, devi
         eval_logits, _ = model(idx, tgt)
     assert seen == [0.0, 0.0] and not np.allclose(eval_logits.numpy(), logits)
     model.train()
-    monkeypatch.setattr(gpt_module.CausalSelfAttention, "forward", _composite_attention_forward)
+    r_logits, r_loss, r_grads = step(1, readable)                            # the readable model
+    monkeypatch.setattr(FusedSelfAttention, "forward", _composite_attention_forward)
     seen.clear()
     c_logits, c_loss, c_grads = step(1)
     assert seen == []                                                        # really the composite
-    np.testing.assert_allclose(logits, c_logits, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(loss, c_loss, rtol=1e-5)
-    for name, g in grads.items():
-        np.testing.assert_allclose(g, c_grads[name], rtol=1e-3, atol=1e-5, err_msg=name)
+    for other_logits, other_loss, other_grads in ((c_logits, c_loss, c_grads), (r_logits, r_loss, r_grads)):
+        np.testing.assert_allclose(logits, other_logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(loss, other_loss, rtol=1e-5)
+        for name, g in grads.items():
+            np.testing.assert_allclose(g, other_grads[name], rtol=1e-3, atol=1e-5, err_msg=name)

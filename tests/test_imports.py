@@ -2,8 +2,15 @@
 
     tokenizer/   knows nothing of minigrad (nor of kernels, torch, triton)
     kernels/     knows nothing of minigrad
-    minigrad/    imports nothing from kernels/, torch or triton, except
-                 minigrad/backends/triton_backend.py (loaded on first use of device "cuda")
+    minigrad/    the engine: imports nothing from kernels/, torch or triton, except
+                 minigrad/backends/triton_backend.py (loaded on first use of device "cuda"), and
+                 nothing of the model, the tokenizer or the run-time machinery
+    minigrad/training/  the run-time machinery (settings, data, checkpoints, ...): the engine,
+                 the tokenizer and torch.distributed, never the kernels
+    models/      the engine only
+    fast/        the performance layer: the engine, the kernels, the models
+    the core (minigrad/, models/, kernels/, tokenizer/) never imports the performance layer;
+    only train.py, sample.py, benchmarks and tests do.
     `import minigrad` imports neither torch nor triton.
     nothing imports a generic top-level name: kernels/, models/ and tokenizer/ are imported as
     minigrad.kernels, minigrad.models, minigrad.tokenizer (setup.py installs them there).
@@ -30,7 +37,9 @@ ALLOWED = {
 
 
 # repository folders installed inside minigrad (setup.py's PARTS): kernels/x.py is minigrad.kernels.x
-PARTS = ("kernels", "models", "tokenizer")
+PARTS = ("kernels", "models", "tokenizer", "fast")
+# minigrad's own subpackage that is not the engine
+TRAINING = "training"
 
 
 def _module_name(path: Path) -> str:
@@ -70,7 +79,7 @@ def _top(name: str) -> str:
     """The repository part a module belongs to: minigrad.kernels.matmul -> "kernels",
     minigrad.nn -> "minigrad"; anything else -> its top-level package (torch, numpy, ...)."""
     parts = name.split(".")
-    if parts[0] == "minigrad" and len(parts) > 1 and parts[1] in PARTS:
+    if parts[0] == "minigrad" and len(parts) > 1 and parts[1] in PARTS + (TRAINING,):
         return parts[1]
     return parts[0]
 
@@ -80,11 +89,11 @@ def _files(folder: str) -> list:
     return [f for f in files if "__pycache__" not in f.parts]
 
 
-def _violations(folder: str, forbidden: set, skip=()) -> list:
+def _violations(folder: str, forbidden: set, skip=(), skip_under=()) -> list:
     out = []
     for f in _files(folder):
         rel = f.relative_to(REPO).as_posix()
-        if rel in skip:
+        if rel in skip or rel.startswith(tuple(skip_under)):
             continue
         for name in sorted(imported_modules(f)):
             if _top(name) in forbidden and (rel, _top(name)) not in ALLOWED:
@@ -104,17 +113,37 @@ def test_import_minigrad_does_not_import_torch_or_triton():
 
 def test_tokenizer_knows_nothing_of_minigrad():
     assert _files("tokenizer"), "tokenizer/ not found"
-    assert _violations("tokenizer", {"minigrad", "kernels", "models", "torch", "triton"}) == []
+    assert _violations("tokenizer", {"minigrad", "kernels", "models", "fast", TRAINING, "torch",
+                                     "triton"}) == []
 
 
 def test_kernels_know_nothing_of_minigrad():
     assert _files("kernels"), "kernels/ not found"
-    assert _violations("kernels", {"minigrad", "models", "tokenizer"}) == []
+    assert _violations("kernels", {"minigrad", "models", "tokenizer", "fast", TRAINING}) == []
 
 
 def test_minigrad_imports_only_the_backend_interface():
-    assert _violations("minigrad", {"kernels", "torch", "triton", "models", "tokenizer"},
-                       skip={"minigrad/backends/triton_backend.py"}) == []
+    engine_must_not = {"kernels", "torch", "triton", "models", "tokenizer", "fast", TRAINING}
+    assert _violations("minigrad", engine_must_not, skip={"minigrad/backends/triton_backend.py"},
+                       skip_under=("minigrad/training/",)) == []
+    assert _violations("minigrad", {"models", "tokenizer", "fast", TRAINING},
+                       skip_under=("minigrad/training/",)) == []     # triton_backend.py too
+
+
+def test_the_run_time_machinery_and_the_models_stay_in_their_lanes():
+    assert _files("minigrad/training"), "minigrad/training/ not found"
+    assert _violations("minigrad/training", {"kernels", "triton", "fast"}) == []
+    assert _violations("models", {"kernels", "torch", "triton", "tokenizer", "fast", TRAINING}) == []
+
+
+def test_the_core_never_imports_the_performance_layer():
+    """fast/ installs its replacements when train.py asks (fast.accelerate): nothing in the core
+    knows it exists, so deleting the folder leaves a working engine (tests/test_fast_parity.py
+    trains and samples without it)."""
+    for folder in ("minigrad", "models", "kernels", "tokenizer"):
+        assert _violations(folder, {"fast"}) == [], folder
+    assert _files("fast"), "fast/ not found"
+    assert _violations("fast", {TRAINING, "tokenizer"}) == []
 
 
 def test_nothing_imports_a_generic_top_level_name():
@@ -141,8 +170,8 @@ def test_allowlist_entries_are_still_needed():
 
 def test_the_scanner_sees_lazy_and_relative_imports():
     """The checker itself: imports inside functions and relative imports are resolved."""
-    names = imported_modules(REPO / "minigrad" / "ops" / "elementwise.py")
-    assert "minigrad.autograd" in names                      # `from ..autograd import Function`
+    names = imported_modules(REPO / "minigrad" / "nn" / "functional.py")
+    assert "minigrad.ops" in names                           # `from .. import ops`
     names = imported_modules(REPO / "minigrad" / "backends" / "__init__.py")
     assert "torch" in names                                  # imported inside cuda_is_available()
     assert "minigrad.backends.triton_backend" in names       # `from .triton_backend import ...`

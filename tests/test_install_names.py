@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("kernels", "models", "tokenizer")
+PARTS = ("kernels", "models", "tokenizer", "fast")
 
 
 def test_the_wheel_installs_only_the_minigrad_package(tmp_path):
@@ -54,7 +54,8 @@ def test_stand_in_packages_with_generic_names_stay_importable_beside_minigrad(tm
         (tmp_path / part / "__init__.py").write_text(f"STAND_IN = {part!r}\n")
     code = textwrap.dedent("""
         import sys
-        import kernels, models, tokenizer
+        PARTS = ("kernels", "models", "tokenizer", "fast")
+        import kernels, models, tokenizer, fast
         import numpy as np
         import minigrad
         from minigrad.models import GPT, GPTConfig
@@ -68,9 +69,12 @@ def test_stand_in_packages_with_generic_names_stay_importable_beside_minigrad(tm
         assert "minigrad.kernels.matmul" in sys.modules
         tok = BPETokenizer.train(["hello hello world " * 20], vocab_size=260, verbose=False)
         assert tok.decode(tok.encode("hello world")) == "hello world"
-        import kernels as k2, models as m2, tokenizer as t2
-        assert (k2.STAND_IN, m2.STAND_IN, t2.STAND_IN) == ("kernels", "models", "tokenizer")
-        for name in ("kernels", "models", "tokenizer"):
+        from minigrad import fast as fast_layer
+        fast_layer.accelerate(model)
+        _, loss = model(x, x, return_logits=False)
+        import kernels as k2, models as m2, tokenizer as t2, fast as f2
+        assert (k2.STAND_IN, m2.STAND_IN, t2.STAND_IN, f2.STAND_IN) == PARTS
+        for name in PARTS:
             assert sys.modules[name].__file__.startswith(sys.argv[1]), sys.modules[name].__file__
         print("ok", float(loss.item()))
     """)

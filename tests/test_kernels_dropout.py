@@ -59,20 +59,24 @@ def test_seed_offset_is_read_on_the_device_and_added_to_the_seed():
         dropout_fwd(x, 0.3, seed=7, seed_offset=torch.zeros(2, dtype=torch.int64, device=DEVICE))
 
 
-def test_backends_add_their_seed_offset():
-    """Backend.set_dropout_seed_offset_: the mask of (seed, offset) is the mask of seed + offset,
-    on the NumPy spec and the Triton backend alike (each with its own generator)."""
+def test_fast_ops_add_their_seed_offset():
+    """FastOps.set_dropout_seed_offset_ (the performance layer's, for CUDA graphs): the mask of
+    (seed, offset) is the core backend's mask of seed + offset, on the NumPy spec and the Triton
+    backend alike (each with its own generator)."""
     import numpy as np
     from minigrad.backends.numpy_backend import NumpyBackend
     from minigrad.backends.triton_backend import TritonBackend
-    for be in (NumpyBackend(), TritonBackend()):
+    from minigrad.fast.ops import FastOps
+    from minigrad.fast.triton_ops import TritonFastOps
+    for be, ops in ((NumpyBackend(), FastOps), (TritonBackend(), TritonFastOps)):
+        ops = ops(be)
         x = be.from_numpy(np.ones((30, 20), dtype=np.float32))
         plain = be.to_numpy(be.dropout_fwd(x, 0.4, 1234 + 99)[1])
-        be.set_dropout_seed_offset_(99)
-        shifted = be.to_numpy(be.dropout_fwd(x, 0.4, 1234)[1])
+        ops.set_dropout_seed_offset_(99)
+        shifted = be.to_numpy(ops.dropout_fwd(x, 0.4, 1234)[1])
         np.testing.assert_array_equal(shifted, plain)
-        be.set_dropout_seed_offset_(0)
-        assert (be.to_numpy(be.dropout_fwd(x, 0.4, 1234)[1]) != plain).mean() > 0.2
+        ops.set_dropout_seed_offset_(0)
+        assert (be.to_numpy(ops.dropout_fwd(x, 0.4, 1234)[1]) != plain).mean() > 0.2
 
 
 def test_p_zero_and_one():

@@ -1,10 +1,10 @@
-"""DeferredLosses (models/loss_readback.py): train.py's step losses read back in batches."""
+"""DeferredLosses (minigrad/training/loss_readback.py): train.py's step losses read back in batches."""
 import math
 
 import pytest
 
 import minigrad
-from minigrad.models.loss_readback import DeferredLosses
+from minigrad.training.loss_readback import DeferredLosses
 
 class CountingScalar:
     """A stand-in for a device scalar Tensor that counts its read-backs."""

@@ -1,4 +1,5 @@
-"""F.mlp: the transformer MLP as one Function whose activation runs in the matmul epilogues.
+"""fast's mlp: the transformer MLP as one Function whose activation runs in the matmul epilogues,
+equal to the core's F.mlp (linear -> activation -> linear).
 
 - NumPy (the specification, float64): F.mlp == linear -> activation -> linear composed from the
   separately tested ops, values and all five gradients, for every activation, with and without
@@ -22,12 +23,15 @@ import pytest  # noqa: E402
 import minigrad  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
 from backend_testing import cuda_backend  # noqa: E402
+from minigrad import fast  # noqa: E402
+from minigrad.fast import functional as FF  # noqa: E402
+from minigrad.fast.ops import FastOps, fast_ops  # noqa: E402
 from minigrad.backends.checked import CheckedBackend  # noqa: E402
 from minigrad.backends.numpy_backend import NumpyBackend  # noqa: E402
 
 ACTIVATIONS = ["gelu", "gelu_exact", "silu"]
 RNG = np.random.default_rng(5)
-NB = CheckedBackend(NumpyBackend())
+NB = FastOps(CheckedBackend(NumpyBackend()))         # the performance layer's spec, on NumPy
 
 
 def _act(x, activation):
@@ -43,6 +47,10 @@ def _composite(x, w1, w2, b1, b2, activation):
     h = F.linear(x, w1, b1)
     h = {"gelu": lambda t: F.gelu(t, approximate="tanh"), "gelu_exact": F.gelu, "silu": F.silu}[activation](h)
     return F.linear(h, w2, b2)
+
+
+def _core_mlp(x, w1, w2, b1, b2, activation):
+    return F.mlp(x, w1, w2, b1, b2, activation=activation)
 
 
 def _inputs(bias: bool, lead=(2, 3), C=6, H=10, C_out=5):
@@ -62,7 +70,7 @@ def _run(fn, arrays, cot, dtype, device, activation, x_grad=True):
 
 
 def _mlp(x, w1, w2, b1, b2, activation):
-    return F.mlp(x, w1, w2, b1, b2, activation=activation)
+    return FF.mlp(x, w1, w2, b1, b2, activation=activation)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -71,6 +79,9 @@ def test_numpy_mlp_equals_linear_activation_linear(activation, bias):
     arrays, cot = _inputs(bias)
     fused = _run(_mlp, arrays, cot, "float64", "cpu", activation)
     composite = _run(_composite, arrays, cot, "float64", "cpu", activation)
+    core = _run(_core_mlp, arrays, cot, "float64", "cpu", activation)   # the core's F.mlp: the same
+    for a, c in zip(core, composite):
+        np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-12)
     assert len(fused) == 1 + len(arrays)
     for i, (a, c) in enumerate(zip(fused, composite)):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-12, err_msg=f"output {i}")
@@ -88,12 +99,13 @@ def test_input_without_gradient_and_bad_arguments():
     for a, c in zip(out[2:], ref[2:]):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-12)
     x, w1, w2, b1, b2 = (minigrad.tensor(a) for a in arrays)
-    with pytest.raises(ValueError, match="activation must be one of"):
-        F.mlp(x, w1, w2, activation="relu6")
-    with pytest.raises(ValueError, match="do not fit"):
-        F.mlp(x, w2, w1)
-    with pytest.raises(ValueError, match="both biases or neither"):
-        F.mlp(x, w1, w2, b1, None)
+    for mlp in (F.mlp, FF.mlp):
+        with pytest.raises(ValueError, match="activation must be one of"):
+            mlp(x, w1, w2, activation="relu6")
+        with pytest.raises(ValueError, match="do not fit"):
+            mlp(x, w2, w1)
+        with pytest.raises(ValueError, match="both biases or neither"):
+            mlp(x, w1, w2, b1, None)
 
 
 def test_numpy_backend_spec_by_hand():
@@ -110,16 +122,17 @@ def test_numpy_backend_spec_by_hand():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_triton_backend_methods_match_numpy(activation):
-    tb = CheckedBackend(cuda_backend())
+    tb = fast_ops(CheckedBackend(cuda_backend()))
     a, w, bias, dy, w2 = (RNG.standard_normal(s).astype(np.float32)
                           for s in ((19, 24), (24, 21), (21,), (19, 17), (17, 21)))
     y_n, pre_n = NB.matmul_bias_act(a, w, bias, activation)
-    y_t, pre_t = tb.matmul_bias_act(*(tb.from_numpy(t) for t in (a, w, bias)), activation)
-    np.testing.assert_allclose(tb.to_numpy(pre_t), pre_n, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(tb.to_numpy(y_t), y_n, rtol=1e-5, atol=1e-5)
+    up, down = tb.b.from_numpy, tb.b.to_numpy
+    y_t, pre_t = tb.matmul_bias_act(*(up(t) for t in (a, w, bias)), activation)
+    np.testing.assert_allclose(down(pre_t), pre_n, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(down(y_t), y_n, rtol=1e-5, atol=1e-5)
     g_n = NB.matmul_act_grad(dy, w2, pre_n, activation)
-    g_t = tb.matmul_act_grad(tb.from_numpy(dy), tb.from_numpy(w2), tb.from_numpy(pre_n), activation)
-    np.testing.assert_allclose(tb.to_numpy(g_t), g_n, rtol=1e-4, atol=1e-4)
+    g_t = tb.matmul_act_grad(up(dy), up(w2), up(pre_n), activation)
+    np.testing.assert_allclose(down(g_t), g_n, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("bfloat16", 4e-2)])
@@ -135,12 +148,13 @@ def test_triton_mlp_matches_numpy(dtype, tol):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * np.abs(w).max(), err_msg=f"output {i}")
 
 
-def test_gpt_mlp_uses_the_fused_function(monkeypatch):
-    """GPT's MLP goes through F.mlp (not F.gelu) for GELU; SwiGLU keeps its composite form."""
+def test_accelerated_gpt_mlp_uses_the_fused_function(monkeypatch):
+    """An accelerated GPT's MLP goes through FF.mlp (not F.gelu) for GELU; SwiGLU keeps its
+    composite form."""
     from minigrad.models.gpt import GPT, GPTConfig
     calls = []
-    real_mlp, real_silu = F.mlp, F.silu
-    monkeypatch.setattr(F, "mlp", lambda *a, **k: (calls.append("mlp"), real_mlp(*a, **k))[1])
+    real_mlp, real_silu = FF.mlp, F.silu
+    monkeypatch.setattr(FF, "mlp", lambda *a, **k: (calls.append("mlp"), real_mlp(*a, **k))[1])
     monkeypatch.setattr(F, "gelu", lambda *a, **k: pytest.fail("GELU ran as its own op"))
     monkeypatch.setattr(F, "silu", lambda *a, **k: (calls.append("silu"), real_silu(*a, **k))[1])
     idx = np.arange(8).reshape(1, 8) % 11
@@ -148,5 +162,6 @@ def test_gpt_mlp_uses_the_fused_function(monkeypatch):
         calls.clear()
         cfg = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8,
                         activation=activation)
-        GPT(cfg)(minigrad.tensor(idx, dtype="int64"))
+        model, _ = fast.accelerate(GPT(cfg))
+        model(minigrad.tensor(idx, dtype="int64"))
         assert calls == expected, (activation, calls)

@@ -10,7 +10,7 @@ import pytest
 
 import sample
 import train
-from minigrad.models.checkpoint import CheckpointError
+from minigrad.training.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minigrad.models.data import tokenizer_from_json, tokenizer_to_json
+from minigrad.training.data import tokenizer_from_json, tokenizer_to_json
 from minigrad.tokenizer import BPETokenizer, ModelFileError, SplitPatternError
 from minigrad.tokenizer import patterns
 from minigrad.tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern

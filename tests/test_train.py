@@ -14,8 +14,8 @@ import pytest
 import train
 from backend_testing import cuda_backend  # tests/ is on sys.path
 from train_spy import spy_on_training, synthetic_text
-from minigrad.models import data as D
-from minigrad.models.checkpoint import CheckpointError
+from minigrad.training import data as D
+from minigrad.training.checkpoint import CheckpointError
 
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
         "--eval_iters=4", "--sample_tokens=0", "--plot=false", "--progress=false", "--log_interval=1000"]

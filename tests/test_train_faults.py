@@ -19,9 +19,9 @@ import pytest
 
 import train
 from minigrad import serialization
-from minigrad.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minigrad.models.run_dir import read_log
-from minigrad.models.stops import TrainingDiverged
+from minigrad.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minigrad.training.run_dir import read_log
+from minigrad.training.stops import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--device=cpu", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8", "--batch_size=2",

@@ -14,7 +14,7 @@ import numpy as np
 
 import minigrad
 import train
-from minigrad.models.data import get_batch as real_get_batch
+from minigrad.training.data import get_batch as real_get_batch
 from minigrad.models.gpt import GPT
 
 

@@ -8,8 +8,7 @@ swapped at import time.
 Conventions (the contract every backend honours):
 
 - An "array" is the backend's native array: `numpy.ndarray` for NumPy, `torch.Tensor` used
-  purely as storage for Triton. Arrays are never modified in place, except by the methods
-  whose names end in `_` (e.g. `adamw_step_`, `copy_`).
+  purely as storage for Triton. Arrays are never modified in place, except by `copy_`.
 - dtypes are named by strings: "float32", "float64", "float16", "bfloat16", "int64", "bool".
   NumPy has no bfloat16/float16 support in this project (clear error); Triton has no float64
   kernels beyond copies (clear error).
@@ -24,14 +23,16 @@ Conventions (the contract every backend honours):
 
 `CheckedBackend` wraps any backend and asserts output shapes/dtypes/types on each call;
 the tests turn it on.
+
+Not here: anything that exists only for speed (a bias or an activation inside a matmul's
+epilogue, a loss whose gradient overwrites its logits, multi-tensor optimizer and clipping
+launches, CUDA graphs). The performance layer (fast/ops.py) adds those, each written there as
+the composition of the methods below that it replaces.
 """
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any, Optional, Sequence
-
-import numpy as np
 
 Array = Any          # np.ndarray or torch.Tensor; kept opaque above the boundary
 Scalar = float | int | bool
@@ -139,15 +140,6 @@ class Backend(ABC):
         """Sum over `axes` (non-negative, sorted, unique; may be empty = copy). Accumulates in
         float32 at least (float64 stays float64); output keeps x's dtype. bool/int sum to int64."""
 
-    def sum_squares(self, x: Array) -> Array:
-        """sum(x * x) over every element, as a 0-d array: float32 for float32 and 16-bit x (the
-        squares are taken and summed in float32), float64 for float64. The squared L2 norm that
-        gradient clipping needs per gradient; a backend may fuse it into one read of x (this
-        default, the specification, takes a cast, a multiply and a sum)."""
-        acc = "float64" if self.dtype(x) == "float64" else "float32"
-        a = x if self.dtype(x) == acc else self.astype(x, acc)
-        return self.reduce_sum(self.binary("mul", a, a), tuple(range(len(self.shape(x)))), False)
-
     @abstractmethod
     def reduce_max(self, x: Array, axes: Sequence[int], keepdim: bool) -> Array:
         """Max over `axes` (every reduced axis must be non-empty)."""
@@ -212,43 +204,6 @@ class Backend(ABC):
         Batch dims are equal (broadcasting was resolved above with `expand`). Either operand
         may be a transposed or otherwise strided view. Accumulates in float32 or better.
         """
-
-    def matmul_bias(self, a: Array, b: Array, bias: Optional[Array]) -> Array:
-        """a (M, K) @ b (K, N) + bias (N,) broadcast over the rows (bias None: a plain matmul).
-        A backend may add the bias in the matmul's epilogue; this default is the specification."""
-        out = self.matmul(a, b)
-        if bias is None:
-            return out
-        M, N = self.shape(out)
-        return self.binary("add", out, self.expand(self.reshape(bias, (1, N)), (M, N)))
-
-    # An MLP's activation inside its two matmuls (minigrad/ops/matmul.py MLP): the forward's first
-    # matmul also returns the pre-activation, the backward's matmul applies the activation's derivative.
-    # A backend may do both in the matmul's epilogue (no activation kernels, no (M, N) round trip);
-    # these defaults, built from the methods above, are the specification.
-    MLP_ACTIVATIONS = ("gelu", "gelu_exact", "silu")     # gelu = the tanh form (GPT-2), as in GPTConfig
-
-    def _activation_fwd(self, x: Array, activation: str) -> Array:
-        if activation == "silu":
-            return self.silu_fwd(x)
-        return self.gelu_fwd(x, "tanh" if activation == "gelu" else "none")
-
-    def _activation_bwd(self, dy: Array, x: Array, activation: str) -> Array:
-        if activation == "silu":
-            return self.silu_bwd(dy, x)
-        return self.gelu_bwd(dy, x, "tanh" if activation == "gelu" else "none")
-
-    def matmul_bias_act(self, a: Array, b: Array, bias: Optional[Array], activation: str,
-                        ) -> tuple[Array, Array]:
-        """(y, pre): pre = a (M, K) @ b (K, N) + bias (as matmul_bias), y = activation(pre), both
-        (M, N) in a's dtype; activation one of MLP_ACTIVATIONS."""
-        pre = self.matmul_bias(a, b, bias)
-        return self._activation_fwd(pre, activation), pre
-
-    def matmul_act_grad(self, a: Array, b: Array, pre: Array, activation: str) -> Array:
-        """d(pre) = (a (M, K) @ b (K, N)) * activation'(pre): a @ b is the gradient with respect to
-        the activation's output y = activation(pre), pre (M, N) the saved pre-activation."""
-        return self._activation_bwd(self.matmul(a, b), pre, activation)
 
     # ------------------------------------------------------------------ tier 3: fused pairs
     @abstractmethod
@@ -315,17 +270,9 @@ class Backend(ABC):
     def dropout_fwd(self, x: Array, p: float, seed: int) -> tuple[Array, Array]:
         """Keep each element with probability 1-p and scale kept ones by 1/(1-p).
 
-        The mask is drawn from `seed` + the backend's dropout seed offset (0 unless
-        `set_dropout_seed_offset_` was called; on the GPU inside the kernel, never on the host).
-        Returns (y, mask) where mask is a bool array of x's shape (True = kept).
+        The mask is drawn from `seed` (on the GPU inside the kernel, never on the host): the same
+        seed gives the same mask. Returns (y, mask), mask a bool array of x's shape (True = kept).
         """
-
-    @abstractmethod
-    def set_dropout_seed_offset_(self, offset: int) -> None:
-        """From now on every dropout mask of this backend (dropout_fwd, attention with dropout)
-        is drawn from key seed + offset. On the GPU the offset lives in device memory and the
-        kernels read it when they run, so a captured CUDA graph, whose host seeds are frozen,
-        draws new masks on each replay after a new offset (models/cuda_graph.py)."""
 
     @abstractmethod
     def dropout_bwd(self, dy: Array, mask: Array, p: float) -> Array:
@@ -380,135 +327,6 @@ class Backend(ABC):
                       dropout_p: float = 0.0, seed: int = 0) -> tuple[Array, Array, Array]:
         """Returns (dq, dk, dv) with the shapes of q, k, v (the bias gets no gradient); dropout_p
         and seed as given to attention_fwd (the same mask, regenerated)."""
-
-    def cross_entropy_fwd_bwd_(self, logits: Array, targets: Array, ignore_index: int,
-                               n_classes: int) -> Array:
-        """Losses and their gradient in one pass, the gradient written over the logits.
-
-        logits (N, Vp) contiguous, the classes in its first n_classes <= Vp columns (the rest is
-        vocabulary padding); targets (N,) int64. Returns losses (N,) as cross_entropy_fwd over
-        logits[:, :n_classes], and overwrites logits with d(sum of losses)/d(logits):
-        softmax - onehot in the first n_classes columns, 0 in the padding and in ignored rows.
-        This default (fwd, bwd, then copies) is the specification."""
-        N, Vp = self.shape(logits)
-        view = self.slice(logits, (slice(None), slice(0, n_classes)))
-        losses, lse = self.cross_entropy_fwd(view, targets, ignore_index)
-        d = self.cross_entropy_bwd(self.full((N,), 1.0, self.dtype(losses)), view, targets, lse,
-                                   ignore_index)
-        self.copy_(logits, self.full((N, Vp), 0, self.dtype(logits)))
-        self.copy_(self.slice(logits, (slice(None), slice(0, n_classes))), d)
-        return losses
-
-    # Self-attention straight from a fused qkv projection (B, T, 3C): the q, k, v heads are views
-    # of it, the output comes back with its heads merged (B, T, C), and the backward returns one
-    # (B, T, 3C) gradient. A backend can write those layouts directly (no transposes, no split
-    # gradients to zero-fill and add); these defaults, built from the methods above, are the spec.
-    def _qkv_heads(self, qkv: Array, n_head: int) -> list:
-        B, T, C3 = self.shape(qkv)
-        x = self.reshape(qkv, (B, T, 3, n_head, C3 // (3 * n_head)))         # (B, T, 3, nh, hs)
-        return [self.permute(self.slice(x, (slice(None), slice(None), i)), (0, 2, 1, 3))
-                for i in range(3)]                                           # (B, nh, T, hs) each
-
-    def qkv_attention_fwd(self, qkv: Array, n_head: int, causal: bool, scale: float,
-                          dropout_p: float = 0.0, seed: int = 0) -> tuple[Array, Array]:
-        """qkv (B, T, 3C) = [q | k | v] along the last dim, each (B, T, n_head, hs) -> y (B, T, C)
-        = attention over the heads with the heads merged back, and lse (B, n_head, T) float32.
-        Dropout as attention_fwd's, on the (B, n_head, T, T) probabilities."""
-        B, T, C3 = self.shape(qkv)
-        q, k, v = self._qkv_heads(qkv, n_head)
-        o, lse = self.attention_fwd(q, k, v, causal, scale, None, dropout_p, seed)   # (B, nh, T, hs)
-        y = self.contiguous(self.permute(o, (0, 2, 1, 3)))                   # (B, T, nh, hs)
-        return self.reshape(y, (B, T, C3 // 3)), lse
-
-    def qkv_attention_bwd(self, dy: Array, qkv: Array, y: Array, lse: Array, n_head: int,
-                          causal: bool, scale: float, dropout_p: float = 0.0, seed: int = 0) -> Array:
-        """dqkv (B, T, 3C) from dy (B, T, C), with qkv, y, lse from qkv_attention_fwd (and its
-        dropout_p and seed)."""
-        B, T, C3 = self.shape(qkv)
-        C, hs = C3 // 3, C3 // (3 * n_head)
-
-        def heads(t):                                                        # (B, T, C) -> (B, nh, T, hs)
-            return self.permute(self.reshape(t, (B, T, n_head, hs)), (0, 2, 1, 3))
-        q, k, v = self._qkv_heads(qkv, n_head)
-        grads = self.attention_bwd(heads(self.contiguous(dy)), q, k, v, heads(y), lse, causal, scale,
-                                   None, dropout_p, seed)
-        return self.concat([self.reshape(self.contiguous(self.permute(d, (0, 2, 1, 3))), (B, T, C))
-                            for d in grads], 2)
-
-    @abstractmethod
-    def adamw_step_(self, param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
-                    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-                    step: int, master: Optional[Array] = None) -> None:
-        """One AdamW update of one parameter, in place (torch.optim.AdamW semantics).
-
-        p -= lr * wd * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
-        p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
-        When `master` (float32) is given, the update is applied to master and param (e.g.
-        bfloat16) receives its rounded copy. exp_avg/exp_avg_sq are float32 (or float64).
-        """
-
-    # The multi-tensor optimizer path (one launch for many parameters). The step's scalars live
-    # in a small device array `hyper` so the update launches are identical every step (a CUDA
-    # graph can replay them); only adamw_hyper_ takes the step's values as arguments.
-    HYPER_SIZE = 7
-
-    def adamw_hyper_(self, hyper: Array, lr: float, beta1: float, beta2: float, eps: float,
-                     weight_decay: float, step: int) -> None:
-        """Write one step's scalars into hyper (HYPER_SIZE,) float64, computed on the host in
-        double precision: [1 - lr*wd, 1 - b1, b2, 1 - b2, lr / (1 - b1^step),
-        sqrt(1 - b2^step), eps]. This default uploads them (from_numpy + copy_)."""
-        if step < 1:
-            raise ValueError(f"step must be >= 1 (the first update is step 1), got {step}")
-        vals = np.array([1.0 - lr * weight_decay, 1.0 - beta1, beta2, 1.0 - beta2,
-                         lr / (1.0 - beta1 ** step), math.sqrt(1.0 - beta2 ** step), eps])
-        self.copy_(hyper, self.from_numpy(vals))
-
-    def adamw_step_multi_(self, params: Sequence[Array], grads: Sequence[Array],
-                          exp_avgs: Sequence[Array], exp_avg_sqs: Sequence[Array], hyper: Array,
-                          masters: Optional[Sequence[Optional[Array]]] = None) -> None:
-        """adamw_step_ of every parameter of the parallel lists, in place, with the scalars read
-        from hyper (written by adamw_hyper_):
-            p = p * decay;  m = m + (1-b1) (g - m);  v = b2 v + (1-b2) g^2
-            p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
-        masters: None or a list with None entries; a parameter with a master (float32) copy is
-        updated through it, as in adamw_step_."""
-        raise NotImplementedError(f"{type(self).__name__} has no adamw_step_multi_")
-
-    def clip_by_total_norm(self, xs: Sequence[Array], max_norm: float) -> tuple[Array, list]:
-        """(norm, scaled): the joint L2 norm of the arrays xs, as a 0-d float32 array (float64
-        when any x is float64; squares summed in that precision), and new arrays
-        x * min(1, max_norm / (norm + 1e-6)) in each x's dtype (the coefficient is cast to x's
-        dtype first). torch.nn.utils.clip_grad_norm_'s math; this default is the
-        specification (a backend may do it in a few launches over all of xs)."""
-        acc = "float64" if any(self.dtype(x) == "float64" for x in xs) else "float32"
-        total = self.full((), 0.0, acc)
-        for x in xs:
-            if math.prod(self.shape(x)) == 0:
-                continue
-            part = self.sum_squares(x)
-            total = self.binary("add", total, part if self.dtype(part) == acc else self.astype(part, acc))
-        total = self.unary("sqrt", total)
-        coef = self.binary("minimum", self.binary("div", max_norm, self.binary("add", total, 1e-6)), 1.0)
-        coef_as = {acc: coef}
-        out = []
-        for x in xs:
-            dt, shape = self.dtype(x), self.shape(x)
-            if dt not in coef_as:
-                coef_as[dt] = self.astype(coef, dt)
-            c = self.expand(self.reshape(coef_as[dt], (1,) * len(shape)), shape)
-            out.append(self.binary("mul", x, c))
-        return total, out
-
-    # CUDA graphs (models/cuda_graph.py): runtime, not math; only a backend on a GPU has them.
-    def cuda_graph_check(self) -> None:
-        """Raise (NotImplementedError or RuntimeError, saying why) unless cuda_graph() works here."""
-        raise NotImplementedError(f"the {self.name} backend has no CUDA graphs")
-
-    def cuda_graph(self) -> Any:
-        """A new graph: capture(fn) records the launches fn makes (without running them) and
-        returns fn's result; replay() runs them again on the same memory;
-        executes_on_capture = False."""
-        raise NotImplementedError(f"the {self.name} backend has no CUDA graphs")
 
     @abstractmethod
     def copy_(self, dst: Array, src: Array) -> None:

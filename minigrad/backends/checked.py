@@ -99,10 +99,6 @@ class CheckedBackend(Backend):
         dtype = "int64" if self._d(x) in ("bool", "int64") else self._d(x)
         return self._check(self.inner.reduce_sum(x, axes, keepdim), shape, dtype, "reduce_sum")
 
-    def sum_squares(self, x):
-        acc = "float64" if self._d(x) == "float64" else "float32"
-        return self._check(self.inner.sum_squares(x), (), acc, "sum_squares")
-
     def reduce_max(self, x, axes, keepdim):
         shape = _reduced(self._s(x), axes, keepdim)
         return self._check(self.inner.reduce_max(x, axes, keepdim), shape, self._d(x), "reduce_max")
@@ -215,9 +211,6 @@ class CheckedBackend(Backend):
         self._check(y, self._s(x), self._d(x), "dropout_fwd")
         return y, mask
 
-    def set_dropout_seed_offset_(self, offset):
-        return self.inner.set_dropout_seed_offset_(offset)
-
     def dropout_bwd(self, dy, mask, p):
         return self._check(self.inner.dropout_bwd(dy, mask, p), self._s(dy), self._d(dy),
                            "dropout_bwd")
@@ -253,63 +246,6 @@ class CheckedBackend(Backend):
         self._check(dk, self._s(k), self._d(k), "attention_bwd dk")
         self._check(dv, self._s(v), self._d(v), "attention_bwd dv")
         return dq, dk, dv
-
-    def cross_entropy_fwd_bwd_(self, logits, targets, ignore_index, n_classes):
-        losses = self.inner.cross_entropy_fwd_bwd_(logits, targets, ignore_index, n_classes)
-        acc = "float64" if self._d(logits) == "float64" else "float32"
-        return self._check(losses, (self._s(logits)[0],), acc, "cross_entropy_fwd_bwd_")
-
-    def matmul_bias_act(self, a, b, bias, activation):
-        assert activation in self.MLP_ACTIVATIONS, f"matmul_bias_act: activation {activation!r}"
-        y, pre = self.inner.matmul_bias_act(a, b, bias, activation)
-        shape = (self._s(a)[0], self._s(b)[1])
-        self._check(pre, shape, self._d(a), "matmul_bias_act pre")
-        return self._check(y, shape, self._d(a), "matmul_bias_act y"), pre
-
-    def matmul_act_grad(self, a, b, pre, activation):
-        assert activation in self.MLP_ACTIVATIONS, f"matmul_act_grad: activation {activation!r}"
-        shape = (self._s(a)[0], self._s(b)[1])
-        assert tuple(self._s(pre)) == shape, f"matmul_act_grad: pre {self._s(pre)} != {shape}"
-        out = self.inner.matmul_act_grad(a, b, pre, activation)
-        return self._check(out, shape, self._d(a), "matmul_act_grad")
-
-    def matmul_bias(self, a, b, bias):
-        out = self.inner.matmul_bias(a, b, bias)
-        return self._check(out, (self._s(a)[0], self._s(b)[1]), self._d(a), "matmul_bias")
-
-    def qkv_attention_fwd(self, qkv, n_head, causal, scale, dropout_p=0.0, seed=0):
-        y, lse = self.inner.qkv_attention_fwd(qkv, n_head, causal, scale, dropout_p, seed)
-        B, T, C3 = self._s(qkv)
-        self._check(y, (B, T, C3 // 3), self._d(qkv), "qkv_attention_fwd y")
-        self._check(lse, (B, n_head, T), what="qkv_attention_fwd lse")
-        return y, lse
-
-    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale, dropout_p=0.0, seed=0):
-        d = self.inner.qkv_attention_bwd(dy, qkv, y, lse, n_head, causal, scale, dropout_p, seed)
-        return self._check(d, self._s(qkv), self._d(qkv), "qkv_attention_bwd")
-
-    def adamw_step_(self, *args, **kwargs):
-        return self.inner.adamw_step_(*args, **kwargs)
-
-    def adamw_hyper_(self, *args, **kwargs):
-        return self.inner.adamw_hyper_(*args, **kwargs)
-
-    def adamw_step_multi_(self, *args, **kwargs):
-        return self.inner.adamw_step_multi_(*args, **kwargs)
-
-    def clip_by_total_norm(self, xs, max_norm):
-        total, out = self.inner.clip_by_total_norm(xs, max_norm)
-        acc = "float64" if any(self._d(x) == "float64" for x in xs) else "float32"
-        self._check(total, (), acc, "clip_by_total_norm norm")
-        for x, y in zip(xs, out):
-            self._check(y, self._s(x), self._d(x), "clip_by_total_norm out")
-        return total, out
-
-    def cuda_graph_check(self):
-        return self.inner.cuda_graph_check()
-
-    def cuda_graph(self):
-        return self.inner.cuda_graph()
 
     def copy_(self, dst, src):
         return self.inner.copy_(dst, src)

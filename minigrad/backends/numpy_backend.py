@@ -14,7 +14,6 @@ import math
 import numpy as np
 
 from .base import Backend, BINARY_OPS, COMPARE_OPS, UNARY_OPS
-from .host_memory import keep_freed_memory
 
 _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
 _DTYPE_NAMES = {np.dtype(v): k for k, v in _NP_DTYPES.items()}      # asked on every op: build once
@@ -64,10 +63,6 @@ def _stat_dtype(x: np.ndarray):
 class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
-    dropout_seed_offset = 0         # added to every dropout seed (set_dropout_seed_offset_)
-
-    def __init__(self):
-        keep_freed_memory()      # reuse freed arrays' pages: see host_memory.py for why
 
     # ------------------------------------------------------------------ tier 1
     def from_numpy(self, a, dtype=None):
@@ -331,13 +326,11 @@ class NumpyBackend(Backend):
         s = self.unary("sigmoid", x)
         return np.asarray(dy * s * (1 + x * (1 - s)), dtype=x.dtype)
 
-    def set_dropout_seed_offset_(self, offset):
-        self.dropout_seed_offset = int(offset)
-
-    def _dropout_keep(self, shape, p, seed):
+    @staticmethod
+    def _dropout_keep(shape, p, seed):
         """The dropout mask (True = kept) of an array of `shape`: the one draw both dropout_fwd and
-        attention's dropout use, from seed + the seed offset."""
-        return np.random.default_rng(seed + self.dropout_seed_offset).random(shape) >= p
+        attention's dropout use."""
+        return np.random.default_rng(seed).random(shape) >= p
 
     def dropout_fwd(self, x, p, seed):
         mask = np.asarray(self._dropout_keep(x.shape, p, seed))
@@ -427,35 +420,6 @@ class NumpyBackend(Backend):
         dq = np.matmul(ds, k)
         dk = np.matmul(np.swapaxes(ds, -1, -2), q)
         return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
-
-    # ------------------------------------------------------------------ optimizer, in place
-    def adamw_step_(self, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                    step, master=None):
-        p = master if master is not None else param
-        p *= 1 - lr * weight_decay                                   # decoupled weight decay
-        exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        bc1 = 1 - beta1 ** step
-        bc2 = 1 - beta2 ** step
-        denom = np.sqrt(exp_avg_sq) / math.sqrt(bc2) + eps
-        p -= (lr / bc1) * exp_avg / denom
-        if master is not None:
-            param[...] = master
-
-    def adamw_step_multi_(self, params, grads, exp_avgs, exp_avg_sqs, hyper, masters=None):
-        decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps = hyper.tolist()
-        masters = masters if masters is not None else [None] * len(params)
-        for param, grad, exp_avg, exp_avg_sq, master in zip(params, grads, exp_avgs, exp_avg_sqs, masters):
-            p = master if master is not None else param
-            p *= decay                                               # decoupled weight decay
-            exp_avg += one_minus_beta1 * (grad - exp_avg)            # = b1 m + (1 - b1) g
-            exp_avg_sq *= beta2
-            exp_avg_sq += one_minus_beta2 * grad * grad
-            p -= step_size * exp_avg / (np.sqrt(exp_avg_sq) / bc2_sqrt + eps)
-            if master is not None:
-                param[...] = master
 
     def copy_(self, dst, src):
         dst[...] = src

@@ -31,7 +31,6 @@ except ImportError as e:                                   # pragma: no cover - 
     raise ImportError(f"the Triton backend needs torch and triton ({e}); install them with "
                       "`pip install minigrad[gpu]`") from e
 
-from minigrad.kernels import adamw as _adamw
 from minigrad.kernels import attention as _attention
 from minigrad.kernels import copy as _copy
 from minigrad.kernels import cross_entropy as _ce
@@ -40,7 +39,6 @@ from minigrad.kernels import elementwise as _ew
 from minigrad.kernels import embedding as _emb
 from minigrad.kernels import layernorm as _ln
 from minigrad.kernels import matmul as _mm
-from minigrad.kernels import multi_tensor as _multi
 from minigrad.kernels import reduce as _red
 from minigrad.kernels import softmax as _sm
 
@@ -52,8 +50,6 @@ _TORCH_DTYPES = {
 }
 _DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
 _HALF = (torch.float16, torch.bfloat16)
-# Backend.MLP_ACTIVATIONS -> the matmul epilogue's activation names
-_MATMUL_ACTIVATION = {"gelu": "gelu_tanh", "gelu_exact": "gelu_exact", "silu": "silu"}
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:
@@ -92,7 +88,6 @@ class TritonBackend(Backend):
 
     def __init__(self):
         self.storage_device = _storage_device()
-        self.dropout_seed_offset: Optional[torch.Tensor] = None   # (1,) int64 once set
 
     def device_name(self) -> str:
         if self.storage_device.type == "cuda":
@@ -176,9 +171,6 @@ class TritonBackend(Backend):
     def reduce_sum(self, x, axes, keepdim):
         return _red.reduce_sum(x, axes, keepdim)
 
-    def sum_squares(self, x):
-        return _red.sum_squares(x)
-
     def reduce_max(self, x, axes, keepdim):
         return _red.reduce_max(x, axes, keepdim)
 
@@ -253,17 +245,6 @@ class TritonBackend(Backend):
     def matmul(self, a, b):
         return _mm.matmul(a, b)
 
-    def matmul_bias(self, a, b, bias):
-        return _mm.matmul(a, b, bias=bias)                   # the bias in the epilogue
-
-    def matmul_bias_act(self, a, b, bias, activation):
-        pre = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
-        y = _mm.matmul(a, b, bias=bias, activation=_MATMUL_ACTIVATION[activation], pre_out=pre)
-        return y, pre                                        # pre and y from one epilogue
-
-    def matmul_act_grad(self, a, b, pre, activation):
-        return _mm.matmul(a, b, activation=_MATMUL_ACTIVATION[activation], act_grad_at=pre)
-
     # ------------------------------------------------------------------ tier 3: softmax family
     def softmax_fwd(self, x):
         return _sm.softmax_fwd(self._rows(x))
@@ -303,13 +284,8 @@ class TritonBackend(Backend):
     def silu_bwd(self, dy, x):
         return _ew.silu_bwd(dy, x)
 
-    def set_dropout_seed_offset_(self, offset):
-        if self.dropout_seed_offset is None:     # created on first use: eager runs never pay for it
-            self.dropout_seed_offset = _dropout.seed_offset_tensor(self.storage_device)
-        _dropout.set_seed_offset_(self.dropout_seed_offset, offset)
-
     def dropout_fwd(self, x, p, seed):
-        return _dropout.dropout_fwd(x, p, seed, self.dropout_seed_offset)
+        return _dropout.dropout_fwd(x, p, seed)
 
     def dropout_bwd(self, dy, mask, p):
         return _dropout.dropout_bwd(dy, mask, p)
@@ -332,96 +308,13 @@ class TritonBackend(Backend):
     def cross_entropy_bwd(self, dlosses, logits, targets, lse, ignore_index):
         return _ce.cross_entropy_bwd(dlosses, logits, targets, lse, ignore_index)
 
-    def cross_entropy_fwd_bwd_(self, logits, targets, ignore_index, n_classes):
-        if not logits.is_contiguous():
-            raise ValueError("cross_entropy_fwd_bwd_: logits must be contiguous (they are overwritten)")
-        losses, _, _ = _ce.cross_entropy_fwd_bwd(logits[:, :n_classes], self._contig(targets),
-                                                 ignore_index, 1.0, out=logits)
-        return losses
-
     # ------------------------------------------------------------------ tier 3: attention
     def attention_fwd(self, q, k, v, causal, scale, bias=None, dropout_p=0.0, seed=0):
-        return _attention.attention_fwd(q, k, v, causal, scale, bias, dropout_p=dropout_p, seed=seed,
-                                        seed_offset=self.dropout_seed_offset)
+        return _attention.attention_fwd(q, k, v, causal, scale, bias, dropout_p=dropout_p, seed=seed)
 
     def attention_bwd(self, do, q, k, v, o, lse, causal, scale, bias=None, dropout_p=0.0, seed=0):
         return _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, bias,
-                                        dropout_p=dropout_p, seed=seed, seed_offset=self.dropout_seed_offset)
-
-    def qkv_attention_fwd(self, qkv, n_head, causal, scale, dropout_p=0.0, seed=0):
-        qkv = self._contig(qkv)
-        B, T, C3 = qkv.shape
-        C, hs = C3 // 3, C3 // (3 * n_head)
-        q, k, v = self._qkv_heads(qkv, n_head)                               # views, no copies
-        y = torch.empty((B, T, C), dtype=qkv.dtype, device=qkv.device)
-        # o written straight into y's (B, T, nh, hs) layout: the heads come out merged
-        _, lse = _attention.attention_fwd(q, k, v, causal, scale,
-                                          out=y.view(B, T, n_head, hs).permute(0, 2, 1, 3),
-                                          dropout_p=dropout_p, seed=seed,
-                                          seed_offset=self.dropout_seed_offset)
-        return y, lse
-
-    def qkv_attention_bwd(self, dy, qkv, y, lse, n_head, causal, scale, dropout_p=0.0, seed=0):
-        qkv = self._contig(qkv)
-        B, T, C3 = qkv.shape
-        hs = C3 // (3 * n_head)
-        q, k, v = self._qkv_heads(qkv, n_head)
-        do = self._contig(dy).view(B, T, n_head, hs).permute(0, 2, 1, 3)      # (B, nh, T, hs)
-        o = y.view(B, T, n_head, hs).permute(0, 2, 1, 3)
-        dqkv = torch.empty((B, T, C3), dtype=qkv.dtype, device=qkv.device)
-        # dq, dk, dv written into their thirds of one buffer: no split-gradient fills, copies, adds
-        parts = tuple(self._qkv_heads(dqkv, n_head))
-        _attention.attention_bwd(do, q, k, v, o, self._contig(lse), causal, scale, out=parts,
-                                 dropout_p=dropout_p, seed=seed, seed_offset=self.dropout_seed_offset)
-        return dqkv
-
-    # ------------------------------------------------------------------ optimizer, in place
-    def adamw_step_(self, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                    step, master=None):
-        _adamw.adamw_step_(param, self._contig(grad), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                           weight_decay, step, master)
-
-    def adamw_hyper_(self, hyper, lr, beta1, beta2, eps, weight_decay, step):
-        _adamw.adamw_hyper_(hyper, lr, beta1, beta2, eps, weight_decay, step)
-
-    def adamw_step_multi_(self, params, grads, exp_avgs, exp_avg_sqs, hyper, masters=None):
-        _adamw.adamw_step_multi_dev_(params, [self._contig(g) for g in grads], exp_avgs, exp_avg_sqs,
-                                     hyper, masters)
-
-    def clip_by_total_norm(self, xs, max_norm):
-        total, _, out = _multi.clip_by_total_norm([self._contig(x) for x in xs], max_norm)
-        return total, out
-
-    def cuda_graph_check(self):
-        if self.storage_device.type != "cuda":
-            raise RuntimeError("Triton's interpreter runs the kernels on the CPU: no CUDA graphs")
-
-    def cuda_graph(self):
-        self.cuda_graph_check()
-        return _CudaGraph()
+                                        dropout_p=dropout_p, seed=seed)
 
     def copy_(self, dst, src):
         _copy.copy_into(dst, src)
-
-
-class _CudaGraph:
-    """torch.cuda.CUDAGraph behind the Backend.cuda_graph() protocol (the graph API is CUDA's
-    runtime, not math). Launches during capture go to torch's capture stream, which Triton's
-    launcher uses as the current stream; allocations come from the graph's private pool."""
-
-    executes_on_capture = False
-
-    def __init__(self):
-        self.graph = torch.cuda.CUDAGraph()
-        self.keep: list = []
-
-    def capture(self, fn):
-        torch.cuda.synchronize()                  # warm-up work must be done before capturing
-        with torch.cuda.graph(self.graph):
-            out = fn()
-        # the multi-tensor kernels read pointer tables: keep every one alive as long as the graph
-        self.keep = _multi.live_tables()
-        return out
-
-    def replay(self):
-        self.graph.replay()

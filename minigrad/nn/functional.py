@@ -1,9 +1,12 @@
 """minigrad.nn.functional: torch.nn.functional's names and signatures over minigrad's ops.
 
 The fused ones (softmax, log_softmax, layer_norm, rms_norm, gelu, silu, dropout, embedding,
-cross_entropy, scaled_dot_product_attention) are single Functions from fused.py; the rest
-(linear, relu, mse_loss, ...) compose primitives; linear and mlp are single Functions whose bias
-and activation ride in the matmul epilogues.
+cross_entropy, scaled_dot_product_attention) are single Functions from minigrad/ops.py, one
+backend call each way; the rest compose Tensor ops: linear is x @ W^T + b, mlp is
+linear(act(linear(x))), qkv_self_attention splits heads and calls scaled_dot_product_attention.
+
+Not here: convolutions, pooling, the fused epilogue forms of linear and mlp (the performance
+layer, fast/functional.py, has those, tested equal to these).
 """
 from __future__ import annotations
 
@@ -12,13 +15,11 @@ from typing import Optional
 
 import numpy as np
 
+from .. import ops
 from .. import random as _random
-from ..shapes import normalize_dim
-from ..tensor import Tensor, broadcast_shapes
-from ..ops.matmul import MLP as _MLP
-from ..ops.matmul import Linear as _Linear
-from ..tensor_movement import value_range
-from . import fused
+from ..dtypes import FLOATS
+from ..tensor import Tensor
+from ..tensor_shape import broadcast_shapes, normalize_dim, value_range
 
 
 def _last_dim_op(fn, x: Tensor, dim: int) -> Tensor:
@@ -33,17 +34,17 @@ def _last_dim_op(fn, x: Tensor, dim: int) -> Tensor:
 
 
 def _floating(x: Tensor, what: str) -> Tensor:
-    if x.dtype not in ("float32", "float64", "float16", "bfloat16"):
+    if x.dtype not in FLOATS:
         raise TypeError(f"{what} needs a floating point tensor, got {x.dtype}")
     return x
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _last_dim_op(fused.Softmax, _floating(x, "softmax"), dim)
+    return _last_dim_op(ops.Softmax, _floating(x, "softmax"), dim)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _last_dim_op(fused.LogSoftmax, _floating(x, "log_softmax"), dim)
+    return _last_dim_op(ops.LogSoftmax, _floating(x, "log_softmax"), dim)
 
 
 def _norm_args(x: Tensor, normalized_shape, weight, what: str):
@@ -63,7 +64,7 @@ def layer_norm(x: Tensor, normalized_shape, weight: Optional[Tensor] = None,
     x2 = x.reshape(lead + (C,)) if len(ns) != 1 else x
     w = weight.reshape(C) if weight is not None else None
     b = bias.reshape(C) if bias is not None else None
-    y = fused.LayerNorm.apply(x2, w, b, eps=eps)
+    y = ops.LayerNorm.apply(x2, w, b, eps=eps)
     return y.reshape(x.shape) if len(ns) != 1 else y
 
 
@@ -75,18 +76,18 @@ def rms_norm(x: Tensor, normalized_shape, weight: Optional[Tensor] = None,
     C = math.prod(ns)
     x2 = x.reshape(x.shape[:x.ndim - len(ns)] + (C,)) if len(ns) != 1 else x
     w = weight.reshape(C) if weight is not None else None
-    y = fused.RMSNorm.apply(x2, w, eps=eps)
+    y = ops.RMSNorm.apply(x2, w, eps=eps)
     return y.reshape(x.shape) if len(ns) != 1 else y
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
-    return fused.GELU.apply(_floating(x, "gelu"), approximate=approximate)
+    return ops.GELU.apply(_floating(x, "gelu"), approximate=approximate)
 
 
 def silu(x: Tensor) -> Tensor:
-    return fused.SiLU.apply(_floating(x, "silu"))
+    return ops.SiLU.apply(_floating(x, "silu"))
 
 
 def relu(x: Tensor) -> Tensor:
@@ -113,22 +114,22 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    return fused.Dropout.apply(_floating(x, "dropout"), p=p, seed=_dropout_seed())
+    return ops.Dropout.apply(_floating(x, "dropout"), p=p, seed=dropout_seed())
 
 
-def _dropout_seed() -> int:
+def dropout_seed() -> int:
     """A mask seed from minigrad's global generator (one draw), so manual_seed makes every dropout
     (F.dropout and attention's) reproducible."""
     return int(_random.default_generator().integers(0, 2 ** 31 - 1))
 
 
-def _attention_dropout_seed(p: float) -> int:
+def attention_dropout_seed(p: float) -> int:
     """Attention's dropout_p checked, and its seed drawn as F.dropout draws one: only when some but
     not all entries are dropped (0 < p < 1), so the global generator advances as it does for
     softmax -> F.dropout."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"attention dropout_p must be in [0, 1], got {p}")
-    return _dropout_seed() if 0.0 < p < 1.0 else 0
+    return dropout_seed() if 0.0 < p < 1.0 else 0
 
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
@@ -136,31 +137,18 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features but weight is {weight.shape} "
                          f"(out_features, in_features)")
-    if x.ndim >= 2 and x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype):
-        # one Function: the bias rides in the matmul's epilogue, dW comes out in W's layout
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x              # (N, in), a view if it can be
-        args = (x2, weight) if bias is None else (x2, weight, bias)
-        y = _Linear.apply(*args)                                           # (N, out)
-        return y.reshape(lead + (weight.shape[0],)) if x.ndim != 2 else y
-    y = x.matmul(weight.transpose(0, 1))
+    y = x @ weight.transpose(0, 1)                                         # (..., out)
     return y + bias if bias is not None else y
 
 
-_MLP_ACTIVATIONS = {"gelu": lambda h: gelu(h, approximate="tanh"), "gelu_exact": lambda h: gelu(h),
-                    "silu": lambda h: silu(h)}
+MLP_ACTIVATIONS = {"gelu": lambda h: gelu(h, approximate="tanh"), "gelu_exact": gelu, "silu": silu}
 
 
-def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Tensor] = None,
-        proj_bias: Optional[Tensor] = None, activation: str = "gelu") -> Tensor:
-    """linear(act(linear(x, fc_weight, fc_bias)), proj_weight, proj_bias): the transformer MLP.
-
-    fc_weight (H, C), proj_weight (C_out, H), x (..., C) -> (..., C_out). activation: "gelu" (the
-    tanh approximation, GPT-2's), "gelu_exact" (erf) or "silu". The same numbers as the three calls,
-    as one Function whose activation runs inside the matmuls' epilogues (forward and backward).
-    """
-    if activation not in _MLP_ACTIVATIONS:
-        raise ValueError(f"mlp: activation must be one of {tuple(_MLP_ACTIVATIONS)}, got {activation!r}")
+def check_mlp_args(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Tensor],
+                   proj_bias: Optional[Tensor], activation: str) -> None:
+    """The shapes mlp() needs, each mismatch a clear ValueError."""
+    if activation not in MLP_ACTIVATIONS:
+        raise ValueError(f"mlp: activation must be one of {tuple(MLP_ACTIVATIONS)}, got {activation!r}")
     if fc_weight.ndim != 2 or proj_weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != fc_weight.shape[1] \
             or proj_weight.shape[1] != fc_weight.shape[0]:
         raise ValueError(f"mlp: x {x.shape}, fc_weight {fc_weight.shape} (H, C) and proj_weight "
@@ -171,56 +159,33 @@ def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Ten
                        ("proj_bias", proj_bias, proj_weight.shape[0])):
         if b is not None and b.shape != (n,):
             raise ValueError(f"mlp: {name} must have shape ({n},), got {b.shape}")
-    tensors = [fc_weight, proj_weight] + ([fc_bias, proj_bias] if fc_bias is not None else [])
-    if x.ndim < 2 or any(t.dtype != x.dtype for t in tensors):
-        h = _MLP_ACTIVATIONS[activation](linear(x, fc_weight, fc_bias))
-        return linear(h, proj_weight, proj_bias)
-    lead = x.shape[:-1]
-    x2 = _floating(x, "mlp").reshape(-1, x.shape[-1]) if x.ndim != 2 else x   # (N, C), a view if it can be
-    y = _MLP.apply(x2, *tensors, activation=activation)                       # (N, C_out)
-    return y.reshape(lead + (proj_weight.shape[0],)) if x.ndim != 2 else y
 
 
-def host_ids(values, device: str) -> Tensor:
-    """An int64 Tensor on `device` made from host ids (a NumPy array or nested list), with their
-    (min, max) taken on the host before the upload and remembered on the Tensor, so the range
-    checks of embedding() and cross_entropy() need no read-back from the device (a sync that
-    stalls the host until the GPU queue drains). Only for Tensors the caller made here and does
-    not write into afterwards: the remembered range is not updated by in-place writes."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"token ids must be integers, got dtype {arr.dtype}")
-    t = Tensor(arr.astype(np.int64, copy=False), device=device)
-    return with_known_range(t, int(arr.min()), int(arr.max())) if arr.size else t
+def mlp(x: Tensor, fc_weight: Tensor, proj_weight: Tensor, fc_bias: Optional[Tensor] = None,
+        proj_bias: Optional[Tensor] = None, activation: str = "gelu") -> Tensor:
+    """The transformer MLP, linear(act(linear(x, fc_weight, fc_bias)), proj_weight, proj_bias).
 
-
-def with_known_range(t: Tensor, lo: int, hi: int) -> Tensor:
-    """Remember that every value of the int64 tensor t lies in [lo, hi] (see host_ids; a static
-    buffer whose every batch is validated on the host may carry the valid range instead)."""
-    t._known_range = (int(lo), int(hi))
-    return t
-
-
-def ids_range(t: Tensor) -> tuple[int, int]:
-    """(min, max) of a non-empty int tensor: remembered from the host when known, else read from
-    the device (one sync)."""
-    known = getattr(t, "_known_range", None)
-    return known if known is not None else value_range(t)
+    fc_weight (H, C), proj_weight (C_out, H), x (..., C) -> (..., C_out). activation: "gelu" (the
+    tanh approximation, GPT-2's), "gelu_exact" (erf) or "silu".
+    """
+    check_mlp_args(x, fc_weight, proj_weight, fc_bias, proj_bias, activation)
+    h = MLP_ACTIVATIONS[activation](linear(x, fc_weight, fc_bias))         # (..., H)
+    return linear(h, proj_weight, proj_bias)                               # (..., C_out)
 
 
 def embedding(idx: Tensor, weight: Tensor) -> Tensor:
     """Rows of weight (V, C) picked by int64 ids of any shape -> (*idx.shape, C)."""
     if not isinstance(idx, Tensor):
-        idx = host_ids(np.asarray(idx, dtype=np.int64), weight.device)
+        idx = Tensor(np.asarray(idx, dtype=np.int64), device=weight.device)
     if idx.dtype != "int64":
         raise TypeError(f"embedding ids must be int64, got {idx.dtype}")
     V = weight.shape[0]
     if idx.numel():
-        lo, hi = ids_range(idx)
+        lo, hi = value_range(idx)                        # a kernel given a bad id would read garbage
         if lo < 0 or hi >= V:
             raise IndexError(f"embedding: token ids must be in [0, {V - 1}] (num_embeddings={V}), "
                              f"got values in [{lo}, {hi}]")
-    return fused.Embedding.apply(weight, idx)
+    return ops.Embedding.apply(weight, idx)
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
@@ -232,7 +197,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not isinstance(target, Tensor):
-        target = host_ids(np.asarray(target, dtype=np.int64), logits.device)
+        target = Tensor(np.asarray(target, dtype=np.int64), device=logits.device)
     if target.dtype != "int64":
         raise TypeError(f"cross_entropy targets must be int64 class ids, got {target.dtype}")
     _floating(logits, "cross_entropy")
@@ -248,8 +213,8 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     t = target.reshape(-1).contiguous()
     valid = t != ignore_index
     if t.numel():
-        _check_targets(t, valid, C, ignore_index, getattr(target, "_known_range", None))
-    losses = fused.CrossEntropyRows.apply(rows, t, ignore_index=ignore_index)
+        check_targets(t, valid, C, ignore_index)
+    losses = ops.CrossEntropyRows.apply(rows, t, ignore_index=ignore_index)
     if reduction == "none":
         return losses.reshape(target.shape)
     if reduction == "sum":
@@ -258,44 +223,9 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
     return losses.sum() / count               # all rows ignored -> 0/0 = nan, as torch
 
 
-def cross_entropy_in_place(logits: Tensor, target: Tensor, n_classes: Optional[int] = None,
-                           ignore_index: int = -100) -> Tensor:
-    """Mean cross-entropy of logits (N, Vp) over their first n_classes columns (default all;
-    the rest is vocabulary padding) with int64 targets (N,), as cross_entropy(logits[:, :n_classes],
-    target), for a training step: the gradient is computed in the same pass and OVERWRITES the
-    logits, which must not be used afterwards (the lm_head output of a loss-only forward)."""
-    N, Vp = logits.shape
-    C = Vp if n_classes is None else int(n_classes)
-    if not 0 < C <= Vp:
-        raise ValueError(f"n_classes must be in [1, {Vp}], got {C}")
-    if not isinstance(target, Tensor):
-        target = host_ids(np.asarray(target, dtype=np.int64), logits.device)
-    if target.dtype != "int64" or target.shape != (N,):
-        raise ValueError(f"target must be int64 of shape ({N},), got {target.dtype} {target.shape}")
-    known = getattr(target, "_known_range", None)
-    valid = None
-    if not _known_class_ids(known, C) or known[0] <= ignore_index <= known[1]:
-        # some rows may be ignored (or out of range): check and count them on the device
-        valid = target != ignore_index
-        _check_targets(target, valid, C, ignore_index)
-    losses = fused.CrossEntropyInPlace.apply(_floating(logits, "cross_entropy_in_place"), target,
-                                             n_classes=C, ignore_index=ignore_index)
-    if valid is None:                        # every target counts: the mean divides by N, a host number
-        return losses.sum() * (1.0 / N)
-    return losses.sum() / valid.sum().to(dtype=losses.dtype)
-
-
-def _known_class_ids(known: Optional[tuple[int, int]], C: int) -> bool:
-    """True when a range (lo, hi) remembered from the host proves every id is a class in [0, C)."""
-    return known is not None and 0 <= known[0] and known[1] < C
-
-
-def _check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int,
-                   known: Optional[tuple[int, int]] = None) -> None:
-    """Every target not equal to ignore_index must be a class id in [0, C). A range known from
-    the host that lies inside [0, C) settles it without reading the device."""
-    if _known_class_ids(known, C):
-        return
+def check_targets(t: Tensor, valid: Tensor, C: int, ignore_index: int) -> None:
+    """Every target not equal to ignore_index must be a class id in [0, C) (read from the device:
+    a kernel given a bad id would read garbage)."""
     safe = Tensor._wrap(t.backend.where(valid.data, t.data, 0), t.backend)   # ignored -> 0
     lo, hi = value_range(safe)
     if lo < 0 or hi >= C:
@@ -346,7 +276,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     T, S = q.shape[-2], k.shape[-2]
     dropout_p = float(dropout_p)
-    seed = _attention_dropout_seed(dropout_p)
+    seed = attention_dropout_seed(dropout_p)
     bias = None
     if attn_mask is not None:
         if attn_mask.dtype == "bool":
@@ -372,28 +302,35 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Opt
         bias = bias.expand(lead + (T, S))
         if q.ndim != 4:
             bias = bias.contiguous().reshape((B, 1, T, S))
-        o = fused.Attention.apply(q4, k4, v4, bias.detach(), causal=is_causal, scale=scale,
+        o = ops.Attention.apply(q4, k4, v4, bias.detach(), causal=is_causal, scale=scale,
                                   dropout_p=dropout_p, seed=seed)
     else:
-        o = fused.Attention.apply(q4, k4, v4, causal=is_causal, scale=scale, dropout_p=dropout_p,
+        o = ops.Attention.apply(q4, k4, v4, causal=is_causal, scale=scale, dropout_p=dropout_p,
                                   seed=seed)
     return o.reshape(q.shape[:-1] + (v.shape[-1],)) if q.ndim != 4 else o
 
 
-def qkv_self_attention(qkv: Tensor, n_head: int, is_causal: bool = True,
-                       scale: Optional[float] = None, dropout_p: float = 0.0) -> Tensor:
-    """Multi-head self-attention from a fused projection: qkv (B, T, 3C) holds q, k, v side by
-    side on the last dim, each (B, T, n_head, hs) with hs = C / n_head -> (B, T, C), the heads
-    merged as nanoGPT's y.transpose(1, 2).reshape(B, T, C). Same result as splitting qkv and
-    calling scaled_dot_product_attention on the (B, n_head, T, hs) heads (dropout_p and its mask
-    included, for the same seed), in fewer kernels and without a transpose copy. dropout_p
-    applies whenever it is > 0: pass 0 in eval, as with torch's sdpa."""
+def check_qkv(qkv: Tensor, n_head: int) -> int:
+    """qkv must be a floating (B, T, 3C) tensor with C divisible by n_head; returns the head size."""
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ValueError(f"qkv_self_attention: qkv must be (B, T, 3C) with C divisible by n_head="
                          f"{n_head}; got shape {qkv.shape}")
-    hs = qkv.shape[-1] // (3 * n_head)
-    scale = 1.0 / math.sqrt(hs) if scale is None else float(scale)
-    dropout_p = float(dropout_p)
-    seed = _attention_dropout_seed(dropout_p)
-    return fused.QKVAttention.apply(_floating(qkv, "qkv_self_attention"), n_head=n_head,
-                                    causal=is_causal, scale=scale, dropout_p=dropout_p, seed=seed)
+    _floating(qkv, "qkv_self_attention")
+    return qkv.shape[-1] // (3 * n_head)
+
+
+def qkv_self_attention(qkv: Tensor, n_head: int, is_causal: bool = True,
+                       scale: Optional[float] = None, dropout_p: float = 0.0) -> Tensor:
+    """Multi-head self-attention from a fused projection, as nanoGPT's CausalSelfAttention: qkv
+    (B, T, 3C) holds q, k, v side by side on the last dim, each split into n_head heads of size
+    hs = C / n_head -> y (B, T, C) with the heads merged back. dropout_p applies whenever it is > 0
+    (pass 0 in eval, as with torch's sdpa)."""
+    hs = check_qkv(qkv, n_head)
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    q, k, v = qkv.split(C, dim=2)                                       # (B, T, C) each
+    q = q.reshape(B, T, n_head, hs).transpose(1, 2)                     # (B, nh, T, hs)
+    k = k.reshape(B, T, n_head, hs).transpose(1, 2)                     # (B, nh, T, hs)
+    v = v.reshape(B, T, n_head, hs).transpose(1, 2)                     # (B, nh, T, hs)
+    y = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+    return y.transpose(1, 2).contiguous().reshape(B, T, C)              # (B, T, C)

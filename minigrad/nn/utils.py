@@ -1,21 +1,24 @@
 """Gradient utilities: clip_grad_norm_ (torch.nn.utils's name and semantics).
 
-Everything stays on the device: the total norm is a 0-d array, the clip coefficient
-min(1, max_norm / (norm + 1e-6)) is computed there too and multiplied into every gradient,
-so clipping costs no host synchronisation (as torch, it always multiplies, by 1.0 when the
-norm is below max_norm). The L2 case is one backend call over all gradients
-(`Backend.clip_by_total_norm`: a few multi-tensor launches on the GPU).
+Clipping by the global norm: treat every gradient as one long vector g; if its L2 norm is above
+max_norm, scale every gradient by max_norm / norm, so the step keeps its direction but not its
+size (one bad batch cannot throw the weights far). As torch, the scale is
+min(1, max_norm / (norm + 1e-6)) and is always applied (by 1.0 when the norm is below max_norm):
+no `if` on a device value, so nothing waits for the GPU.
+
+The performance layer has a multi-tensor version (fast/optim.py: a few launches for all
+gradients) tested equal to this one.
 """
 from __future__ import annotations
 
 import math
 from typing import Iterable
 
-import numpy as np
-
+from ..autograd import no_grad
 from ..tensor import Tensor
 
 
+@no_grad()
 def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False) -> Tensor:
     """Scale the gradients so that their joint norm is at most max_norm; return the norm before
@@ -27,7 +30,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     scale the other twice).
     """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     max_norm, norm_type = float(max_norm), float(norm_type)
     # torch takes these silently, but a negative max_norm flips every gradient (ascent) and NaN
     # turns every weight into NaN; inf (never clip) and 0 (zero the gradients) mean something
@@ -35,54 +38,35 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         raise ValueError(f"max_norm must be >= 0 (inf: no clipping), got {max_norm}")
     if not norm_type > 0:
         raise ValueError(f"norm_type must be positive (or inf), got {norm_type}")
+    acc = "float64" if any(g.dtype == "float64" for g in grads) else "float32"
     if not grads:
-        return Tensor(np.zeros((), dtype=np.float32))
-    b = grads[0].grad.backend
-    for p in grads[1:]:
-        if p.grad.device != grads[0].grad.device:
+        return Tensor(0.0, dtype=acc)
+    for g in grads[1:]:
+        if g.device != grads[0].device:
             raise RuntimeError(f"clip_grad_norm_: gradients on different devices "
-                               f"({grads[0].grad.device!r} and {p.grad.device!r})")
-    if norm_type == 2.0 and not error_if_nonfinite:
-        # the usual case: the backend's joint norm and scaled copies (a few launches in all)
-        live = [p for p in grads if p.grad.numel()]
-        total, scaled = b.clip_by_total_norm([p.grad.data for p in live], max_norm) if live else \
-            (b.full((), 0.0, "float64" if any(p.grad.dtype == "float64" for p in grads) else "float32"), [])
-        for p, g in zip(live, scaled):
-            p.grad = Tensor._wrap(g, b)
-        return Tensor._wrap(total, b)
-    acc = "float64" if any(p.grad.dtype == "float64" for p in grads) else "float32"
-    inf = math.isinf(norm_type)
-    total = b.full((), 0.0, acc)
-    for p in grads:
-        g = p.grad
+                               f"({grads[0].device!r} and {g.device!r})")
+    # the norm of all gradients together, accumulated in float32 (float64) whatever their dtype
+    total = Tensor(0.0, dtype=acc, device=grads[0].device)
+    for g in grads:
         if g.numel() == 0:
             continue
-        if norm_type == 2.0:               # the usual case: one fused read of each gradient
-            part = b.sum_squares(g.data)
-            total = b.binary("add", total, part if b.dtype(part) == acc else b.astype(part, acc))
-            continue
-        a = g.data if g.dtype == acc else b.astype(g.data, acc)
-        axes = tuple(range(g.ndim))
-        if inf:
-            total = b.binary("maximum", total, b.reduce_max(b.unary("abs", a), axes, False))
+        a = g.to(dtype=acc)
+        if norm_type == 2.0:
+            total = total + (a * a).sum()
+        elif math.isinf(norm_type):
+            total = total.maximum(a.abs().max())
         else:
-            part = b.reduce_sum(b.binary("pow", b.unary("abs", a), norm_type), axes, False)
-            total = b.binary("add", total, part)
-    if not inf:
-        total = b.unary("sqrt", total) if norm_type == 2.0 else b.binary("pow", total, 1.0 / norm_type)
-    if error_if_nonfinite and not np.isfinite(b.to_numpy(total)):
+            total = total + (a.abs() ** norm_type).sum()
+    if not math.isinf(norm_type):
+        total = total.sqrt() if norm_type == 2.0 else total ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total.item()):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite, "
                            "so it cannot be clipped (error_if_nonfinite=True)")
-    coef = b.binary("div", max_norm, b.binary("add", total, 1e-6))
-    coef = b.binary("minimum", coef, 1.0)
-    coef_as = {acc: coef}                      # one cast per gradient dtype, not per gradient
-    for p in grads:
-        g = p.grad
-        if g.dtype not in coef_as:
-            coef_as[g.dtype] = b.astype(coef, g.dtype)
-        c = b.expand(b.reshape(coef_as[g.dtype], (1,) * g.ndim), g.shape)
-        p.grad = Tensor._wrap(b.binary("mul", g.data, c), b)
-    return Tensor._wrap(total, b)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)                  # 0-d, stays on the device
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad * coef.to(dtype=p.grad.dtype)
+    return total
 
 
 __all__ = ["clip_grad_norm_"]

@@ -7,17 +7,21 @@ leniently.
   cut off, so the next row does not glue onto it.
 - `read_log`: the rows of log.jsonl; a line that is not JSON (a torn last line) is skipped with
   a notice, never fatal.
+- `append_logs` adds one eval's row to log.jsonl and log.csv; `plot_losses` draws loss.png;
+  `open_wandb` starts Weights & Biases logging when it is installed.
 
 Only files this project writes are touched: the temp-file pattern is the one
 minigrad/serialization.py's atomic writer uses for checkpoints (".<name>.<random>.tmp").
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from .settings import SettingsError
 
@@ -102,3 +106,52 @@ def read_log(out_dir: "str | os.PathLike[str]") -> list[dict]:
         _notice(f"{path}: ignored {bad} line(s) that are not complete JSON rows (a torn last line "
                 "from an interrupted run?)")
     return rows
+
+
+def append_logs(out_dir: Path, row: dict) -> None:
+    with open(out_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    path = out_dir / "log.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def plot_losses(out_dir: Path) -> Optional[Path]:
+    """out_dir/loss.png: train/val loss and val perplexity per eval (None without matplotlib)."""
+    rows = read_log(out_dir)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(steps, [r["train_loss"] for r in rows], label="train")
+    a.plot(steps, [r["val_loss"] for r in rows], label="val")
+    a.set_xlabel("iteration"), a.set_ylabel("cross-entropy loss"), a.legend(), a.grid(alpha=0.3)
+    b.plot(steps, [r["val_ppl"] for r in rows], color="C1")
+    b.set_xlabel("iteration"), b.set_ylabel("val perplexity"), b.set_yscale("log"), b.grid(alpha=0.3)
+    fig.suptitle(str(out_dir))
+    fig.tight_layout()
+    path = out_dir / "loss.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def open_wandb(project: str, name: str, config: dict):
+    """A wandb run (resumed if it exists), or None with a note when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        print("note: --wandb_log=true but wandb is not installed; logging to log.jsonl only")
+        return None
+    wandb.init(project=project, name=name, config=config, resume="allow")
+    return wandb

@@ -1,26 +1,141 @@
-"""Tensor movement: reshape/view, permute/transpose, expand, (un)squeeze, split/chunk, indexing,
-plus cat and stack. Mostly views: no data is copied unless the layout demands it.
+"""Tensor methods that change a tensor's shape: moving its elements (reshape/view, permute/transpose,
+expand, (un)squeeze, split/chunk/narrow, indexing, cat and stack) and reducing dims (sum, mean,
+var/std, max/min, argmax, logsumexp), plus the shape arithmetic they share (sizes, broadcasting,
+dim normalisation).
 
-A mixin of `Tensor` (minigrad/tensor.py), kept in its own file so each file holds one idea.
-The Functions doing the work are in minigrad/ops/movement.py; `x[...]` is in indexing.py.
+Mixins of `Tensor` (minigrad/tensor.py), kept in their own file so tensor.py stays about what a
+tensor is and how it computes. Movement is mostly views: no data is copied unless the layout
+demands it. The Functions doing the work are in minigrad/ops.py; advanced `x[...]` indexing (index
+tensors, bool masks) is in indexing.py.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
-from typing import Sequence
+import operator
+from collections import namedtuple
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import dtypes
-from .ops.elementwise import Where
-from .ops.movement import Concat, Contiguous, IndexSelect, Permute, Reshape
-from .shapes import _normalize_axes, broadcast_shapes, can_view, dim_of_shaped, normalize_dim, parse_size
-
+from .ops import Concat, Contiguous, IndexSelect, Max, Permute, Reshape, Slice, Sum, Where
 
 if TYPE_CHECKING:
     from .tensor import Tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# shape arithmetic
+
+def parse_size(size: tuple, what: str, *, infer: bool = False) -> tuple:
+    """Sizes given as f(2, 3) or f((2, 3)) -> (2, 3), each a non-negative int (as in torch).
+
+    Every function that takes a size goes through here (creation, reshape/view, expand), so
+    randn(2.5) or zeros("2") is a TypeError naming the element instead of a tensor of shape
+    (2,) from int(2.5). Ints, NumPy ints and 1-element int64 tensors (via __index__) pass; bool
+    does not. infer=True allows -1 (reshape: infer this size, expand: keep this size).
+    """
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    out = []
+    for i, s in enumerate(size):
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            out.append(operator.index(s))
+        except TypeError:
+            raise TypeError(f"{what}: sizes must be ints, got {type(s).__name__} {s!r} at "
+                            f"position {i} of {tuple(size)}") from None
+    if any(s < (-1 if infer else 0) for s in out):
+        raise ValueError(f"{what}: negative dimension in shape {tuple(out)}"
+                         + (" (-1 is the only negative size allowed)" if infer else ""))
+    return tuple(out)
+
+
+def can_view(shape: tuple, strides: tuple, new_shape: tuple) -> bool:
+    """Whether an array of `shape` with element `strides` can be read as `new_shape` (same
+    numel) without copying: torch's rule for Tensor.view (computeStride in ATen).
+
+    Cut the dims into chunks whose elements are evenly spaced in memory (stride[i] ==
+    shape[i+1] * stride[i+1]). Within a chunk any regrouping is a view; across a chunk boundary
+    none is. So each new dim must lie inside one chunk: the chunks' sizes must be products of
+    consecutive new dims. Dims of size 1 address nothing and are left out; an empty array has
+    nothing to address and can take any shape.
+    """
+    if math.prod(shape) == 0:
+        return True
+    chunks, prev_stride = [], None            # chunk sizes, outermost first
+    for n, st in zip(shape, strides):
+        if n == 1:
+            continue
+        if chunks and prev_stride == n * st:
+            chunks[-1] *= n
+        else:
+            chunks.append(n)
+        prev_stride = st
+    new = iter(n for n in new_shape if n != 1)
+    for c in chunks:
+        p = 1
+        while p < c:
+            p *= next(new)
+        if p != c:
+            return False
+    return True
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """NumPy/torch broadcasting rule, with an error that names both shapes."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        dims = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
+        if len(dims) > 1:
+            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be "
+                             "broadcast together")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def dim_of_shaped(dim, ndim: int, what: str) -> int:
+    """normalize_dim for ops that need a real axis (size(d), stride(d), split, narrow): a 0-d
+    tensor has none, which is an IndexError saying so (torch: "tensor has no dimensions")."""
+    if ndim == 0:
+        raise IndexError(f"{what}: dimension {dim} specified but the tensor is 0-d (a scalar, no "
+                         "dimensions); reshape(1) gives it one")
+    return normalize_dim(dim, ndim)
+
+
+def normalize_dim(dim, ndim: int, *, insert: bool = False) -> int:
+    """`dim` as an index in [0, ndim), counting negative dims from the end, as torch does.
+
+    Every op that takes a dim goes through here, so a dim out of range is one clear IndexError
+    (torch's class) instead of a wrong answer from `dim % ndim` or a bare "index out of range".
+    A 0-d tensor accepts dim 0 and -1 (as in torch) and gets 0. insert=True is for ops that
+    add a dim (unsqueeze, stack): there the new dim may also be at position ndim.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__} {dim!r}")
+    n = ndim + 1 if insert else max(ndim, 1)
+    if not -n <= dim < n:
+        what = f"inserting a dim into a tensor with {ndim} dims" if insert else \
+            f"a tensor with {ndim} dims"
+        raise IndexError(f"dimension {dim} out of range for {what} (expected in [{-n}, {n - 1}])")
+    return int(dim) % n if ndim or insert else 0
+
+
+def _normalize_axes(dim, ndim: int) -> tuple:
+    """dim (None = all, an int, or a sequence of ints) -> sorted distinct axes in [0, ndim)."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = tuple(dim) if isinstance(dim, (tuple, list, range)) else (dim,)
+    out = [normalize_dim(d, ndim) for d in dims]
+    if len(set(out)) != len(out):
+        raise ValueError(f"dimension repeated in {dim}")
+    return tuple(sorted(out)) if ndim else ()
+
+
+# ---------------------------------------------------------------------------------------------
+# movement
 
 class MovementMixin:
     def reshape(self, *shape) -> "Tensor":
@@ -161,9 +276,16 @@ class MovementMixin:
         return self.split(max(1, math.ceil(n / chunks)), dim)
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor":
-        index = [slice(None)] * self.ndim
-        index[dim_of_shaped(dim, self.ndim, "narrow")] = slice(start, start + length)
-        return self[tuple(index)]
+        """Elements start .. start + length - 1 along dim, as a view (torch's narrow)."""
+        d = dim_of_shaped(dim, self.ndim, "narrow")
+        n = self.shape[d]
+        start = operator.index(start) + (n if operator.index(start) < 0 else 0)
+        if not 0 <= start <= n or not 0 <= length <= n - start:
+            raise IndexError(f"narrow: start {start} and length {length} do not fit dim {d} of "
+                             f"size {n}")
+        index = tuple(slice(start, start + length, 1) if i == d else slice(0, s, 1)
+                      for i, s in enumerate(self.shape))
+        return self if length == n else Slice.apply(self, index=index)
 
     def index_select(self, dim: int, index: "Tensor") -> "Tensor":
         index = _as_index_tensor(index, self.device)
@@ -178,7 +300,7 @@ class MovementMixin:
         shape = broadcast_shapes(self.shape, mask.shape)
         m = mask._broadcast_to(shape).contiguous()
         x = self._broadcast_to(shape)
-        return Where.apply(m, float(value) if dtypes.is_floating(x.dtype) else value, x)
+        return Where.apply(m, float(value) if x.dtype in dtypes.FLOATS else value, x)
 
     def __getitem__(self, index) -> "Tensor":
         from .indexing import getitem
@@ -188,6 +310,89 @@ class MovementMixin:
         from .indexing import setitem
         setitem(self, index, value)
 
+
+# ---------------------------------------------------------------------------------------------
+# reductions
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+
+class ReduceMixin:
+    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+        x = self._as("int64") if self.dtype == "bool" else self
+        return Sum.apply(x, axes=_normalize_axes(dim, self.ndim), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+        if self.dtype not in dtypes.FLOATS:
+            raise TypeError(f"mean() needs a floating point tensor, got {self.dtype}")
+        axes = _normalize_axes(dim, self.ndim)
+        n = math.prod(self.shape[a] for a in axes)
+        return self.sum(dim=axes, keepdim=keepdim) * (1.0 / n if n else float("nan"))
+
+    def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased=None) -> "Tensor":
+        """Variance with Bessel's correction by default (as torch.var)."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        axes = _normalize_axes(dim, self.ndim)
+        n = math.prod(self.shape[a] for a in axes)
+        d = self - self.mean(dim=axes, keepdim=True)
+        return (d * d).sum(dim=axes, keepdim=keepdim) * (1.0 / max(n - correction, 0) if
+                                                          n - correction > 0 else float("nan"))
+
+    def std(self, dim=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        return self.var(dim, keepdim, correction).sqrt()
+
+    def amax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        axes = _normalize_axes(dim, self.ndim)
+        for a in axes:
+            if self.shape[a] == 0:
+                raise ValueError("max() of an empty dimension is undefined")
+        return Max.apply(self, axes=axes, keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return -((-self).amax(dim, keepdim))
+
+    def max(self, dim=None, keepdim: bool = False):
+        """max() -> a 0-d tensor; max(dim) -> (values, indices), as in torch."""
+        if isinstance(dim, _tensor()):
+            return self.maximum(dim)
+        if dim is None:
+            return self.amax()
+        return MaxResult(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim: bool = False):
+        if isinstance(dim, _tensor()):
+            return self.minimum(dim)
+        if dim is None:
+            return self.amin()
+        return MaxResult(self.amin(dim, keepdim), (-self).argmax(dim, keepdim))
+
+    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        if dim is None:
+            return self.reshape(-1).argmax(0)
+        d = normalize_dim(dim, self.ndim)
+        if self.ndim == 0:                # a 0-d tensor is its own max, at index 0 (as in torch)
+            return self.reshape(1).argmax(0)
+        out = _tensor()._wrap(self.backend.argmax(self.data, d), self.backend)
+        return out.unsqueeze(d) if keepdim else out
+
+    def logsumexp(self, dim, keepdim: bool = False) -> "Tensor":
+        m = self.amax(dim, keepdim=True).detach()
+        out = (self - m).exp().sum(dim, keepdim=True).log() + m
+        return out if keepdim else out.squeeze(dim)
+
+    def softmax(self, dim: int = -1):
+        from .nn import functional as F
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        from .nn import functional as F
+        return F.log_softmax(self, dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
 
 def _as_index_tensor(index, device) -> Tensor:
     if isinstance(index, _tensor()):

@@ -23,21 +23,26 @@ the new one, never half of one). This file adds what makes it a *training* check
 format tag and version, the checksum, the required entries and, through `check_shapes`, the
 tensor shapes a model expects. Any problem is a `CheckpointError` that starts with the file's
 name. Tensors here are NumPy arrays; `optimizer_tensors` / `optimizer_state_dict` convert an
-optimizer's state_dict() to and from them.
+optimizer's state_dict() to and from them. The last section is a training run's state: what
+train.py saves (`save_training_state`) and what `--resume` restores (`resume_settings`,
+`restore_training_state`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import random
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence, get_type_hints
 
 import numpy as np
 
+import minigrad
 from minigrad.serialization import SafetensorsError, load_numpy_file, read_metadata, save_file
 
 FORMAT = "minigrad-checkpoint"
@@ -219,3 +224,61 @@ def optimizer_state_dict(ckpt: Checkpoint) -> dict:
         idx, key = name.split(".", 1)
         state.setdefault(int(idx), {})[key] = arr
     return {"state": state, "param_groups": info["param_groups"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# a training run's state: what train.py saves and what --resume restores
+
+
+def rng_state(data_rng: np.random.Generator) -> dict:
+    """Every random stream a run draws from: minigrad's (init, dropout), the batch sampler's and
+    Python's, as JSON-able values (so a resumed run draws what the uninterrupted one would)."""
+    py = random.getstate()
+    return {"minigrad": minigrad.get_rng_state(), "data": data_rng.bit_generator.state,
+            "python": [py[0], list(py[1]), py[2]]}
+
+
+def set_rng_state(state: dict, data_rng: np.random.Generator) -> None:
+    minigrad.set_rng_state(state["minigrad"])
+    data_rng.bit_generator.state = state["data"]
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def save_training_state(path: Path, model, optimizer, data_rng: np.random.Generator, **meta) -> None:
+    """ckpt_last / ckpt_best: the model's weights, the optimizer's state, the RNG states and `meta`
+    (train.py's config, the model config, the tokenizer, the iteration, the best val loss, ...)."""
+    otensors, oinfo = optimizer_tensors(optimizer.state_dict())
+    meta = dict(meta, optimizer=oinfo, rng=rng_state(data_rng), minigrad_version=minigrad.__version__)
+    save_checkpoint(path, {**model_tensors(model.state_dict()), **otensors}, meta)
+
+
+def resume_settings(ckpt: Checkpoint, cfg, given: set, fixed: Sequence[str],
+                    from_command_line: Sequence[str]):
+    """The settings a resumed run continues with: the checkpoint's, except those given on the
+    command line (`given`) and the paths (`from_command_line`: a file never chooses where a run
+    writes or what it reads). A `fixed` setting (the model, the data) given with another value
+    than the checkpoint's is a CheckpointError."""
+    cls = type(cfg)
+    saved = cls(**{k: v for k, v in ckpt.field("train_config", dict).items() if k in get_type_hints(cls)})
+    clash = [f"{k}={getattr(saved, k)!r} in the checkpoint but --{k}={getattr(cfg, k)!r}"
+             for k in sorted(given & set(fixed)) if getattr(cfg, k) != getattr(saved, k)]
+    if clash:
+        raise CheckpointError(f"{ckpt.path.name}: cannot resume with a different model or data: "
+                              + "; ".join(clash))
+    return dataclasses.replace(saved, **{k: getattr(cfg, k)
+                                         for k in given | {"resume"} | set(from_command_line)})
+
+
+def restore_training_state(ckpt: Checkpoint, model, optimizer, data_rng: np.random.Generator
+                           ) -> tuple[int, float, int]:
+    """Load the weights, optimizer state and RNG states saved by save_training_state; returns
+    (iteration, best val loss, evals without improvement)."""
+    check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
+    model.load_state_dict(ckpt.section("model."))
+    with ckpt.reading("optimizer"):
+        optimizer.load_state_dict(optimizer_state_dict(ckpt))
+    iter_num, best_val = ckpt.field("iter_num", int), float(ckpt.field("best_val_loss", (int, float)))
+    with ckpt.reading("rng"):
+        set_rng_state(ckpt.field("rng", dict), data_rng)
+    return iter_num, best_val, int(ckpt.meta.get("bad_evals", 0))

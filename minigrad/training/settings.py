@@ -186,7 +186,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "wandb_log": FLAG, "wandb_project": TEXT,
     "device": one_of("auto", "cpu", "cuda"),
     "dtype": one_of("auto", "float32", "bfloat16", "float64"),
-    "seed": SEED, "resume": FLAG, "preset": TEXT, "cuda_graph": FLAG,
+    "seed": SEED, "resume": FLAG, "preset": TEXT, "fast": FLAG, "cuda_graph": FLAG,
     "dist_timeout": real_in(0, lo_open=True),
 }
 

@@ -35,7 +35,7 @@ _HTML_STARTS = (b"<!doctype", b"<html")
 
 
 class DownloadError(RuntimeError):
-    """A download failed or gave something other than the file; models/data.py re-raises it as
+    """A download failed or gave something other than the file; minigrad/training/data.py re-raises it as
     its DataError."""
 
 

@@ -24,7 +24,7 @@ The path from a `--data` setting to the arrays a training step reads:
 5. `get_batch` / `fixed_batches`: random (B, T) windows of a split, x and y = x shifted by one.
 
 It knows nothing of minigrad: it returns NumPy arrays. Downloads are checked (complete, not an
-HTML page, the released file's size and SHA-256 where known: models/download.py), and every
+HTML page, the released file's size and SHA-256 where known: minigrad/training/download.py), and every
 failure is a `DataError` that says how to point train.py at local files (``--data=PATH``,
 ``--gpt2_dir``). Text that is not UTF-8 is decoded with U+FFFD for each bad byte and a warning
 that counts them; a file with more than `MAX_BAD_BYTE_FRACTION` of them is refused as binary.
@@ -86,7 +86,7 @@ class DataError(RuntimeError):
 
 def download(url: str, dest: Path, what: str, hint: str, expect: Optional[Pin] = None) -> Path:
     """Fetch `url` into `dest` unless a valid copy is cached: complete, not an HTML page, and the
-    size and SHA-256 of `expect` when given (models/download.py). Written to a temp file and
+    size and SHA-256 of `expect` when given (minigrad/training/download.py). Written to a temp file and
     renamed, so a partial download never looks finished.
 
     `hint` is appended to the error when the download fails, e.g. how to use local files.

@@ -17,16 +17,16 @@ If the capture fails, the message says why and the step runs eagerly from then o
 
 What the graph needs from the step, and how this project provides it:
   - no host read of device data (a sync cannot be captured): token ids are validated on the host
-    by `validate` before the copy, and the static buffers carry a known id range (F.with_known_range);
+    by `validate` before the copy, and the static buffers carry a known id range (FF.with_known_range);
   - launches whose arguments do not change: AdamW's scalars and pointer tables live on the device;
   - randomness that changes per replay: dropout draws its seeds on the host per call, which the
     capture freezes into the graph's launches; the kernels add a seed offset they read from
-    device memory (`Backend.set_dropout_seed_offset_`), which `before_replay` rewrites with a new
+    device memory (`FastOps.set_dropout_seed_offset_`), which `before_replay` rewrites with a new
     host-drawn value before every replay, so each step gets new masks.
 
 What it does not do: capture evaluation or sampling, or change shapes (one graph per step shape).
-The graph object comes from the backend (`Backend.cuda_graph()`: torch.cuda.CUDAGraph on a GPU);
-tests pass a fake one. Verified on the CPU only (tests/test_cuda_graph.py); see docs/perf-notes.md
+The graph object comes from the backend's FastOps (`cuda_graph()`: torch.cuda.CUDAGraph on a
+GPU); tests pass a fake one. Verified on the CPU only (tests/test_cuda_graph.py); see docs/perf-notes.md
 for what remains to check on a GPU.
 """
 from __future__ import annotations
@@ -37,8 +37,9 @@ import numpy as np
 
 import minigrad
 from minigrad import Tensor
-from minigrad.nn import functional as F
-from minigrad.nn.utils import clip_grad_norm_
+
+from . import functional as FF
+from .ops import fast_ops
 
 
 class GraphedStep:
@@ -98,69 +99,62 @@ class GraphedStep:
         return outputs
 
 
-def train_step_fn(model, optimizer, grad_clip: float) -> Callable:
-    """The step GraphedStep runs: xs, ys (accum, B, T) -> the mean loss over the micro-batches
-    (0-d, detached). Gradients start from None (the capture allocates them in the graph's
-    memory), accumulate over the micro-batches, are clipped, then AdamW updates: eagerly
-    optimizer.step(), under capture only optimizer.apply_step() (before_replay prepares)."""
-    def step(xs: Tensor, ys: Tensor, graphed: bool = False) -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        n = xs.shape[0]
-        total = None
-        for i in range(n):
-            x, y = xs[i], ys[i]                                              # (B, T) views
-            F.with_known_range(x, *xs._known_range)
-            F.with_known_range(y, *ys._known_range)
-            _, loss = model(x, y, return_logits=False)
-            (loss / n).backward()
-            total = loss.detach() if total is None else total + loss.detach()
-        if grad_clip > 0:
-            clip_grad_norm_(model.parameters(), grad_clip)
-        if graphed:
-            optimizer.apply_step()
-        else:
-            optimizer.step()
-        return total / n
-    return step
-
-
-def train_step_graph(model, optimizer, grad_clip: float, accum: int, batch_size: int,
+def train_step_graph(step: Callable, model, optimizer, accum: int, batch_size: int,
                      block_size: int, log: Callable[[str], None] = print,
                      make_graph: Optional[Callable] = None) -> Optional[GraphedStep]:
-    """A GraphedStep for train.py's step, or None (with the reason logged) where graphs do not
+    """train.py's step as a GraphedStep, or None (with the reason logged) where graphs do not
     apply: a backend without CUDA graphs (NumPy, Triton's interpreter) or an optimizer without
-    prepare_step/apply_step."""
+    prepare_step/apply_step (the readable AdamW: accelerate() first).
+
+    step(xs, ys) -> [loss]: forward and backward over the micro-batches xs[i], ys[i] (B, T),
+    clipping and the optimizer step (train.py's train_step). The graphed step feeds it views of
+    static (accum, B, T) id buffers, each host batch checked on the host before it is copied in;
+    inside the capture the optimizer only applies its update (prepare_step runs before every
+    replay), and dropout gets a new seed offset before every replay."""
     backend = model.transformer.wte.weight.backend
+    ops = fast_ops(backend)
     if make_graph is None:
+        make_graph = ops.cuda_graph
         try:
-            backend.cuda_graph_check()
+            ops.cuda_graph_check()
         except (NotImplementedError, RuntimeError) as e:
             log(f"note: --cuda_graph: not available here ({e}); running eagerly")
             return None
-        make_graph = backend.cuda_graph
     if not (hasattr(optimizer, "prepare_step") and hasattr(optimizer, "apply_step")):
         log(f"note: --cuda_graph: {type(optimizer).__name__} cannot split its step; running eagerly")
         return None
     V = model.config.vocab_size
     shape = (accum, batch_size, block_size)
-    static = [F.with_known_range(minigrad.zeros(*shape, dtype="int64", device=model.device), 0, V - 1)
+    static = [FF.with_known_range(minigrad.zeros(*shape, dtype="int64", device=model.device), 0, V - 1)
               for _ in range(2)]
+    # the micro-batches the step reads: (B, T) views of the static buffers, whose ids are checked
+    xs, ys = ([FF.with_known_range(buf[i], 0, V - 1) for i in range(accum)] for buf in static)
 
-    def validate(xs: np.ndarray, ys: np.ndarray) -> None:
-        for what, a in (("idx", xs), ("targets", ys)):
+    def graphable(x_static: Tensor, y_static: Tensor, graphed: bool = False):
+        optimizer.graphed = graphed                 # under capture: apply_step only
+        try:
+            losses = step(xs, ys)
+        finally:
+            optimizer.graphed = False
+        return sum(loss.detach() for loss in losses) / len(losses)
+
+    def validate(xs_host: np.ndarray, ys_host: np.ndarray) -> None:
+        for what, a in (("idx", xs_host), ("targets", ys_host)):
             lo, hi = int(a.min()), int(a.max())
             if lo < 0 or hi >= V:
                 raise IndexError(f"{what}: token ids must be in [0, {V - 1}] (vocab_size={V}), "
                                  f"got values in [{lo}, {hi}]")
 
     def before_replay() -> None:
-        optimizer.prepare_step()             # the step's lr and bias corrections, on the device
+        # the step's lr and bias corrections, on the device, for the parameters the step updates
+        # (no gradient exists yet: the replay's backward has not run)
+        optimizer.prepare_step(optimizer.last_batches)
         if model.config.dropout > 0:         # new dropout masks for this replay (see the docstring)
             offset = int(minigrad.random.default_generator().integers(0, 2 ** 62))
-            backend.set_dropout_seed_offset_(offset)
+            ops.set_dropout_seed_offset_(offset)
 
-    return GraphedStep(train_step_fn(model, optimizer, grad_clip), static, make_graph,
-                       before_replay=before_replay, validate=validate, log=log)
+    return GraphedStep(graphable, static, make_graph, before_replay=before_replay, validate=validate,
+                       log=log)
 
 
-__all__ = ["GraphedStep", "train_step_fn", "train_step_graph"]
+__all__ = ["GraphedStep", "train_step_graph"]
