@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigrad.tokenizer import BPETokenizer
-from minigrad.tokenizer.merge import LONG_CHUNK, _bpe_heap, bpe_ranks
+from minigrad.tokenizer.merge import LONG_CHUNK, _bpe_heap, _bpe_scan
 from tokenizer_corpora import EOT, corpus_slices, need, sample_text, shared_data_dir
 
 tiktoken = pytest.importorskip("tiktoken", reason="tiktoken is the oracle for these tests")
@@ -143,7 +143,7 @@ def test_long_runs_match_tiktoken(encodings):
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=2, max_size=LONG_CHUNK))
 def test_heap_merge_equals_scan_merge(gpt2, piece):
-    assert _bpe_heap(piece, gpt2._ranks) == bpe_ranks(piece, gpt2._ranks)
+    assert _bpe_heap(piece, gpt2._ranks) == _bpe_scan(piece, gpt2._ranks)
 
 
 @settings(max_examples=100, deadline=None)
@@ -152,7 +152,7 @@ def test_heap_merge_equals_scan_merge_repetitive(trained, text):
     ranks = trained["gpt4"]._ranks
     piece = text.encode()
     if len(piece) >= 2:
-        assert _bpe_heap(piece, ranks) == bpe_ranks(piece, ranks)
+        assert _bpe_heap(piece, ranks) == _bpe_scan(piece, ranks)
 
 
 # ---------------------------------------------------------------------------------------------

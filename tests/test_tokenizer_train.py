@@ -1,8 +1,9 @@
-"""Training: a hand-worked example, agreement with a naive reference trainer, specials, errors, streaming.
+"""Training: a hand-worked example, agreement with the reference trainer, specials, errors, streaming.
 
-The reference trainer below recounts every pair of the whole corpus before each merge, the
-plain way, and breaks ties the same documented way (highest count, then the lexicographically
-greatest pair of byte strings). The real trainer must produce exactly the same merges.
+The reference trainer (`tokenizer/reference.py:train_naive`) recounts every pair of the whole
+corpus before each merge, the plain way, and breaks ties the same documented way (highest
+count, then the lexicographically greatest pair of byte strings). The real trainer must
+produce exactly the same merges.
 """
 from __future__ import annotations
 
@@ -18,43 +19,15 @@ from hypothesis import strategies as st
 from minigrad.tokenizer import BPETokenizer
 from minigrad.tokenizer.count import count_chunks, expand_sources
 from minigrad.tokenizer.patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, resolve_pattern
+from minigrad.tokenizer.reference import train_naive
 from minigrad.tokenizer.train import learn_merges
 from tokenizer_corpora import need, sample_text
 
 
-def naive_train(
-    texts: list[str], num_merges: int, pattern: str, specials: list[str] = ()
-) -> list[tuple[bytes, bytes]]:
-    """Reference BPE trainer: recount all pairs for every merge, apply the merge everywhere."""
-    words: Counter = Counter()
-    for text in texts:
-        parts = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
-        for part in parts:
-            for chunk in regex.findall(pattern, part):
-                words[tuple(bytes([b]) for b in chunk.encode("utf-8"))] += 1
-    merges = []
-    for _ in range(num_merges):
-        pairs: Counter = Counter()
-        for word, freq in words.items():
-            for pair in zip(word, word[1:]):
-                pairs[pair] += freq
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], p))  # highest count, then greatest (bytes, bytes)
-        merges.append(best)
-        merged: Counter = Counter()
-        for word, freq in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            merged[tuple(out)] += freq
-        words = merged
-    return merges
+def reference_merges(texts, num_merges: int, pattern: str, specials=()) -> list[tuple[bytes, bytes]]:
+    """The package's reference trainer (`reference.train_naive`), its merges as byte pairs."""
+    merges, vocab, _ = train_naive(texts, 256 + num_merges + len(specials), pattern, specials)
+    return [(vocab[a], vocab[b]) for a, b in merges]  # dicts keep the order of learning
 
 
 def train(texts, vocab_size, specials=(), pattern="gpt4", **kw) -> BPETokenizer:
@@ -80,7 +53,7 @@ def test_hand_worked_example():
     assert tok.merges == expected
     assert tok.encode("aaabdaaabac") == [256 + len(expected) - 1]
     assert tok.vocab[256] == b"aa" and tok.vocab[262] == b"aaabdaaabac"
-    assert naive_train(["aaabdaaabac"], 10, GPT4_SPLIT_PATTERN) == expected
+    assert reference_merges(["aaabdaaabac"], 10, GPT4_SPLIT_PATTERN) == expected
 
 
 def test_frequencies_across_chunks_by_hand():
@@ -104,21 +77,35 @@ def test_special_tokens_split_training_text_and_are_never_merged():
 
 
 @pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
-def test_same_merges_as_naive_trainer_on_shakespeare(pattern):
+def test_same_merges_as_reference_trainer_on_shakespeare(pattern):
     text = sample_text(30_000)
     texts = [text[:15_000] + "<|endoftext|>" + text[15_000:]]
     tok = train(texts, 256 + 150 + 1, specials=["<|endoftext|>"], pattern=pattern)
-    assert tok.merges == naive_train(texts, 150, resolve_pattern(pattern), ["<|endoftext|>"])
+    assert tok.merges == reference_merges(texts, 150, resolve_pattern(pattern), ["<|endoftext|>"])
+
+
+@pytest.mark.parametrize("pattern, start", [("gpt2", 0), ("gpt4", 500_000)])
+def test_same_merges_and_vocab_as_reference_trainer_on_tinyshakespeare(shared_data, pattern, start):
+    # A larger slice of the real file (no fallback text): enough rounds that merges build on
+    # merges several levels deep, with two special tokens cutting the text.
+    text = (shared_data / "tinyshakespeare.txt").read_text(encoding="utf-8")[start : start + 40_000]
+    texts = [text[:15_000] + "<|endoftext|>" + text[15_000:30_000] + "<|pad|>", text[30_000:]]
+    specials = ["<|endoftext|>", "<|pad|>"]
+    tok = train(texts, 256 + 200 + 2, specials=specials, pattern=pattern)
+    merges, vocab, special_ids = train_naive(texts, 256 + 200 + 2, pattern, specials)
+    assert len(merges) == 200
+    assert tok.merges == [(vocab[a], vocab[b]) for a, b in merges]
+    assert tok.vocab == vocab and tok.special_tokens == special_ids
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(alphabet="abc d\n", max_size=40), min_size=1, max_size=5), st.integers(1, 30))
-def test_same_merges_as_naive_trainer_random(texts, num_merges):
+def test_same_merges_as_reference_trainer_random(texts, num_merges):
     # A tiny alphabet makes many equal counts, so the tie-break is exercised constantly.
     counts = Counter()
     for t in texts:
         counts.update(regex.findall(GPT4_SPLIT_PATTERN, t))
-    assert learn_merges(counts, num_merges) == naive_train(texts, num_merges, GPT4_SPLIT_PATTERN)
+    assert learn_merges(counts, num_merges) == reference_merges(texts, num_merges, GPT4_SPLIT_PATTERN)
 
 
 def test_training_is_deterministic_and_parallel_equals_serial(tmp_path):

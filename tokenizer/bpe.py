@@ -1,12 +1,12 @@
 """BPETokenizer: a byte-level BPE that encodes exactly like tiktoken, plus its interchange forms.
 
 Encoding text is: find special tokens (those allowed), split the text between them with the
-pre-tokenisation regex into chunks, and turn each chunk into ids by rank-based merging
-(`merge.py`), which is tiktoken's algorithm; a token's rank is its id. Two shortcuts keep
-pure Python fast without changing any result: a per-chunk cache (str -> ids; emptied when
-it reaches `cache_size` entries, so memory stays bounded) and, on a miss, a direct lookup
-for the common chunk that is already a single token. With the built-in patterns, the text is
-first cut at spaces with `str.split` and whole words are cached too (`_WordCache`), which
+pre-tokenisation regex into chunks, and turn each chunk into ids with the merge rule,
+`merge.encode_chunk` (tiktoken's algorithm; a token's rank is its id), which gives the same ids
+as the readable `reference.encode_chunk`. A per-chunk cache (str -> ids, `_ChunkCache`; emptied
+when it reaches `cache_size` entries, so memory stays bounded) keeps pure Python fast without
+changing any result: `encode_chunk` runs only on a miss. With the built-in patterns, the text
+is first cut at spaces with `str.split` and whole words are cached too (`_WordCache`), which
 avoids the regex on text already seen.
 
 A tokenizer is defined by the form most BPE tooling exchanges: ``vocab`` (id -> bytes,
@@ -29,7 +29,7 @@ from typing import Literal
 
 from . import io as _io
 from .count import count_chunks, expand_sources
-from .merge import bpe_ranks, recover_merges
+from .merge import encode_chunk, recover_merges
 from .patterns import SPACE_SPLIT_SAFE, compile_pattern, resolve_pattern, special_token_regex
 from .stream import DEFAULT_BLOCK_CHARS, iter_blocks, read_pieces
 from .train import check_special_tokens, train_vocab
@@ -469,7 +469,7 @@ class BPETokenizer:
 
 
 class _ChunkCache(dict):
-    """chunk (str) -> its token ids; a missing chunk is encoded, stored and returned.
+    """chunk (str) -> its token ids; a missing chunk is encoded (`merge.encode_chunk`), stored and returned.
 
     Being a dict subclass with `__missing__` lets a hit stay a C-level lookup. When it holds
     `max_size` chunks it is emptied (cheaper than LRU bookkeeping, and the frequent chunks come
@@ -482,9 +482,7 @@ class _ChunkCache(dict):
         self.max_size = max_size
 
     def __missing__(self, chunk: str) -> list[int]:
-        piece = chunk.encode("utf-8")
-        rank = self.ranks.get(piece)
-        ids = [rank] if rank is not None else bpe_ranks(piece, self.ranks)
+        ids = encode_chunk(chunk.encode("utf-8"), self.ranks)  # the merge rule
         if len(self) >= self.max_size:
             self.clear()
         if self.max_size:

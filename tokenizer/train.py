@@ -1,5 +1,9 @@
 """Training a byte-level BPE: learn merges from chunk frequencies, updating pair counts incrementally.
 
+`learn_merges` learns exactly the merges of `reference.train_naive`, which recounts every pair
+of the whole corpus before each merge (read that one first; the tests hold the two equal).
+What follows is how this one avoids the recounting.
+
 The corpus is first reduced to distinct pre-tokenised chunks with their frequencies
 (`count.py`). Each chunk becomes a "word": a Python str whose characters are token ids
 (``chr(id)``), so bytes 0..255 start as one character each. That representation makes the
