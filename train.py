@@ -5,32 +5,27 @@
     python train.py --preset=shakespeare-char          # nanoGPT's GPU config
     python train.py --out_dir=out --resume             # continue the run saved in out/
 
-Settings are the fields of `TrainConfig` (nanoGPT's names), each settable as `--name=value`;
-`--preset=NAME` first applies one of the presets (minigrad/training/presets.py), then the explicit
-settings win. On a GPU (`--device=auto` finds one) the model runs on minigrad's Triton backend in
-bfloat16 with fp32 master weights in AdamW; on a CPU on the NumPy backend in float32.
+Settings are the fields of `TrainConfig` (nanoGPT's names), `--name=value`; `--preset=NAME` applies
+a preset (minigrad/training/presets.py) first. On a GPU (`--device=auto` finds one) the model runs on
+minigrad's Triton backend in bfloat16 with fp32 master weights; on a CPU on NumPy in float32.
 
-The step is the readable one: forward, backward over the micro-batches, clip, AdamW. With
-`--fast` (the default) the performance layer (fast/) first swaps in fused modules and a
-multi-tensor AdamW, and on a GPU replays the whole step as a CUDA graph: the same numbers, fewer
-launches. `--fast=false` runs exactly the code a reader sees in minigrad/ and models/gpt.py.
+The step is the readable one: forward and backward over the micro-batches, clip, AdamW. `--fast`
+(the default) first lets the performance layer (fast/) swap in fused modules and a multi-tensor
+AdamW, and on a GPU replay the step as a CUDA graph: the same numbers in fewer launches;
+`--fast=false` runs exactly the code a reader sees in minigrad/ and models/gpt.py.
 
-Each eval (every `eval_interval` iterations and at the end) measures the loss on fixed train and
-val batches, appends a row to out_dir/log.jsonl and log.csv, writes ckpt_last.safetensors (and
-ckpt_best.safetensors when val improved), prints a sample, and stops early after `patience` evals
-without improvement. `--resume` continues from ckpt_last exactly. Ctrl-C saves ckpt_last and
-prints the command that resumes (exit 130); a NaN or infinite loss stops without saving.
-
-The run-time machinery lives in minigrad/training/: settings (checked before any work), data
-(text -> token memmaps -> batches), checkpoints, the run folder and its logs, stops, and
-data-parallel training (`torchrun --nproc_per_node=N train.py ...`).
+Each eval (every `eval_interval` iterations and at the end) measures train and val loss on fixed
+batches, logs a row (out_dir/log.jsonl, log.csv), writes ckpt_last (and ckpt_best when val
+improved), prints a sample, and stops early after `patience` evals without improvement. `--resume`
+continues exactly; Ctrl-C saves and prints the command that resumes; a NaN loss stops without
+saving. The machinery (settings, data, checkpoints, the run folder, stops, data-parallel training
+with `torchrun --nproc_per_node=N train.py`) lives in minigrad/training/.
 """
 from __future__ import annotations
 
 import dataclasses
 import gc
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -42,16 +37,16 @@ from minigrad.models import GPT, GPTConfig
 from minigrad.models.sampling import sample_text
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
-from minigrad.training.checkpoint import (CheckpointError, load_checkpoint, restore_training_state,
-                                          resume_settings, save_training_state)
+from minigrad.training.checkpoint import (CheckpointError, check_same_tokenizer, load_checkpoint,
+                                          restore_training_state, resume_settings, save_training_state)
 from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
-from minigrad.training.distributed import DistributedError, setup_distributed
+from minigrad.training.distributed import setup_distributed
 from minigrad.training.loss_readback import DeferredLosses
 from minigrad.training.presets import PRESETS
 from minigrad.training.progress import ProgressBar
 from minigrad.training.run_dir import append_logs, open_wandb, plot_losses, prepare_out_dir
 from minigrad.training.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
-from minigrad.training.stops import RunGuard, TrainingDiverged, TrainingInterrupted, resume_command
+from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
 
 try:                                    # the performance layer: optional, train.py runs without it
     import minigrad.fast as fast
@@ -146,9 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
         data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
                             cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
     tok, tok_json = data.tokenizer, tokenizer_to_json(data.tokenizer)
-    if ckpt is not None and tok_json != ckpt.field("tokenizer", str):
-        raise CheckpointError(f"{ckpt.path.name}: the tokenizer built from --data={cfg.data} differs from "
-                              "the checkpoint's; resume needs the same data and tokenizer settings")
+    if ckpt is not None:
+        check_same_tokenizer(ckpt, tok_json, cfg.data)
     print(f"data: {data.meta['source']} -> {len(data.train):,} train / {len(data.val):,} val tokens, "
           f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({data.meta['split']} split)")
     B, T, accum = cfg.batch_size * ddp.world_size, cfg.block_size, cfg.grad_accum_steps   # B: all ranks
@@ -168,10 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
         iter_num, best_val, bad_evals = restore_training_state(ckpt, model, optimizer, data_rng)
         print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
     ddp.seed_dropout_per_rank()
-    clip = clip_grad_norm_
+    clip, use_fast = clip_grad_norm_, cfg.fast and fast is not None
     if cfg.fast and fast is None:
         print("note: the performance layer (fast/) is not installed: running the readable path")
-    elif cfg.fast:                      # fused modules, multi-tensor AdamW and clipping: same numbers
+    if use_fast:                        # fused modules, multi-tensor AdamW and clipping: same numbers
         model, optimizer = fast.accelerate(model, optimizer)
         clip = fast.clip_grad_norm_
     grads = ddp.gradient_reducer(model.parameters())     # averages .grad over ranks, bucket by bucket
@@ -200,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         return losses
 
     graphed = None                      # one CUDA-graph replay per step where it applies
-    if cfg.fast and fast is not None and cfg.cuda_graph and device == "cuda" and ddp.world_size == 1:
+    if use_fast and cfg.cuda_graph and device == "cuda" and ddp.world_size == 1:
         graphed = fast.train_step_graph(train_step, model, optimizer, accum, B, T)
 
     def evaluate() -> dict:
@@ -216,29 +210,22 @@ def main(argv: list[str] | None = None) -> dict:
                             model_config=mcfg.to_dict(), tokenizer=tok_json, iter_num=iter_num,
                             best_val_loss=best_val, bad_evals=bad_evals, dtype=dtype)
 
-    # Everything alive now (model, data, eval batches) lives for the whole run: freezing it keeps
-    # Python's full garbage collections from re-scanning it (~100 ms every ~60 GPU steps otherwise).
-    gc.freeze()
+    gc.freeze()     # all alive now lives all run: the GC need not rescan it (~100 ms per ~60 GPU steps)
 
     # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
-    losses: dict[int, float] = {}
-    evals: list[dict] = []
-    bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval)
+    losses, evals = {}, []              # step -> training loss; one row per eval
+    bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval,
+                      tokens_per_iter)
     start_iter, stopped_early = iter_num, False
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
     # a loss read makes the host wait for the GPU: read them every log_interval steps (and before
     # every checkpoint), not every step; on the CPU (or a graph's one output) every step
     pending = DeferredLosses(cfg.log_interval, immediate=device != "cuda" or graphed is not None)
 
-    def read_losses() -> float:
-        """Read the pending steps' losses, average over ranks, stop on NaN; returns the newest."""
-        newest = math.nan
-        for step, value in pending.read():
-            losses[step] = newest = ddp.mean([value])       # the global batch's loss
-            guard.check_finite(step, newest)
-        return newest
+    def read_losses() -> float:         # into losses, averaged over ranks, NaN stops; -> the newest
+        return pending.read_into(losses, average=lambda v: ddp.mean([v]), check=guard.check_finite)
 
-    shown_loss, t_last, tok_since, tps = math.nan, time.time(), 0, 0.0
+    shown_loss, tps = math.nan, 0.0
     model.train()
     while True:
         last = iter_num >= cfg.max_iters
@@ -268,13 +255,13 @@ def main(argv: list[str] | None = None) -> dict:
             if ddp.is_main:
                 append_logs(out_dir, row)       # after its checkpoint: a crash never logs unsaved steps
             if cfg.sample_tokens > 0 and ddp.is_main:
-                text = sample_text(model, tok, cfg.sample_prompt, cfg.sample_tokens, cfg.seed)
-                print(f"---- sample ----\n{text}\n----------------")
+                print(f"---- sample ----\n{sample_text(model, tok, cfg.sample_prompt, cfg.sample_tokens, cfg.seed)}"
+                      "\n----------------")
             if cfg.patience and bad_evals >= cfg.patience and not last:
                 print(f"early stopping: val loss has not improved for {bad_evals} evals (best {best_val:.4f})")
                 stopped_early = True
                 break
-            t_last, tok_since = time.time(), 0
+            bar.restart()
         if last:
             break
         if ddp.any(guard.requested):            # Ctrl-C on any rank: all save this step, stop together
@@ -287,21 +274,14 @@ def main(argv: list[str] | None = None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         xs, ys = zip(*(ddp.local_rows(*get_batch(data.train, B, T, data_rng)) for _ in range(accum)))
-        if graphed is not None:         # the whole step (every micro-batch, clip, AdamW): one replay
-            micro_losses = [graphed(np.stack(xs), np.stack(ys))]          # their mean
-        else:
-            micro_losses = train_step(xs, ys)
+        # a graph replays the whole step (every micro-batch, clip, AdamW) and returns their mean loss
+        micro_losses = [graphed(np.stack(xs), np.stack(ys))] if graphed else train_step(xs, ys)
         pending.add(iter_num, micro_losses)     # device scalars, read back later
         iter_num += 1
         if pending.due(iter_num):
             shown_loss = read_losses()
-        tok_since += tokens_per_iter
-        dt = time.time() - t_last
-        tps = tok_since / dt if dt > 0 else 0.0
-        mfu = model.estimate_mfu(tps / ddp.world_size, device_name=device_name) if device == "cuda" else None
-        bar.update(iter_num, f"loss {shown_loss:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s"
-                   + (f" | mfu {100 * mfu:.1f}%" if mfu else "")
-                   + f" | {1000 * dt / max(1, tok_since // tokens_per_iter):.0f} ms/iter")
+        tps = bar.update(iter_num, shown_loss, lr, lambda tps: model.estimate_mfu(
+            tps / ddp.world_size, device_name=device_name) if device == "cuda" else None)
     bar.clear()
     read_losses()                       # an early stop leaves none pending; this is the safety net
     guard.close()
@@ -319,20 +299,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except TrainingInterrupted as stop:
-        print(f"\n{stop}", file=sys.stderr)
-        sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
-        print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
-              file=sys.stderr)
-        sys.exit(TrainingInterrupted.exit_code)
-    except DistributedError as err:
-        # The process group is broken (a peer died or stalled): tearing down gloo/NCCL with a
-        # stalled peer can abort the process (exit -6) after this message, so leave without it.
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(1)
-    except (DataError, CheckpointError, TrainingDiverged, ValueError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run(main, errors=(DataError, CheckpointError, TrainingDiverged, ValueError, OSError))

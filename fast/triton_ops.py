@@ -18,6 +18,7 @@ import torch
 
 from minigrad.kernels import adamw as _adamw
 from minigrad.kernels import attention as _attention
+from minigrad.kernels import copy as _copy
 from minigrad.kernels import cross_entropy as _ce
 from minigrad.kernels import dropout as _dropout
 from minigrad.kernels import matmul as _mm
@@ -34,8 +35,10 @@ class TritonFastOps(FastOps):
         super().__init__(b)
         self.seed_offset_tensor: Optional[torch.Tensor] = None   # (1,) int64 once set
 
-    def _contig(self, x):
-        return self.b.contiguous(x)
+    @staticmethod
+    def _contig(x):
+        """x, or a contiguous copy made by our copy kernel (as the Triton backend's)."""
+        return x if x.is_contiguous() else _copy.copy(x)
 
     # ------------------------------------------------------------------ matmul epilogues
     def matmul_bias(self, a, w_t, bias):

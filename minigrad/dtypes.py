@@ -15,6 +15,7 @@ bool_ = "bool"
 
 FLOATS = (float16, bfloat16, float32, float64)
 _RANK = {"bool": 0, "int64": 1, "float16": 2, "bfloat16": 2, "float32": 3, "float64": 4}
+NAMES = tuple(_RANK)                # the six canonical names
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
             "int": "int64", "int32": "int64", "bf16": "bfloat16", "fp16": "float16",
             "fp32": "float32", "fp64": "float64", "bool_": "bool"}
@@ -43,14 +44,3 @@ def promote(a: str, b: str) -> str:
     if {a, b} == {"float16", "bfloat16"}:
         return "float32"
     return a if _RANK[a] > _RANK[b] else b
-
-
-def promote_scalar(dtype: str, value) -> str:
-    """Tensor (dtype) op Python scalar: a float scalar makes an int/bool tensor float32."""
-    if isinstance(value, bool):
-        return dtype
-    if isinstance(value, float) and not is_floating(dtype):
-        return "float32"
-    if isinstance(value, int) and dtype == "bool":
-        return "int64"
-    return dtype

@@ -46,6 +46,18 @@ def get_default_dtype() -> str:
     return _default_dtype
 
 
+def _scalar_promotion(dtype: str, value) -> str:
+    """The dtype of `tensor (dtype) op Python scalar`, as torch: a float scalar makes an int or bool
+    tensor float32, an int scalar makes a bool tensor int64; otherwise the tensor's dtype wins."""
+    if isinstance(value, bool):
+        return dtype
+    if isinstance(value, float) and dtype not in FLOATS:
+        return "float32"
+    if isinstance(value, int) and dtype == "bool":
+        return "int64"
+    return dtype
+
+
 class Tensor(ReduceMixin, MovementMixin):
     __array_ufunc__ = None          # so np.float64(2) * t calls Tensor.__rmul__
 
@@ -222,8 +234,10 @@ class Tensor(ReduceMixin, MovementMixin):
                 else:
                     new = nb.from_numpy(arr, self.dtype)
                 out = Tensor._wrap(new, nb, requires_grad=self.requires_grad and self.is_leaf)
-        if dtype is not None and dtypes.canonical(dtype) != out.dtype:
-            out = Cast.apply(out, dtype=dtypes.canonical(dtype))
+        if dtype is not None:
+            dtype = dtype if dtype in dtypes.NAMES else dtypes.canonical(dtype)   # e.g. np.float32
+            if dtype != out.dtype:
+                out = Cast.apply(out, dtype=dtype)
         return out
 
     def cpu(self) -> "Tensor":
@@ -266,7 +280,7 @@ class Tensor(ReduceMixin, MovementMixin):
             a, other = a._broadcast_to(shape), other._broadcast_to(shape)
         else:
             if a.dtype not in FLOATS:                # e.g. an int tensor times 0.5 becomes float32
-                a = a._as(dtypes.promote_scalar(a.dtype, other))
+                a = a._as(_scalar_promotion(a.dtype, other))
             other = float(other) if a.dtype in FLOATS else other
         return fn.apply(other, a) if reverse else fn.apply(a, other)
 
@@ -346,7 +360,7 @@ class Tensor(ReduceMixin, MovementMixin):
             a = a._as(dt)._broadcast_to(shape)
             other = other.detach()._as(dt)._broadcast_to(shape)
             return Tensor._wrap(self.backend.compare(op, a.data, other.data), self.backend)
-        a = a._as(dtypes.promote_scalar(a.dtype, other))
+        a = a._as(_scalar_promotion(a.dtype, other))
         return Tensor._wrap(self.backend.compare(op, a.data, other), self.backend)
 
     def __eq__(self, o):  # noqa: D105 - elementwise, as in torch/NumPy
@@ -512,7 +526,7 @@ def where(condition: Tensor, x, y) -> Tensor:
         dt = _default_dtype
     for v in xs:
         if not isinstance(v, Tensor):            # an int tensor with a float scalar -> float
-            dt = dtypes.promote_scalar(dt, v)
+            dt = _scalar_promotion(dt, v)
     shape = broadcast_shapes(condition.shape, *[t.shape for t in tens])
     cond = condition._broadcast_to(shape).contiguous()
     args = []

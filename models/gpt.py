@@ -25,10 +25,8 @@ Decisions worth knowing (see the README, "The GPT model"):
   multiple of 64 (8/3 C for mlp_ratio 4, as Llama).
 - RoPE: the rotate-half form of GPT-NeoX / HF Llama over the whole head dim, frequencies
   theta^(-2i/hs); cos/sin tables are computed on the host in float64 and cast to the model dtype.
-- KV cache: per layer k, v (B, nh, S, hs), extended with minigrad.cat each step; the new
-  token's query attends to all S cached keys through is_causal=True's bottom-right alignment.
-  Past block_size tokens the cache is dropped and each step recomputes from the last
-  block_size tokens (the absolute positions a model was trained on end at block_size).
+- KV cache and generation: models/generate.py (GPT.generate and generate_stream come from its
+  Generation mixin).
 
 Not here: multi-query/grouped attention, sliding windows, mixture of experts, loading OpenAI's
 GPT-2 checkpoints (models/hf_export.py reads and writes the HF GPT-2 layout), and anything that
@@ -40,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -51,7 +49,7 @@ from minigrad.nn import init
 from minigrad.tensor_shape import value_range
 
 from .mfu import GPU_PEAK_FLOPS, _peak, peak_flops  # noqa: F401  (re-exported)
-from .sampling import sample_next, to_numpy_rng
+from .generate import Generation, KVCache
 
 _ACTIVATIONS = ("gelu", "gelu_exact", "silu", "swiglu")
 _NORMS = ("layernorm", "rmsnorm")
@@ -132,23 +130,6 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown GPTConfig field(s) {unknown}; known fields: {sorted(known)}")
         return cls(**d)
-
-
-class KVCache:
-    """Keys and values of the tokens seen so far: per layer (B, nh, S, hs), S = self.length."""
-
-    def __init__(self, n_layer: int):
-        self.k: list[Optional[Tensor]] = [None] * n_layer
-        self.v: list[Optional[Tensor]] = [None] * n_layer
-        self.length = 0
-
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append this step's k, v (B, nh, T, hs) to the layer's cache; return the full ones."""
-        if self.k[layer] is not None:
-            k = minigrad.cat([self.k[layer], k], dim=2)                  # (B, nh, S + T, hs)
-            v = minigrad.cat([self.v[layer], v], dim=2)                  # (B, nh, S + T, hs)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
 
 
 def rope_tables(n_pos: int, head_size: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +230,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(Generation, nn.Module):
     def __init__(self, config: GPTConfig, device=None, dtype=None):
         super().__init__()
         self.config = config
@@ -338,10 +319,6 @@ class GPT(nn.Module):
                              f"(vocab_size={self.config.vocab_size}), got values in [{lo}, {hi}]")
         return idx
 
-    def _on_device(self, idx):
-        """A prompt Tensor on another device is copied to the model's (prompts are small)."""
-        return idx.to(self.device) if isinstance(idx, Tensor) and idx.device != self.device else idx
-
     def _rope(self, start: int, T: int) -> tuple[Tensor, Tensor]:
         """cos, sin (T, hs) for absolute positions start..start+T-1, in the model's dtype."""
         key = (self.device, self.dtype)
@@ -392,8 +369,8 @@ class GPT(nn.Module):
         start = kv_cache.length if kv_cache is not None else 0
         x = self.transformer.wte(idx)                                    # (B, T, C) token embeddings
         if self.config.pos == "learned":
-            pos = minigrad.arange(start, start + T, device=self.device)  # (T,)
-            x = x + self.transformer.wpe(pos)                            # + (T, C) position embeddings
+            # row p of wpe embeds position p: positions start..start+T-1 are T rows of it
+            x = x + self.transformer.wpe.weight.narrow(0, start, T)      # + (T, C) position embeddings
         rope = self._rope(start, T) if self.config.pos == "rope" else None
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
@@ -468,87 +445,3 @@ class GPT(nn.Module):
             if peak_flops is None:
                 return None
         return self.flops_per_token(T) * tokens_per_second / peak_flops
-
-    # ------------------------------------------------------------------ generation
-    def _next_logits(self, seq: np.ndarray, cache: Optional[KVCache], use_cache: bool):
-        """Logits (B, V) float64 for the token after seq (B, S); returns them and the cache.
-
-        With the cache: it holds every token of seq but the last (just sampled), so one token is
-        forwarded. When the cache is empty or full (block_size tokens), the last block_size
-        tokens of seq are forwarded afresh into a new cache."""
-        bs = self.config.block_size
-        if use_cache and cache is not None and cache.length + 1 <= bs:
-            new = Tensor(seq[:, -1:], device=self.device)                # (B, 1)
-            logits, _ = self(new, kv_cache=cache)                        # (B, 1, V)
-        else:
-            cache = KVCache(self.config.n_layer) if use_cache else None
-            ctx = Tensor(np.ascontiguousarray(seq[:, -bs:]), device=self.device)  # (B, <=bs)
-            logits, _ = self(ctx, last_only=True, kv_cache=cache)        # (B, 1, V)
-        return logits.reshape(logits.shape[0], logits.shape[-1]).numpy().astype(np.float64), cache
-
-    def _generate_steps(self, idx, max_new_tokens: int, temperature: float, top_k, top_p,
-                        repetition_penalty: float, eos_token, generator,
-                        use_cache: bool) -> Iterator[np.ndarray]:
-        """Yield the next ids (B,) int64 once per step. Grad mode and train/eval are switched
-        per step, never across a yield, so the caller's code between steps is unaffected."""
-        idx = self._check_idx(self._on_device(idx), "prompt")
-        seq = idx.numpy().astype(np.int64)                               # (B, T0) on the host
-        rng = to_numpy_rng(generator)
-        finished = np.zeros(seq.shape[0], dtype=bool)
-        cache = None
-        for _ in range(int(max_new_tokens)):
-            was_training = self.training
-            self.eval()
-            try:
-                with minigrad.no_grad():
-                    logits, cache = self._next_logits(seq, cache, use_cache)  # (B, V)
-            finally:
-                self.train(was_training)
-            nxt = sample_next(logits, temperature, top_k, top_p, repetition_penalty,
-                              prev_ids=seq, generator=rng)               # (B,)
-            if eos_token is not None:
-                nxt = np.where(finished, eos_token, nxt)                 # finished rows pad with eos
-                finished |= nxt == eos_token
-            seq = np.concatenate([seq, nxt[:, None]], axis=1)            # (B, S + 1)
-            yield nxt
-            if eos_token is not None and finished.all():
-                return
-
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 repetition_penalty: float = 1.0, eos_token: Optional[int] = None,
-                 generator=None, use_cache: bool = True) -> Tensor:
-        """Continue each prompt of idx int64 (B, T) by up to max_new_tokens sampled ids and return
-        the full ids (B, T + n) on the model's device.
-
-        temperature 0 = greedy; top_k / top_p / repetition_penalty: see models/sampling.py (the
-        penalty applies to every id already in the row: prompt and generated so far, as CTRL/HF).
-        Each step's logits (B, vocab_size) are copied to the host and sampled there.
-        eos_token: a row that emits it is finished (it then repeats eos_token); generation stops
-        early once every row is. generator: None (minigrad's global generator), an int seed, a
-        minigrad.Generator or a numpy Generator. Runs in eval mode without a graph; prompts
-        longer than block_size are conditioned on their last block_size tokens.
-        """
-        idx = self._check_idx(self._on_device(idx), "prompt")
-        steps = list(self._generate_steps(idx, max_new_tokens, temperature, top_k, top_p,
-                                          repetition_penalty, eos_token, generator, use_cache))
-        if not steps:
-            return idx
-        new = np.stack(steps, axis=1)                                    # (B, n)
-        return minigrad.cat([idx, Tensor(new, device=self.device)], dim=1)  # (B, T + n)
-
-    def generate_stream(self, idx, max_new_tokens: int, temperature: float = 1.0,
-                        top_k: Optional[int] = None, top_p: Optional[float] = None,
-                        repetition_penalty: float = 1.0, eos_token: Optional[int] = None,
-                        generator=None, use_cache: bool = True) -> Iterator[int]:
-        """Like generate for one prompt (B == 1), yielding each new token id (a Python int) as
-        soon as it is sampled; the eos_token, if emitted, is yielded and then the stream ends."""
-        if not isinstance(idx, Tensor):
-            idx = np.asarray(idx)
-            idx = idx[None] if idx.ndim == 1 else idx
-        if idx.shape[0] != 1:
-            raise ValueError(f"generate_stream takes one prompt (B == 1), got batch size "
-                             f"{idx.shape[0]}; use generate() for batches")
-        for nxt in self._generate_steps(idx, max_new_tokens, temperature, top_k, top_p,
-                                        repetition_penalty, eos_token, generator, use_cache):
-            yield int(nxt[0])

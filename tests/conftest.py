@@ -43,7 +43,9 @@ except ImportError:
 KERNEL_TEST_FILES = ["test_kernels_*.py", "test_triton_backend.py"]
 collect_ignore_glob = [] if (torch is not None and HAS_TRITON) else KERNEL_TEST_FILES
 
-minigrad.backends.set_checked(True)
+from checked_backend import CheckedBackend  # noqa: E402  (tests/ is on sys.path)
+
+minigrad.backends.wrap_backends(CheckedBackend)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ pytest.importorskip("triton")
 
 import minigrad  # noqa: E402
 from minigrad import fast  # noqa: E402
-from minigrad.backends.checked import CheckedBackend  # noqa: E402
+from checked_backend import CheckedBackend  # noqa: E402
 from minigrad.backends.numpy_backend import NumpyBackend  # noqa: E402
 from minigrad.backends.triton_backend import TritonBackend  # noqa: E402
 from minigrad.fast import functional as FF  # noqa: E402

@@ -26,7 +26,7 @@ from backend_testing import cuda_backend  # noqa: E402
 from minigrad import fast  # noqa: E402
 from minigrad.fast import functional as FF  # noqa: E402
 from minigrad.fast.ops import FastOps, fast_ops  # noqa: E402
-from minigrad.backends.checked import CheckedBackend  # noqa: E402
+from checked_backend import CheckedBackend  # noqa: E402
 from minigrad.backends.numpy_backend import NumpyBackend  # noqa: E402
 
 ACTIVATIONS = ["gelu", "gelu_exact", "silu"]

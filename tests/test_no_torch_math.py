@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCANNED = sorted((REPO / "kernels").glob("*.py")) + [REPO / "minigrad" / "backends" / "triton_backend.py"]
+SCANNED = sorted((REPO / "kernels").glob("*.py")) + [REPO / "minigrad" / "backends" / "triton_backend.py",
+                                                    REPO / "fast" / "triton_ops.py"]
 
 # torch.<...> calls that allocate, transfer, make views or query the device: allowed
 ALLOWED_TORCH_CALLS = {

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 from minigrad.backends.base import BINARY_OPS, COMPARE_OPS, UNARY_OPS  # noqa: E402
-from minigrad.backends.checked import CheckedBackend  # noqa: E402
+from checked_backend import CheckedBackend  # noqa: E402
 from minigrad.backends.numpy_backend import NumpyBackend  # noqa: E402
 from minigrad.backends.triton_backend import TritonBackend  # noqa: E402
 

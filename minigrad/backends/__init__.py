@@ -11,7 +11,7 @@ from .base import Backend
 from .numpy_backend import NumpyBackend
 
 _BACKENDS: dict[str, Backend] = {}
-_CHECKED = False
+_WRAPPER = None
 
 
 def normalize_device(device) -> str:
@@ -42,9 +42,8 @@ def get_backend(device="cpu") -> Backend:
                     f"device 'cuda' needs torch and triton ({e}); install them with "
                     "`pip install minigrad[gpu]`") from e
             backend = TritonBackend()
-        if _CHECKED:
-            from .checked import CheckedBackend
-            backend = CheckedBackend(backend)
+        if _WRAPPER is not None:
+            backend = _WRAPPER(backend)
         _BACKENDS[name] = backend
     return _BACKENDS[name]
 
@@ -58,12 +57,14 @@ def cuda_is_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def set_checked(enabled: bool = True) -> None:
-    """Wrap every backend in CheckedBackend (asserts shapes/dtypes of each call). Tests turn it on."""
-    global _CHECKED
-    _CHECKED = enabled
+def wrap_backends(wrapper=None) -> None:
+    """From now on get_backend returns wrapper(backend) (None: the backends themselves). The tests
+    wrap every backend in a checker that asserts the shape and dtype of each call's result
+    (tests/checked_backend.py)."""
+    global _WRAPPER
+    _WRAPPER = wrapper
     _BACKENDS.clear()
 
 
 __all__ = ["Backend", "NumpyBackend", "get_backend", "normalize_device", "cuda_is_available",
-           "set_checked"]
+           "wrap_backends"]

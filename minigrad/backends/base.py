@@ -21,8 +21,8 @@ Conventions (the contract every backend honours):
 - Tier 3 ("fused pairs") forward methods return what their backward needs; the caller saves
   it. They are where most GPU time goes, so each is one kernel (or a few) on the GPU.
 
-`CheckedBackend` wraps any backend and asserts output shapes/dtypes/types on each call;
-the tests turn it on.
+The tests wrap every backend in a checker that asserts output shapes/dtypes/types on each call
+(tests/checked_backend.py).
 
 Not here: anything that exists only for speed (a bias or an activation inside a matmul's
 epilogue, a loss whose gradient overwrites its logits, multi-tensor optimizer and clipping

@@ -39,24 +39,25 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     if not norm_type > 0:
         raise ValueError(f"norm_type must be positive (or inf), got {norm_type}")
     acc = "float64" if any(g.dtype == "float64" for g in grads) else "float32"
-    if not grads:
-        return Tensor(0.0, dtype=acc)
     for g in grads[1:]:
         if g.device != grads[0].device:
             raise RuntimeError(f"clip_grad_norm_: gradients on different devices "
                                f"({grads[0].device!r} and {g.device!r})")
     # the norm of all gradients together, accumulated in float32 (float64) whatever their dtype
-    total = Tensor(0.0, dtype=acc, device=grads[0].device)
+    total = None
     for g in grads:
         if g.numel() == 0:
             continue
         a = g.to(dtype=acc)
         if norm_type == 2.0:
-            total = total + (a * a).sum()
+            part = (a * a).sum()
         elif math.isinf(norm_type):
-            total = total.maximum(a.abs().max())
+            part = a.abs().max()
         else:
-            total = total + (a.abs() ** norm_type).sum()
+            part = (a.abs() ** norm_type).sum()
+        total = part if total is None else (total.maximum(part) if math.isinf(norm_type) else total + part)
+    if total is None:                                                  # no gradient, or all empty
+        total = Tensor(0.0, dtype=acc, device=grads[0].device if grads else None)
     if not math.isinf(norm_type):
         total = total.sqrt() if norm_type == 2.0 else total ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total.item()):

@@ -71,7 +71,12 @@ class AdamW(Optimizer):
         for group in self.param_groups:
             lr, (beta1, beta2) = group["lr"], group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
-            for p in self._params_with_grad(group):
+            for p in group["params"]:
+                if p.grad is None:                               # not used this step: not updated
+                    continue
+                if p.grad.shape != p.shape or p.grad.device != p.device:
+                    raise RuntimeError(f"AdamW: a gradient of shape {p.grad.shape} on {p.grad.device!r} "
+                                       f"for a parameter of shape {p.shape} on {p.device!r}")
                 state = self._state_of(p)
                 state["step"] += 1
                 t = state["step"]

@@ -270,6 +270,13 @@ def resume_settings(ckpt: Checkpoint, cfg, given: set, fixed: Sequence[str],
                                          for k in given | {"resume"} | set(from_command_line)})
 
 
+def check_same_tokenizer(ckpt: Checkpoint, tokenizer_json: str, data: str) -> None:
+    """A resumed run must rebuild the checkpoint's tokenizer from its data (else ids mean other text)."""
+    if tokenizer_json != ckpt.field("tokenizer", str):
+        raise CheckpointError(f"{ckpt.path.name}: the tokenizer built from --data={data} differs from "
+                              "the checkpoint's; resume needs the same data and tokenizer settings")
+
+
 def restore_training_state(ckpt: Checkpoint, model, optimizer, data_rng: np.random.Generator
                            ) -> tuple[int, float, int]:
     """Load the weights, optimizer state and RNG states saved by save_training_state; returns

@@ -16,6 +16,8 @@ the values it returns.
 """
 from __future__ import annotations
 
+import math
+
 from minigrad import Tensor
 
 
@@ -45,3 +47,13 @@ class DeferredLosses:
         out = [(step, sum(loss.item() for loss in micro) / len(micro)) for step, micro in self._pending]
         self._pending.clear()
         return out
+
+    def read_into(self, losses: dict, average=lambda value: value,
+                  check=lambda step, value: None) -> float:
+        """read(), each step's loss passed through `average` (over data-parallel ranks) and `check`
+        (stop on NaN) and stored in losses[step]; returns the newest (NaN when none was pending)."""
+        newest = math.nan
+        for step, value in self.read():
+            losses[step] = newest = average(value)
+            check(step, newest)
+        return newest

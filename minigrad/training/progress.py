@@ -3,15 +3,30 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Callable, Optional
 
 
 class ProgressBar:
-    """One self-rewriting line on a terminal; a plain line every `every` iterations otherwise."""
+    """One self-rewriting line on a terminal (a plain line every `every` iterations otherwise)
+    with the loss, the learning rate, tokens/s, the MFU (when known) and ms per iteration, all
+    measured since the last `restart()` (each eval restarts it: evals are not training time)."""
 
-    def __init__(self, total: int, live: bool, every: int):
-        self.total, self.live, self.every, self.t0 = total, live, max(1, every), time.time()
+    def __init__(self, total: int, live: bool, every: int, tokens_per_iter: int):
+        self.total, self.live, self.every, self.tokens_per_iter = total, live, max(1, every), tokens_per_iter
+        self.restart()
 
-    def update(self, it: int, text: str) -> None:
+    def restart(self) -> None:
+        self.t_last, self.iters = time.time(), 0
+
+    def update(self, it: int, loss: float, lr: float,
+               mfu: Callable[[float], Optional[float]] = lambda tokens_per_s: None) -> float:
+        """Count one more iteration and show iteration `it`; returns the tokens/s since restart()."""
+        self.iters += 1
+        dt = time.time() - self.t_last
+        tps = self.iters * self.tokens_per_iter / dt if dt > 0 else 0.0
+        m = mfu(tps)
+        text = (f"loss {loss:.4f} | lr {lr:.2e} | {tps:,.0f} tok/s" + (f" | mfu {100 * m:.1f}%" if m else "")
+                + f" | {1000 * dt / self.iters:.0f} ms/iter")
         if self.live:
             frac = it / max(1, self.total)
             bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
@@ -19,6 +34,7 @@ class ProgressBar:
             sys.stderr.flush()
         elif it % self.every == 0:
             print(f"iter {it}: {text}")
+        return tps
 
     def clear(self) -> None:
         if self.live:

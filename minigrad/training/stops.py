@@ -14,12 +14,13 @@ train.main) Ctrl-C keeps Python's default behaviour.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 class TrainingInterrupted(Exception):
@@ -106,3 +107,27 @@ class RunGuard:
         raise TrainingDiverged(
             f"training diverged: the {what} at step {step} is {value}; stopped without saving, so "
             f"{kept}. Try a lower --learning_rate, a --grad_clip or a longer --warmup_iters")
+
+
+def run(main: Callable[[], object], errors: tuple = (ValueError, OSError)) -> None:
+    """Run a script's main() the way a command line wants it to end: Ctrl-C after a save exits
+    130 with the resume command; Ctrl-C before the loop (or a second one) 130 without; a broken
+    process group (a peer died or stalled: DistributedError) prints its message and leaves at once
+    (tearing down gloo/NCCL with a stalled peer can abort the process, exit -6, after it); the
+    expected `errors` (bad settings, data, checkpoints, a diverged run) print one line, exit 1."""
+    from .distributed import DistributedError
+    try:
+        main()
+    except TrainingInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
+              file=sys.stderr)
+        sys.exit(TrainingInterrupted.exit_code)
+    except DistributedError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+    except errors as err:
+        sys.exit(f"error: {err}")

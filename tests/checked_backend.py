@@ -1,14 +1,15 @@
 """CheckedBackend: wraps a backend and asserts the shape, dtype and array type of each result.
 
-Tests run with it on, so a backend that returns a wrong shape fails at the call that did it,
-not three ops later inside a gradient. Only the cheap invariants are checked: shapes we can
-predict from the inputs, dtypes, and that results are the backend's own array type.
+Tests run with it on (conftest.py: minigrad.backends.wrap_backends(CheckedBackend)), so a backend
+that returns a wrong shape fails at the call that did it, not three ops later inside a gradient.
+Only the cheap invariants are checked: shapes we can predict from the inputs, dtypes, and that
+results are the backend's own array type.
 """
 from __future__ import annotations
 
 import math
 
-from .base import Backend
+from minigrad.backends.base import Backend
 
 
 class CheckedBackend(Backend):
