@@ -16,7 +16,7 @@ Three measurements, each on the same text for both sides and checked for correct
    growth over the loaded tokenizer; tiktoken, which has no streaming API, reads the file and
    encodes it in memory in its own subprocess for comparison.
 
-Rows go to ``benchmarks/results/tokenizer-cpu.json`` (schema of DESIGN.md plus ``mb_per_s`` and
+Rows go to ``benchmarks/results/tokenizer-cpu.json`` (schema of docs/DESIGN.md plus ``mb_per_s`` and
 ``peak_mem_mb``); a markdown table is printed. It does not download anything; without the
 shared data or the two baselines it says so and exits 0. Takes about a minute.
 

@@ -43,7 +43,7 @@ PaLM and nanoGPT do, so it reads a little higher). MFU = FLOPs/token * tokens/s 
 dense bf16 datasheet peak (models/mfu.py).
 
 Rows (benchmarks/results/train-<device>.json): benchmark "train_step_vs_eager" (baseline
-torch) and "train_step_vs_compile" (baseline torch.compile) per case, with DESIGN.md's fields
+torch) and "train_step_vs_compile" (baseline torch.compile) per case, with docs/DESIGN.md's fields
 plus tokens_per_s, mfu, peak_mem_gb (ours) and the baseline's. Written after each case, so a
 run cut off keeps the cases it finished; a case that raises (out of memory, say) is reported
 with its traceback, the others still run, and the exit status is 1. A markdown table is

@@ -29,7 +29,7 @@ Reported: wall_s (everything: data preparation from its cache, model build, comp
 evals), train_s, ms per iteration, tokens/s (train-only), steady tokens/s (median over the
 intervals after the first, i.e. without compilation/autotuning), val loss at each eval, final
 and best val loss, iterations, device, versions, date. One row per implementation goes to
-benchmarks/results/train-run-<device>.json (DESIGN.md's fields: ours_ms / baseline_ms are ms
+benchmarks/results/train-run-<device>.json (docs/DESIGN.md's fields: ours_ms / baseline_ms are ms
 per training iteration; a torch row is paired with the ours row of the same settings when
 there is one, in whichever order they ran). A markdown line is printed. Progress lines are
 flushed as they come, so a run cut off at a time limit still shows how far it got.

@@ -15,7 +15,7 @@ Each `benchmarks/bench_<family>.py` does the same five things; this module holds
 4. **Say where the numbers come from.** `device_name()`, `device_slug()`, `versions()`,
    `git_sha()`, `today()`.
 5. **Write machine-readable rows.** `make_row(...)` builds one row with the schema of
-   DESIGN.md (benchmark, case, dtype, device, ours_ms, baseline, baseline_ms, ratio,
+   docs/DESIGN.md (benchmark, case, dtype, device, ours_ms, baseline, baseline_ms, ratio,
    tflops/gbps, pct_of_peak, versions, git_sha, date), and `bandwidth_row(...)` one for a
    bandwidth-bound kernel (GB/s and % of the measured copy bandwidth); `write_rows(rows)` merges them into
    `benchmarks/results/<name>-<device-slug>.json` (default name "kernels"), replacing rows with
@@ -200,7 +200,7 @@ def make_row(benchmark: str, case: str, dtype: Any, ours_ms: float, baseline: st
              baseline_ms: Optional[float], *, tflops: Optional[float] = None,
              gbps: Optional[float] = None, pct_of_peak: Optional[float] = None,
              peak: Optional[str] = None, **extra: Any) -> dict[str, Any]:
-    """One result row in the schema of DESIGN.md.
+    """One result row in the schema of docs/DESIGN.md.
 
     ratio = baseline_ms / ours_ms (above 1: we are faster). `peak` says what pct_of_peak is
     relative to (e.g. "measured cuBLAS bf16 761.2 TFLOP/s"). Extra keyword fields are kept.

@@ -18,10 +18,10 @@ from .autograd import backward as _run_backward
 from .autograd import is_grad_enabled
 from .backends import get_backend, normalize_device
 from .dtypes import FLOATS
-from .ops import Add, Cast, Clamp, Div, Expand, MatMul, Maximum, Minimum, Mul, Pow, Sub, Unary, Where
+from .ops import Add, Cast, Clamp, Div, Expand, MatMul, Maximum, Minimum, Mul, Pow, Sub, Unary
 from .tensor_shape import (MaxResult, MovementMixin, ReduceMixin, _as_index_tensor,  # noqa: F401
                            _check_index_range, _normalize_axes, broadcast_shapes, cat, dim_of_shaped,
-                           normalize_dim, stack)
+                           normalize_dim, stack, where)
 
 _default_device = "cpu"
 _default_dtype = "float32"
@@ -511,30 +511,3 @@ class Tensor(ReduceMixin, MovementMixin):
         for d in squeeze:
             out = out.squeeze(d if d == -1 or len(squeeze) == 1 else -1)
         return out
-
-def where(condition: Tensor, x, y) -> Tensor:
-    """condition ? x : y, broadcasting all three; gradients flow to x and y."""
-    if not isinstance(condition, Tensor) or condition.dtype != "bool":
-        raise TypeError("where() needs a bool condition tensor")
-    dev = condition.device
-    xs = [v if isinstance(v, (Tensor, int, float)) else Tensor(v, device=dev) for v in (x, y)]
-    tens = [v for v in xs if isinstance(v, Tensor)]
-    dt = None
-    for t in tens:
-        dt = t.dtype if dt is None else dtypes.promote(dt, t.dtype)
-    if dt is None:
-        dt = _default_dtype
-    for v in xs:
-        if not isinstance(v, Tensor):            # an int tensor with a float scalar -> float
-            dt = _scalar_promotion(dt, v)
-    shape = broadcast_shapes(condition.shape, *[t.shape for t in tens])
-    cond = condition._broadcast_to(shape).contiguous()
-    args = []
-    for v in xs:
-        if isinstance(v, Tensor):
-            args.append(v._as(dt)._broadcast_to(shape))
-        else:
-            args.append(float(v) if dt in FLOATS else int(v))
-    if not tens:
-        return Tensor._wrap(cond.backend.where(cond.data, *args), cond.backend)
-    return Where.apply(cond, args[0], args[1])

@@ -456,6 +456,35 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(dim) for t in tensors], dim)
 
 
+def where(condition: "Tensor", x, y) -> "Tensor":
+    """condition ? x : y, broadcasting all three; gradients flow to x and y."""
+    from .tensor import Tensor, _scalar_promotion, get_default_dtype   # tensor.py imports this module
+    if not isinstance(condition, Tensor) or condition.dtype != "bool":
+        raise TypeError("where() needs a bool condition tensor")
+    dev = condition.device
+    xs = [v if isinstance(v, (Tensor, int, float)) else Tensor(v, device=dev) for v in (x, y)]
+    tens = [v for v in xs if isinstance(v, Tensor)]
+    dt = None
+    for t in tens:
+        dt = t.dtype if dt is None else dtypes.promote(dt, t.dtype)
+    if dt is None:
+        dt = get_default_dtype()
+    for v in xs:
+        if not isinstance(v, Tensor):            # an int tensor with a float scalar -> float
+            dt = _scalar_promotion(dt, v)
+    shape = broadcast_shapes(condition.shape, *[t.shape for t in tens])
+    cond = condition._broadcast_to(shape).contiguous()
+    args = []
+    for v in xs:
+        if isinstance(v, Tensor):
+            args.append(v._as(dt)._broadcast_to(shape))
+        else:
+            args.append(float(v) if dt in dtypes.FLOATS else int(v))
+    if not tens:
+        return Tensor._wrap(cond.backend.where(cond.data, *args), cond.backend)
+    return Where.apply(cond, args[0], args[1])
+
+
 def _tensor():
     from .tensor import Tensor        # lazy: tensor.py imports this module
     return Tensor

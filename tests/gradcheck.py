@@ -1,4 +1,4 @@
-"""Finite-difference gradient checking for minigrad ops (trust level 1 in DESIGN.md).
+"""Finite-difference gradient checking for minigrad ops (trust level 1 in docs/DESIGN.md).
 
 For f(x_1, ..., x_n) and a fixed random cotangent c (one per output), the scalar
 L = sum_k sum(c_k * f(x)_k) has gradient dL/dx_i = the vector-Jacobian product autograd

@@ -4,7 +4,7 @@
   against) gives our GPT's logits, loss and gradients from the same weights, over several
   option combinations: that is the baseline's own correctness check.
 - benchmarks/bench_train.py (one step, ours vs torch eager) runs every case with --tiny,
-  checks the first-step losses agree and returns rows with DESIGN.md's fields.
+  checks the first-step losses agree and returns rows with docs/DESIGN.md's fields.
 - benchmarks/bench_train_run.py (a whole run) trains ours (train.py) and torch with the same
   recipe: both learn, and they follow the same curve (same weights, batches, schedule, groups).
 """

@@ -1,4 +1,4 @@
-"""Each fused op against autograd through the primitives it replaces (DESIGN.md trust level 2).
+"""Each fused op against autograd through the primitives it replaces (docs/DESIGN.md trust level 2).
 
 The composite forms are written out here from minigrad's primitive ops (exp, sum, amax,
 mean, matmul, indexing, where, ...), so their gradients come from the primitives' backward

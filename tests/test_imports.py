@@ -1,4 +1,4 @@
-"""The dependency arrows of DESIGN.md, enforced.
+"""The dependency arrows of docs/DESIGN.md, enforced.
 
     tokenizer/   knows nothing of minigrad (nor of kernels, torch, triton)
     kernels/     knows nothing of minigrad

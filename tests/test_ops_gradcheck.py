@@ -1,4 +1,4 @@
-"""Every differentiable op against float64 central finite differences (DESIGN.md trust level 1).
+"""Every differentiable op against float64 central finite differences (docs/DESIGN.md trust level 1).
 
 Each case is (function of Tensors, input arrays). `gradcheck` perturbs every entry of every
 input and compares with autograd's vector-Jacobian product for a random cotangent. Inputs are

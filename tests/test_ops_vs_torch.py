@@ -1,4 +1,4 @@
-"""minigrad against torch (CPU) as an independent oracle (DESIGN.md trust level 4).
+"""minigrad against torch (CPU) as an independent oracle (docs/DESIGN.md trust level 4).
 
 Each case is one function written once against a small namespace `L` that is either
 minigrad or torch (same names: L.m is the module, L.F its functional API, L.idx/L.mask make
