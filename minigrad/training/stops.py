@@ -112,22 +112,34 @@ class RunGuard:
 def run(main: Callable[[], object], errors: tuple = (ValueError, OSError)) -> None:
     """Run a script's main() the way a command line wants it to end: Ctrl-C after a save exits
     130 with the resume command; Ctrl-C before the loop (or a second one) 130 without; a broken
-    process group (a peer died or stalled: DistributedError) prints its message and leaves at once
-    (tearing down gloo/NCCL with a stalled peer can abort the process, exit -6, after it); the
-    expected `errors` (bad settings, data, checkpoints, a diverged run) print one line, exit 1."""
+    process group (a peer died or stalled: DistributedError) exits 1 with its message; the expected
+    `errors` (bad settings, data, checkpoints, a diverged run) print one line and exit 1."""
     from .distributed import DistributedError
     try:
         main()
     except TrainingInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
-        sys.exit(stop.exit_code)
+        _exit(stop.exit_code)
     except KeyboardInterrupt:
         print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
               file=sys.stderr)
-        sys.exit(TrainingInterrupted.exit_code)
+        _exit(TrainingInterrupted.exit_code)
     except DistributedError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(1)
+        print(f"error: {err}", file=sys.stderr)
+        _exit(1)
     except errors as err:
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        _exit(1)
+
+
+def _exit(code: int) -> None:
+    """sys.exit, except in a process of a torch.distributed job: there interpreter shutdown tears
+    down gloo/NCCL while peers may still be connected (or stalled), which can abort the process
+    (std::terminate, exit -6) after the message was printed. Such a process flushes its output and
+    leaves at once instead; everything worth keeping (the checkpoint, the logs) is written."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
