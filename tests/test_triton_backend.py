@@ -541,3 +541,28 @@ def test_device_name_says_where_arrays_live():
     name = TB.device_name()
     assert isinstance(name, str) and name
     assert name == (torch.cuda.get_device_name() if _GPU else "cpu (Triton interpreter)")
+
+
+def test_movement_ops_on_0d_arrays_match_numpy():
+    """Every movement op on a 0-d array (a scalar tensor): the Triton backend once passed ()
+    to torch as *() (expand() missing 'size'), so a scalar's .sum() backward failed on "cuda"."""
+    x = np.float32(2.5)
+    check("expand", arr(x), ())
+    check("expand", arr(x), (2, 3))                  # a scalar broadcast to a shape
+    check("reshape", arr(x), ())
+    check("reshape", arr(x), (1, 1))
+    check("permute", arr(x), ())
+    check("slice", arr(x), ())
+    check("contiguous", arr(x))
+    check("reduce_sum", arr(x), (), False)
+    check("concat", lambda be: [be.reshape(be.from_numpy(x), (1,))] * 2, 0)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_scalar_tensor_backward_on_both_backends(device):
+    """0-d tensors through autograd: sum, mean, expand, permute and reshape of a scalar."""
+    import minigrad
+    x = minigrad.tensor(3.0, requires_grad=True, device=device)
+    y = x.sum() * 2.0 + x.mean() + x.expand(2, 3).sum() + x.permute(()).reshape(1).sum()
+    y.backward()
+    assert x.grad.shape == () and x.grad.item() == pytest.approx(2.0 + 1.0 + 6.0 + 1.0)

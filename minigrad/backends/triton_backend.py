@@ -186,10 +186,10 @@ class TritonBackend(Backend):
             return _copy.copy(x).view(shape)
 
     def permute(self, x, axes):
-        return x.permute(*axes)
+        return x.permute(tuple(axes))                       # a tuple: () is a 0-d tensor's
 
     def expand(self, x, shape):
-        return x.expand(*shape)
+        return x.expand(tuple(shape))
 
     def slice(self, x, index):
         return x[tuple(index)]                              # basic indexing: a view
