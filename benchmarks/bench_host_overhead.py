@@ -412,8 +412,9 @@ def profile_steps(s: dict, gpu, steps: int, top: int = 15) -> dict:
 
 def launch_ladder(repeats: int = 2000) -> dict:
     """Plain us per call of one small elementwise add at each level of the stack, of a small
-    matmul at the launcher level, and of the host helpers a launch uses (torch.empty,
-    triton.cdiv): where a launch's host time goes, unprofiled."""
+    matmul at the launcher level (the plain wrapper and matmul_auto's replayed plan), and of the
+    host helpers a launch uses (torch.empty, triton.cdiv): where a launch's host time goes,
+    unprofiled."""
     import torch
     import triton
     import triton.language as tl
@@ -421,6 +422,7 @@ def launch_ladder(repeats: int = 2000) -> dict:
     import minigrad
     from minigrad.kernels import elementwise as ew
     from minigrad.kernels import matmul as mm
+    from minigrad.kernels import matmul_auto
 
     @triton.jit
     def _ladder_add_kernel(out_ptr, a_ptr, b_ptr, n, BLOCK: tl.constexpr):
@@ -447,6 +449,7 @@ def launch_ladder(repeats: int = 2000) -> dict:
         "Tensor a + b (engine, records the graph)": lambda: ta + tb,
         f"kernels.matmul.matmul 64x384x384 ({'autotuned' if mm.AUTOTUNE else 'fixed config'})":
             lambda: mm.matmul(a, w),
+        "kernels.matmul_auto.matmul 64x384x384 (a replayed plan)": lambda: matmul_auto.matmul(a, w),
     }
     out_us = {}
     for name, fn in levels.items():

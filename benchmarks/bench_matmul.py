@@ -1,4 +1,6 @@
-"""Benchmark kernels/matmul.py against torch.matmul (cuBLAS) at GPT-2-small training shapes.
+"""Benchmark our matmul against torch.matmul (cuBLAS) at GPT-2-small training shapes: the rows time
+kernels/matmul_auto.py's `matmul` (the performance layer's entry point: kernels/matmul.py's
+kernels, the variant picked per shape by timing, launches replayed).
 
     python -m benchmarks.bench_matmul            (needs a CUDA GPU; exits 0 with a message without)
 
@@ -132,7 +134,7 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
     from minigrad.kernels import matmul as K
-    from minigrad.kernels.matmul import matmul
+    from minigrad.kernels.matmul_auto import matmul
 
     K.AUTOTUNE = True
     torch.backends.cuda.matmul.allow_tf32 = True      # float32 rows: TF32 on both sides

@@ -40,9 +40,9 @@ class Linear(Function):
         return fast_ops(b).matmul_bias(x, _t(b, w), bias)
 
     def backward(self, g):
-        b = self.backend
-        dx = b.matmul(g, self.w) if self.needs_input_grad[0] else None
-        dw = b.matmul(_t(b, g), self.x) if self.needs_input_grad[1] else None
+        b, ops = self.backend, fast_ops(self.backend)
+        dx = ops.matmul(g, self.w) if self.needs_input_grad[0] else None
+        dw = ops.matmul(_t(b, g), self.x) if self.needs_input_grad[1] else None
         if not self.has_bias:
             return dx, dw
         db = b.reduce_sum(g, (0,), False) if self.needs_input_grad[2] else None
@@ -68,13 +68,13 @@ class MLP(Function):
         return ops.matmul_bias(self.h, _t(b, w2), b2)                        # (N, C_out)
 
     def backward(self, g):
-        b, need = self.backend, self.needs_input_grad
-        dw2 = b.matmul(_t(b, g), self.h) if need[2] else None               # (C_out, H)
+        b, ops, need = self.backend, fast_ops(self.backend), self.needs_input_grad
+        dw2 = ops.matmul(_t(b, g), self.h) if need[2] else None             # (C_out, H)
         da = None
         if need[0] or need[1] or (self.has_bias and need[3]):
-            da = fast_ops(b).matmul_act_grad(g, self.w2, self.a, self.activation)  # (N, H)
-        dx = b.matmul(da, self.w1) if need[0] else None                     # (N, C)
-        dw1 = b.matmul(_t(b, da), self.x) if need[1] else None              # (H, C)
+            da = ops.matmul_act_grad(g, self.w2, self.a, self.activation)   # (N, H)
+        dx = ops.matmul(da, self.w1) if need[0] else None                   # (N, C)
+        dw1 = ops.matmul(_t(b, da), self.x) if need[1] else None            # (H, C)
         if not self.has_bias:
             return dx, dw1, dw2
         db1 = b.reduce_sum(da, (0,), False) if need[3] else None

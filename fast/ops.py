@@ -39,10 +39,15 @@ class FastOps:
         self.seed_offset = 0            # added to every dropout seed (set_dropout_seed_offset_)
 
     # ------------------------------------------------------------------ matmul epilogues
+    def matmul(self, a: Array, b_: Array) -> Array:
+        """Backend.matmul; on the GPU through the host plan cache and the per-shape variant pick
+        (kernels/matmul_auto.py), which the fused Functions' backward matmuls use."""
+        return self.b.matmul(a, b_)
+
     def matmul_bias(self, a: Array, w_t: Array, bias: Optional[Array]) -> Array:
         """a (M, K) @ w_t (K, N) + bias (N,) broadcast over the rows (bias None: a plain matmul)."""
         b = self.b
-        out = b.matmul(a, w_t)
+        out = self.matmul(a, w_t)
         if bias is None:
             return out
         M, N = b.shape(out)
@@ -68,7 +73,7 @@ class FastOps:
     def matmul_act_grad(self, a: Array, b_: Array, pre: Array, activation: str) -> Array:
         """d(pre) = (a (M, K) @ b_ (K, N)) * activation'(pre): a @ b_ is the gradient with respect
         to the activation's output, pre (M, N) the saved pre-activation."""
-        return self._activation_grad(self.b.matmul(a, b_), pre, activation)
+        return self._activation_grad(self.matmul(a, b_), pre, activation)
 
     # ------------------------------------------------------------------ loss
     def cross_entropy_fwd_bwd_(self, logits: Array, targets: Array, ignore_index: int,

@@ -21,7 +21,7 @@ from minigrad.kernels import attention as _attention
 from minigrad.kernels import copy as _copy
 from minigrad.kernels import cross_entropy as _ce
 from minigrad.kernels import dropout as _dropout
-from minigrad.kernels import matmul as _mm
+from minigrad.kernels import matmul_auto as _mm
 from minigrad.kernels import multi_tensor as _multi
 
 from .ops import FastOps
@@ -41,6 +41,9 @@ class TritonFastOps(FastOps):
         return x if x.is_contiguous() else _copy.copy(x)
 
     # ------------------------------------------------------------------ matmul epilogues
+    def matmul(self, a, b_):
+        return _mm.matmul(a, b_)                              # plans and variant picks
+
     def matmul_bias(self, a, w_t, bias):
         return _mm.matmul(a, w_t, bias=bias)                  # the bias in the epilogue
 

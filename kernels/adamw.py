@@ -37,14 +37,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value, cdiv
+from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value, cdiv
 from .multi_tensor import pointer_table
 
 BLOCK = 1024
 # Elements per program of the multi-tensor kernel (keeps the host-built chunk table short:
 # ~2K entries for GPT-2 small's 124M parameters).
 MULTI_CHUNK = 64 * BLOCK
-FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 HYPER_SIZE = 7             # the step's scalars in device memory, see _adamw_hyper_kernel
 _HYPER_DTYPES = (torch.float32, torch.float64)   # values are passed to the kernel as float32 either way
 
@@ -150,10 +149,6 @@ def _adamw_hyper_kernel(hyper_ptr, decay, one_minus_beta1, beta2, one_minus_beta
 
 
 # ---------------------------------------------------------------------------- helpers
-_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
-       torch.float64: tl.float64}
-
-
 def _scalars(lr, beta1, beta2, eps, weight_decay, step):
     """Host-side scalars, computed in Python double precision like torch does."""
     if step < 1:
@@ -169,7 +164,7 @@ def _check_param(param, grad, exp_avg, exp_avg_sq, master, where=""):
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}{where} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in FLOATS:
+        if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name}{where} must be a float tensor, got {t.dtype}")
         if t.numel() != param.numel():
             raise ValueError(f"{name}{where} has {t.numel()} elements, param has {param.numel()}")
@@ -183,6 +178,35 @@ def _check_param(param, grad, exp_avg, exp_avg_sq, master, where=""):
         if name in tensors and tensors[name].dtype != state_dtype:
             raise TypeError(f"{name}{where} must be {state_dtype} for a {param.dtype} param, "
                             f"got {tensors[name].dtype}")
+
+
+def _check_multi(params, grads, exp_avgs, exp_avg_sqs, hyper, masters, chunk) -> None:
+    n_params = len(params)
+    for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
+                      ("masters", masters)):
+        if len(lst) != n_params:
+            raise ValueError(f"{name} has {len(lst)} entries, params has {n_params}")
+    if n_params and (hyper.shape != (HYPER_SIZE,) or hyper.dtype not in _HYPER_DTYPES
+                     or hyper.device != params[0].device):
+        raise ValueError(f"hyper must be ({HYPER_SIZE},) float32/float64 on {params[0].device}, got "
+                         f"{tuple(hyper.shape)} {hyper.dtype} on {hyper.device}")
+    for i in range(n_params):
+        _check_param(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], masters[i], where=f"[{i}]")
+    if chunk < BLOCK or chunk % BLOCK:
+        raise ValueError(f"multi_chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
+
+
+def _groups(params, grads, exp_avgs, masters) -> dict[tuple, list[int]]:
+    """Indices of the non-empty parameters by (param, grad, state dtype, has master, device): one
+    launch each (a kernel's pointer casts are compiled for one set of dtypes)."""
+    groups: dict[tuple, list[int]] = {}
+    for i in range(len(params)):
+        if params[i].numel() == 0:
+            continue
+        key = (params[i].dtype, grads[i].dtype, exp_avgs[i].dtype, masters[i] is not None,
+               params[i].device)
+        groups.setdefault(key, []).append(i)
+    return groups
 
 
 # ---------------------------------------------------------------------------- launchers
@@ -229,37 +253,18 @@ def adamw_step_multi_dev_(params: Sequence[torch.Tensor], grads: Sequence[torch.
     tables are cached by address (kernels/multi_tensor.py), so repeated calls on the same
     tensors upload nothing. `multi_chunk` (a multiple of BLOCK) overrides the elements per
     program (tests)."""
-    n_params = len(params)
-    for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs)):
-        if len(lst) != n_params:
-            raise ValueError(f"{name} has {len(lst)} entries, params has {n_params}")
-    if masters is None:
-        masters = [None] * n_params
-    elif len(masters) != n_params:
-        raise ValueError(f"masters has {len(masters)} entries, params has {n_params}")
-    if n_params and (hyper.shape != (HYPER_SIZE,) or hyper.dtype not in _HYPER_DTYPES
-                     or hyper.device != params[0].device):
-        raise ValueError(f"hyper must be ({HYPER_SIZE},) float32/float64 on {params[0].device}, got "
-                         f"{tuple(hyper.shape)} {hyper.dtype} on {hyper.device}")
-    groups: dict[tuple, list[int]] = {}
-    for i in range(n_params):
-        _check_param(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], masters[i], where=f"[{i}]")
-        if params[i].numel() == 0:
-            continue
-        key = (params[i].dtype, grads[i].dtype, exp_avgs[i].dtype, masters[i] is not None,
-               params[i].device)
-        groups.setdefault(key, []).append(i)
+    masters = [None] * len(params) if masters is None else masters
     chunk = multi_chunk if multi_chunk is not None else MULTI_CHUNK
-    if chunk < BLOCK or chunk % BLOCK:
-        raise ValueError(f"multi_chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
-    for (p_dtype, g_dtype, s_dtype, has_master, device), members in groups.items():
+    _check_multi(params, grads, exp_avgs, exp_avg_sqs, hyper, masters, chunk)
+    for (p_dtype, g_dtype, s_dtype, has_master, device), members in _groups(params, grads, exp_avgs,
+                                                                            masters).items():
         rows = [(params[i].data_ptr(), (masters[i] if has_master else params[i]).data_ptr(),
                  exp_avgs[i].data_ptr(), exp_avg_sqs[i].data_ptr(), grads[i].data_ptr(),
                  params[i].numel()) for i in members]
         table_t, chunks_t, n_chunks = pointer_table(rows, [r[5] for r in rows], chunk, device)
         _adamw_step_multi_kernel[(n_chunks,)](
             table_t, chunks_t, hyper,
-            P_DTYPE=_TL[p_dtype], S_DTYPE=_TL[s_dtype], G_DTYPE=_TL[g_dtype],
+            P_DTYPE=TL_DTYPES[p_dtype], S_DTYPE=TL_DTYPES[s_dtype], G_DTYPE=TL_DTYPES[g_dtype],
             HAS_MASTER=has_master, ACC=tl.float64 if p_dtype == torch.float64 else tl.float32,
             CHUNK=chunk, BLOCK=BLOCK, num_warps=4)
 

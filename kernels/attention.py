@@ -83,7 +83,6 @@ Gimelshein, "Online normalizer calculation for softmax" (2018).
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -92,8 +91,8 @@ import triton.language as tl
 
 from .attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
 from .attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
-from .copy import INT32_LIMIT, _cast_value, cdiv, launch_tuned, next_power_of_2
 from .dropout import check_seed_offset, philox_key
+from .helpers import INT32_LIMIT, _cast_value, cdiv, interpreting, launch_tuned, next_power_of_2
 
 AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
 LOG2E = 1.4426950408889634
@@ -253,12 +252,8 @@ _attention_bwd_dkdv_autotuned = triton.autotune(_DKDV_CONFIGS, key=_KEY)(_attent
 _attention_bwd_dq_autotuned = triton.autotune(_DQ_CONFIGS, key=_KEY)(_attention_bwd_dq_kernel)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _use_autotune() -> bool:
-    return AUTOTUNE and not _interpreting()
+    return AUTOTUNE and not interpreting()
 
 
 def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
@@ -267,7 +262,7 @@ def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
     On the GPU the tiles shrink as a row of q/k/v grows (d_pad * itemsize bytes) so that the
     pipelined shared-memory buffers fit the 228 KB of an H100 SM (checked by compiling for sm_90).
     """
-    if _interpreting():
+    if interpreting():
         return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
     row_bytes = d_pad * itemsize
     table = {   # row_bytes limit: (fwd, dkdv, dq) as (BLOCK_M, BLOCK_N, warps, stages)
@@ -286,7 +281,7 @@ def _fixed_for(kind: str, meta: dict, itemsize: int) -> dict:
     twice the threads. Compiled for sm_90 (bf16, D = 64): with 4 warps the dropout forward
     (128 x 64) spills 584 bytes per thread and the dk/dv kernel (32 x 128) 280; with 8, none."""
     cfg = _fixed(kind, meta["D_PAD"], itemsize)
-    if meta["HAS_DROPOUT"] and not _interpreting():
+    if meta["HAS_DROPOUT"] and not interpreting():
         cfg["num_warps"] = 8
     return cfg
 
@@ -329,7 +324,7 @@ def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor], d
     # The largest dropout counter a program forms, padded rows and keys included (blocks <= 128).
     index64 = dropout_p > 0 and (B * H * T + 128) * S + 128 > INT32_LIMIT
     return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None, HAS_DROPOUT=dropout_p > 0,
-                INDEX64=bool(index64), UPCAST=_interpreting() and q.dtype == torch.bfloat16,
+                INDEX64=bool(index64), UPCAST=interpreting() and q.dtype == torch.bfloat16,
                 D_PAD=d_pad, EVEN_D=d_pad == D)
 
 
@@ -369,31 +364,31 @@ def _check_out(name: str, t: torch.Tensor, shape: tuple, like: torch.Tensor) -> 
     return t
 
 
-def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
-                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
-    (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
-    out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
-    heads come out already merged, with no transpose copy).
-    dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = tl.rand(seed, flat) >= p,
-    flat the row-major index of (b, h, i, j) in (B, H, T, S): the mask kernels/dropout.py draws
-    for a (B, H, T, S) tensor with this seed. lse is that of the undropped probabilities.
-    seed_offset: optional (1,) int64 device tensor added to the seed when the kernel runs (as
-    kernels/dropout.py's; the CUDA-graph step rewrites it before each replay).
+def _check_bwd(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, out: Optional[tuple],
+               q: torch.Tensor, S: int) -> None:
+    """do, o like q; lse the forward's (B, H, T) float32; `out` (dq, dk, dv) views, if given."""
+    B, H, T, D = q.shape
+    for n, t in (("do", do), ("o", o)):
+        if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
+            raise ValueError(f"attention_bwd: {n} must be {tuple(q.shape)} {q.dtype} on {q.device}; "
+                             f"got {tuple(t.shape)} {t.dtype} on {t.device}")
+    if lse.shape != (B, H, T) or lse.dtype != torch.float32 or not lse.is_contiguous():
+        raise ValueError(f"attention_bwd: lse must be contiguous ({B}, {H}, {T}) float32 (from "
+                         f"attention_fwd); got {tuple(lse.shape)} {lse.dtype}")
+    if out is not None:
+        for i, (t, shape) in enumerate(zip(out, ((B, H, T, D), (B, H, S, D), (B, H, S, D)))):
+            _check_out(f"attention_bwd: out[{i}]", t, shape, q)
+        if out[1].stride() != out[2].stride():
+            raise ValueError(f"attention_bwd: out dk and dv must have equal strides (the kernel takes "
+                             f"one set); got {out[1].stride()} and {out[2].stride()}")
 
-    Returns o (B, H, T, D) (contiguous unless `out` was given) in q's dtype and lse (B, H, T)
-    float32 (natural log; -inf for rows with every key masked, whose o is 0).
-    """
-    B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
-    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
-    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device) if out is None else \
-        _check_out("attention_fwd: out", out, (B, H, T, D), q)
-    lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
-    if o.numel() == 0:
-        return o, lse
-    # S == 0 runs too: no key block is visited, so every row gets o = 0 and lse = -inf.
+
+def _launch_fwd(o: torch.Tensor, lse: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: Optional[torch.Tensor], causal: bool, scale: float, dropout_p: float,
+                drop: tuple, per_call: dict) -> None:
+    """One program per (BLOCK_M queries, b*h); block sizes autotuned on the GPU, fixed otherwise."""
+    B, H, T, D = q.shape
+    S = k.shape[2]
     meta = _meta(q, D, causal, bias, dropout_p, B, H, T, S)
     bias_t, *bias_strides = _bias_args(bias, q)
     args = (o, lse, q, k, v, bias_t, *o.stride(), *q.stride(), *k.stride(), *v.stride(),
@@ -406,49 +401,18 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
         launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta, per_call=per_call)
     else:
         _attention_fwd_kernel[grid](*args, **per_call, **meta, **_fixed_for("fwd", meta, q.element_size()))
-    return o, lse
 
 
-def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
-                  bias: Optional[torch.Tensor] = None, out: Optional[tuple] = None,
-                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
-    q, k, v, causal, scale, bias, dropout_p and seed as given to it (the dropout mask is drawn
-    again from the seed, never stored). Returns (dq, dk, dv) in q's dtype with the shapes
-    of q, k, v (the bias gets no gradient): contiguous, or written into `out` = (dq, dk, dv)
-    views (dk and dv with equal strides), e.g. the three thirds of one (B, T, 3, H, D) buffer,
-    which is the gradient of a fused qkv projection's output with no concat or fill."""
-    B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
-    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
-    for n, t in (("do", do), ("o", o)):
-        if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
-            raise ValueError(f"attention_bwd: {n} must be {tuple(q.shape)} {q.dtype} on {q.device}; "
-                             f"got {tuple(t.shape)} {t.dtype} on {t.device}")
-    if lse.shape != (B, H, T) or lse.dtype != torch.float32 or not lse.is_contiguous():
-        raise ValueError(f"attention_bwd: lse must be contiguous ({B}, {H}, {T}) float32 (from "
-                         f"attention_fwd); got {tuple(lse.shape)} {lse.dtype}")
-    if T == 0 or S == 0 or B * H * D == 0:   # one side is empty: every gradient is zero
-        return (torch.zeros((B, H, T, D), dtype=q.dtype, device=q.device),
-                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device),
-                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device))
-    if out is None:
-        dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
-        # dk and dv are passed one set of strides, so they must be allocated alike (contiguous).
-        dk = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
-        dv = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
-    else:
-        dq, dk, dv = (_check_out(f"attention_bwd: out[{i}]", t, shp, q)
-                      for i, (t, shp) in enumerate(zip(out, ((B, H, T, D), (B, H, S, D), (B, H, S, D)))))
-        if dk.stride() != dv.stride():
-            raise ValueError(f"attention_bwd: out dk and dv must have equal strides (the kernel takes "
-                             f"one set); got {dk.stride()} and {dv.stride()}")
+def _launch_bwd(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, delta: torch.Tensor,
+                do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+                lse: torch.Tensor, bias: Optional[torch.Tensor], causal: bool, scale: float,
+                dropout_p: float, drop: tuple, per_call: dict) -> None:
+    """dq first: it also computes delta = rowsum(do * o) for its rows, which the dk/dv kernel reads."""
+    B, H, T, D = q.shape
+    S = k.shape[2]
     meta = _meta(q, D, causal, bias, dropout_p, B, H, T, S)
-    delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)   # written by the dq kernel
     bias_t, *bias_strides = _bias_args(bias, q)
     tail = (*bias_strides, H, T, S, D, float(scale), float(scale) * LOG2E, *drop)
-    # dq first: it also computes delta = rowsum(do * o) for its rows, which the dk/dv kernel reads.
     dq_args = (dq, delta, q, k, v, o, do, lse, bias_t, *dq.stride(), *q.stride(), *k.stride(),
                *v.stride(), *o.stride(), *do.stride(), *tail)
     dkdv_args = (dk, dv, q, k, v, do, lse, delta, bias_t, *dk.stride(), *q.stride(), *k.stride(),
@@ -470,4 +434,62 @@ def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                                           **_fixed_for("dq", meta, q.element_size()))
         _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **per_call, **meta,
                                               **_fixed_for("dkdv", meta, q.element_size()))
+
+
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
+                  bias: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
+                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused attention forward. q (B, H, T, D); k, v (B, H, S, D); any strides, one dtype
+    (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
+    out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
+    heads come out already merged, with no transpose copy).
+    dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = tl.rand(seed, flat) >= p,
+    flat the row-major index of (b, h, i, j) in (B, H, T, S): the mask kernels/dropout.py draws
+    for a (B, H, T, S) tensor with this seed. lse is that of the undropped probabilities.
+    seed_offset: optional (1,) int64 device tensor added to the seed when the kernel runs (as
+    kernels/dropout.py's; the CUDA-graph step rewrites it before each replay).
+
+    Returns o (B, H, T, D) (contiguous unless `out` was given) in q's dtype and lse (B, H, T)
+    float32 (natural log; -inf for rows with every key masked, whose o is 0).
+    """
+    B, H, T, S, D = _check("attention_fwd", q, k, v, bias)
+    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
+    if out is not None:
+        _check_out("attention_fwd: out", out, (B, H, T, D), q)
+    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device) if out is None else out
+    lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+    if o.numel() == 0:
+        return o, lse
+    # S == 0 runs too: no key block is visited, so every row gets o = 0 and lse = -inf.
+    _launch_fwd(o, lse, q, k, v, bias, causal, scale, dropout_p, drop, per_call)
+    return o, lse
+
+
+def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  o: torch.Tensor, lse: torch.Tensor, causal: bool, scale: float,
+                  bias: Optional[torch.Tensor] = None, out: Optional[tuple] = None,
+                  dropout_p: float = 0.0, seed: int = 0, seed_offset: Optional[torch.Tensor] = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused attention backward. do, o (B, H, T, D) and lse (B, H, T) float32 from attention_fwd;
+    q, k, v, causal, scale, bias, dropout_p and seed as given to it (the dropout mask is drawn
+    again from the seed, never stored). Returns (dq, dk, dv) in q's dtype with the shapes
+    of q, k, v (the bias gets no gradient): contiguous, or written into `out` = (dq, dk, dv)
+    views (dk and dv with equal strides), e.g. the three thirds of one (B, T, 3, H, D) buffer,
+    which is the gradient of a fused qkv projection's output with no concat or fill."""
+    B, H, T, S, D = _check("attention_bwd", q, k, v, bias)
+    drop, per_call = _dropout_args(dropout_p, seed, seed_offset, q)
+    _check_bwd(do, o, lse, out, q, S)
+    if T == 0 or S == 0 or B * H * D == 0:   # one side is empty: every gradient is zero
+        return (torch.zeros((B, H, T, D), dtype=q.dtype, device=q.device),
+                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device),
+                torch.zeros((B, H, S, D), dtype=q.dtype, device=q.device))
+    if out is None:
+        # dk and dv are passed one set of strides, so they must be allocated alike (contiguous).
+        dq, dk, dv = (torch.empty(shape, dtype=q.dtype, device=q.device)
+                      for shape in ((B, H, T, D), (B, H, S, D), (B, H, S, D)))
+    else:
+        dq, dk, dv = out
+    delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)   # written by the dq kernel
+    _launch_bwd(dq, dk, dv, delta, do, q, k, v, o, lse, bias, causal, scale, dropout_p, drop, per_call)
     return dq, dk, dv

@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 
 from .attention_tiles import _block_and_head, _dot, _load_head_rows, _load_tile, _rng_rows
-from .copy import _cast_value
 from .dropout import philox_key
+from .helpers import _cast_value
 
 
 @triton.jit

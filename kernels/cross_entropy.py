@@ -42,8 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value, cdiv, next_power_of_2
-from .softmax import acc_dtype, check_float
+from .helpers import _cast_value, acc_dtype, cdiv, check_float, next_power_of_2
 
 # Vocabulary chunk per loop iteration (forward and fused paths) and per program (backward).
 BLOCK_V = 4096
@@ -152,6 +151,25 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int
     return n_rows, n_cols
 
 
+def _check_rows(n_rows: int, device: torch.device, **vectors: torch.Tensor) -> None:
+    """Each of `vectors` (dlosses, lse) is a float (n_rows,) tensor on `device` (any strides)."""
+    for name, v in vectors.items():
+        check_float(v, name)
+        if tuple(v.shape) != (n_rows,):
+            raise ValueError(f"{name} must have shape ({n_rows},), got {tuple(v.shape)}")
+        if v.device != device:
+            raise ValueError(f"{name} must be on {device}, got {v.device}")
+
+
+def _check_out(out: torch.Tensor, logits: torch.Tensor) -> None:
+    """out: (N, V_out >= V) of the logits' dtype and device."""
+    n_rows, n_cols = logits.shape
+    if (out.dim() != 2 or out.shape[0] != n_rows or out.shape[1] < n_cols or out.dtype != logits.dtype
+            or out.device != logits.device):
+        raise ValueError(f"out must be ({n_rows}, >= {n_cols}) {logits.dtype} on {logits.device}, got "
+                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
+
+
 def _pick_block(n_cols: int, block_size: Optional[int]) -> int:
     if block_size is None:
         return min(BLOCK_V, next_power_of_2(n_cols))
@@ -193,12 +211,7 @@ def cross_entropy_bwd(dlosses: torch.Tensor, logits: torch.Tensor, targets: torc
     zero rows where t_i == ignore_index. dlosses and lse are (N,) float (any strides;
     a stride-0 expanded dlosses works)."""
     n_rows, n_cols = _check_inputs(logits, targets)
-    for name, v in (("dlosses", dlosses), ("lse", lse)):
-        check_float(v, name)
-        if tuple(v.shape) != (n_rows,):
-            raise ValueError(f"{name} must have shape ({n_rows},), got {tuple(v.shape)}")
-        if v.device != logits.device:
-            raise ValueError(f"{name} must be on {logits.device}, got {v.device}")
+    _check_rows(n_rows, logits.device, dlosses=dlosses, lse=lse)
     dlogits = torch.empty((n_rows, n_cols), dtype=logits.dtype, device=logits.device)
     if n_rows == 0:
         return dlogits
@@ -224,15 +237,13 @@ def cross_entropy_fwd_bwd(logits: torch.Tensor, targets: torch.Tensor, ignore_in
     the view out[:, :V] of the lm_head output, whose padded columns get no gradient).
     """
     n_rows, n_cols = _check_inputs(logits, targets)
+    if out is not None:
+        _check_out(out, logits)
     stat_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     losses = torch.empty(n_rows, dtype=stat_dtype, device=logits.device)
     lse = torch.empty(n_rows, dtype=stat_dtype, device=logits.device)
     if out is None:
         out = torch.empty((n_rows, n_cols), dtype=logits.dtype, device=logits.device)
-    elif (out.dim() != 2 or out.shape[0] != n_rows or out.shape[1] < n_cols or out.dtype != logits.dtype
-          or out.device != logits.device):
-        raise ValueError(f"out must be ({n_rows}, >= {n_cols}) {logits.dtype} on {logits.device}, got "
-                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
     if n_rows == 0:
         return losses, lse, out
     block = _pick_block(n_cols, block_size)

@@ -37,11 +37,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .copy import collapse_dims
 from .elementwise import fill_ as _fill_
-from .copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
-                          check_tensor, collapse_dims, needs_int64, pad_sizes, pad_strides)
-
-FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+from .helpers import (FLOAT_DTYPES, _cast_value, _flat_index, _offset, _unravel, block_size, cdiv,
+                      check_rank, check_tensor, needs_int64, pad_sizes, pad_strides)
 
 
 @triton.jit
@@ -141,6 +140,17 @@ def check_seed_offset(seed_offset: torch.Tensor, device) -> None:
                          f"{getattr(seed_offset, 'dtype', '')}")
 
 
+def _check_bwd(dy: torch.Tensor, mask: torch.Tensor) -> None:
+    check_tensor(dy, "dropout_bwd dy")
+    check_tensor(mask, "dropout_bwd mask")
+    if tuple(dy.shape) != tuple(mask.shape):
+        raise ValueError(f"dropout_bwd: shape mismatch, dy {tuple(dy.shape)} vs mask {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"dropout_bwd: mask must be bool, got {mask.dtype}")
+    if dy.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dropout_bwd: dy must be a float tensor, got {dy.dtype}")
+
+
 def dropout_fwd(x: torch.Tensor, p: float, seed: int, seed_offset: Optional[torch.Tensor] = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (y, mask): y = x * mask / (1 - p), mask bool (True = kept), both contiguous.
@@ -156,6 +166,7 @@ def dropout_fwd(x: torch.Tensor, p: float, seed: int, seed_offset: Optional[torc
     n = x.numel()
     if n == 0:
         return y, mask
+    # launch: collapse x's dims (y and mask are contiguous), one program per `block` flat indices
     sizes, (x_st,) = collapse_dims(tuple(x.shape), [x.stride()])
     check_rank(sizes, "dropout_fwd")
     block = block_size(x.dtype)
@@ -169,14 +180,7 @@ def dropout_fwd(x: torch.Tensor, p: float, seed: int, seed_offset: Optional[torc
 
 def dropout_bwd(dy: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     """dx = dy * mask / (1 - p) (contiguous, dy's dtype)."""
-    check_tensor(dy, "dropout_bwd dy")
-    check_tensor(mask, "dropout_bwd mask")
-    if tuple(dy.shape) != tuple(mask.shape):
-        raise ValueError(f"dropout_bwd: shape mismatch, dy {tuple(dy.shape)} vs mask {tuple(mask.shape)}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"dropout_bwd: mask must be bool, got {mask.dtype}")
-    if dy.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dropout_bwd: dy must be a float tensor, got {dy.dtype}")
+    _check_bwd(dy, mask)
     p = _check_p(p)
     dx = torch.empty(tuple(dy.shape), dtype=dy.dtype, device=dy.device)
     n = dy.numel()

@@ -20,7 +20,8 @@ How work is split
     becomes one flat dim), each program handles BLOCK flat output indices, unravels them into a
     multi-index and dots it with each input's strides, so transposed, sliced and stride-0
     expanded views are read in place. The output is always a fresh contiguous tensor.
-    Math runs in float32 for 16-bit inputs, float64 for float64, int64 for int64.
+    Math runs in float32 for 16-bit inputs, float64 for float64, int64 for int64; the formulas
+    are @triton.jit helpers in kernels/elementwise_math.py (the matmul epilogue reuses them).
 
 Scalars
     A Python scalar operand is passed as a kernel scalar: floats as the 64-bit pattern of the
@@ -49,8 +50,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import (_cast_value, _flat_index, _offset, _unravel, block_size, cdiv, check_rank,
-                          check_tensor, collapse_dims, copy, needs_int64, pad_sizes, pad_strides)
+from .copy import collapse_dims, copy
+from .elementwise_math import _binary_math, _unary_math
+from .helpers import (FLOAT_DTYPES, _cast_value, _flat_index, _offset, _unravel, block_size, cdiv,
+                      check_rank, check_tensor, needs_int64, pad_sizes, pad_strides)
 
 UNARY_OPS = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "abs", "sign",
              "sin", "cos", "square", "reciprocal")
@@ -59,137 +62,7 @@ COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 INT_UNARY_OPS = ("neg", "abs", "sign", "square")
 INT_BINARY_OPS = ("add", "sub", "mul", "maximum", "minimum")
 
-FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 SUPPORTED_DTYPES = FLOAT_DTYPES + (torch.int64, torch.bool)
-
-# constants inlined in the kernels: sqrt(2/pi) = 0.7978845608028654, 1/sqrt(2) = 0.7071067811865476,
-# 1/sqrt(2*pi) = 0.3989422804014327
-
-
-# ----------------------------------------------------------------------------- jit math
-@triton.jit
-def _tanh(x):
-    """tanh without libdevice (the interpreter has none): sign(x) (1 - e) / (1 + e), e = exp(-2|x|),
-    and an odd Taylor series for |x| < 0.1 where 1 - e would cancel."""
-    ax = tl.abs(x)
-    e = tl.exp(-2.0 * ax)
-    big = (1.0 - e) / (1.0 + e)
-    big = tl.where(x < 0, -big, big)
-    x2 = x * x
-    small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))))
-    return tl.where(ax < 0.1, small, big)
-
-
-@triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def _pow(a, b):
-    """a ** b with numpy semantics for real results: negative bases need integer exponents."""
-    mag = tl.exp2(b * tl.log2(tl.abs(a)))
-    b_is_int = tl.floor(b) == b
-    b_is_odd = b_is_int & ((b - 2.0 * tl.floor(0.5 * b)) != 0)
-    signed = tl.where((a < 0) & b_is_odd, -mag, mag)
-    out = tl.where((a < 0) & (~b_is_int), float("nan"), signed)
-    return tl.where(b == 0, 1.0, out)          # x ** 0 == 1, even for 0 and nan
-
-
-@triton.jit
-def _unary_math(x, OP: tl.constexpr, IS_FLOAT: tl.constexpr):
-    if OP == "neg":
-        y = -x
-    elif OP == "exp":
-        y = tl.exp(x)
-    elif OP == "log":
-        y = tl.log(x)
-    elif OP == "sqrt":
-        y = tl.sqrt(x)
-    elif OP == "rsqrt":
-        y = 1.0 / tl.sqrt(x)
-    elif OP == "tanh":
-        y = _tanh(x)
-    elif OP == "sigmoid":
-        y = _sigmoid(x)
-    elif OP == "relu":
-        y = tl.where(x < 0, 0, x)            # keeps nan (like numpy's maximum(x, 0))
-    elif OP == "abs":
-        y = tl.abs(x)
-    elif OP == "sign":
-        if IS_FLOAT:
-            y = tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, x))     # keeps 0 and nan
-        else:
-            y = (x > 0).to(x.dtype) - (x < 0).to(x.dtype)
-    elif OP == "sin":
-        y = tl.sin(x)
-    elif OP == "cos":
-        y = tl.cos(x)
-    elif OP == "square":
-        y = x * x
-    elif OP == "reciprocal":
-        y = 1.0 / x
-    elif OP == "gelu":
-        y = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
-    elif OP == "gelu_tanh":
-        u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        y = 0.5 * x * (1.0 + _tanh(u))
-    elif OP == "silu":
-        y = x * _sigmoid(x)
-    else:
-        tl.static_assert(False, "unknown unary op")
-    return y
-
-
-@triton.jit
-def _binary_math(a, b, OP: tl.constexpr, IS_FLOAT: tl.constexpr):
-    if OP == "add":
-        c = a + b
-    elif OP == "sub":
-        c = a - b
-    elif OP == "mul":
-        c = a * b
-    elif OP == "div":
-        c = a / b
-    elif OP == "pow":
-        c = _pow(a, b)
-    elif OP == "maximum":
-        if IS_FLOAT:
-            c = tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-        else:
-            c = tl.maximum(a, b)
-    elif OP == "minimum":
-        if IS_FLOAT:
-            c = tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
-        else:
-            c = tl.minimum(a, b)
-    elif OP == "eq":
-        c = a == b
-    elif OP == "ne":
-        c = a != b
-    elif OP == "lt":
-        c = a < b
-    elif OP == "le":
-        c = a <= b
-    elif OP == "gt":
-        c = a > b
-    elif OP == "ge":
-        c = a >= b
-    elif OP == "gelu_bwd":                   # a = dy, b = x
-        cdf = 0.5 * (1.0 + tl.erf(b * 0.7071067811865476))
-        pdf = tl.exp(-0.5 * b * b) * 0.3989422804014327
-        c = a * (cdf + b * pdf)
-    elif OP == "gelu_tanh_bwd":
-        x2 = b * b
-        t = _tanh(0.7978845608028654 * (b + 0.044715 * x2 * b))
-        du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x2)
-        c = a * (0.5 * (1.0 + t) + 0.5 * b * (1.0 - t * t) * du)
-    elif OP == "silu_bwd":
-        s = _sigmoid(b)
-        c = a * s * (1.0 + b * (1.0 - s))
-    else:
-        tl.static_assert(False, "unknown binary op")
-    return c
 
 
 @triton.jit
@@ -315,6 +188,56 @@ def _check_dtype(x: torch.Tensor, allowed: Sequence[torch.dtype], what: str) -> 
                         f"{[str(d) for d in allowed]})")
 
 
+def _check_operands(what: str, a, b):
+    """(array, array) or (array, scalar) operands of one shape, dtype and device; returns
+    (reference tensor, a or None, b or None), None marking a Python scalar."""
+    a_t = a if isinstance(a, torch.Tensor) else None
+    b_t = b if isinstance(b, torch.Tensor) else None
+    if a_t is None and b_t is None:
+        raise TypeError(f"{what}: at least one operand must be a tensor, got two scalars")
+    if a_t is not None and b_t is not None:
+        if tuple(a_t.shape) != tuple(b_t.shape):
+            raise ValueError(f"{what}: shape mismatch {tuple(a_t.shape)} vs {tuple(b_t.shape)} "
+                             "(broadcast with an explicit expand first)")
+        if a_t.dtype != b_t.dtype:
+            raise TypeError(f"{what}: dtype mismatch {a_t.dtype} vs {b_t.dtype}")
+        if a_t.device != b_t.device:
+            raise ValueError(f"{what}: device mismatch {a_t.device} vs {b_t.device}")
+    for s in (a, b):
+        if not isinstance(s, (torch.Tensor, numbers.Number)):
+            raise TypeError(f"{what}: operands must be tensors or Python scalars, got {type(s).__name__}")
+    return (a_t if a_t is not None else b_t), a_t, b_t
+
+
+def _check_int_or_float(x: torch.Tensor, op: str, int_ops: Sequence[str], what: str) -> None:
+    """int64 takes only `int_ops`; anything else must be a float dtype."""
+    if x.dtype == torch.int64:
+        if op not in int_ops:
+            raise TypeError(f"{what}: int64 supports only {tuple(int_ops)}, cast to float first")
+    else:
+        _check_dtype(x, FLOAT_DTYPES, what)
+
+
+def _check_where(cond: torch.Tensor, a, b) -> torch.dtype:
+    """cond bool; a, b tensors of cond's shape, device and one dtype, or scalars. -> the output dtype
+    (with two scalars float32, or int64 when `a` is an int, not bool or float)."""
+    check_tensor(cond, "where cond")
+    if cond.dtype != torch.bool:
+        raise TypeError(f"where: cond must be bool, got {cond.dtype}")
+    tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
+    for t in tensors:
+        if tuple(t.shape) != tuple(cond.shape):
+            raise ValueError(f"where: shape mismatch, cond {tuple(cond.shape)} vs {tuple(t.shape)}")
+        if t.device != cond.device:
+            raise ValueError(f"where: device mismatch, cond on {cond.device} vs {t.device}")
+    if len(tensors) == 2 and tensors[0].dtype != tensors[1].dtype:
+        raise TypeError(f"where: dtype mismatch {tensors[0].dtype} vs {tensors[1].dtype}")
+    if not tensors:
+        return torch.int64 if (isinstance(a, int) and not isinstance(a, bool)) else torch.float32
+    _check_dtype(tensors[0], SUPPORTED_DTYPES, "where")
+    return tensors[0].dtype
+
+
 def _launch_flat(kernel, n: int, out: torch.Tensor, tensors: list, args_after: list, **meta):
     """Collapse dims over [out] + tensors (None = scalar: stride-0 placeholder), launch, return out."""
     if n == 0:
@@ -335,6 +258,18 @@ def _launch_flat(kernel, n: int, out: torch.Tensor, tensors: list, args_after: l
     return out
 
 
+def _launch_binary(op: str, out: torch.Tensor, a, b, dtype: torch.dtype) -> torch.Tensor:
+    """out = a op b; a Python scalar operand takes `dtype` (the tensor operand's)."""
+    a_t = a if isinstance(a, torch.Tensor) else None
+    b_t = b if isinstance(b, torch.Tensor) else None
+    a_val = _scalar_arg(a, dtype) if a_t is None else 0
+    b_val = _scalar_arg(b, dtype) if b_t is None else 0
+    return _launch_flat(_binary_fwd_kernel, out.numel(), out, [a_t, b_t], [a_val, b_val], OP=op,
+                        COMPUTE=_compute_dtype(dtype), IS_FLOAT=dtype.is_floating_point,
+                        A_SCALAR=a_t is None, B_SCALAR=b_t is None,
+                        SCALAR_BITS=dtype.is_floating_point)
+
+
 def _empty_like_shape(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(tuple(x.shape), dtype=dtype, device=x.device)
 
@@ -345,68 +280,30 @@ def unary(op: str, x: torch.Tensor) -> torch.Tensor:
     check_tensor(x, f"unary {op}")
     if op not in UNARY_OPS + ("gelu", "gelu_tanh", "silu"):
         raise ValueError(f"unary: unknown op {op!r}, expected one of {UNARY_OPS}")
-    if x.dtype == torch.int64:
-        if op not in INT_UNARY_OPS:
-            raise TypeError(f"unary {op}: int64 supports only {INT_UNARY_OPS}, cast to float first")
-    else:
-        _check_dtype(x, FLOAT_DTYPES, f"unary {op}")
+    _check_int_or_float(x, op, INT_UNARY_OPS, f"unary {op}")
     out = _empty_like_shape(x, x.dtype)
     return _launch_flat(_unary_fwd_kernel, x.numel(), out, [x], [], OP=op,
                         COMPUTE=_compute_dtype(x.dtype), IS_FLOAT=x.dtype.is_floating_point)
-
-
-def _binary_operands(what: str, a, b):
-    """Validate (array, array) or (array, scalar) operands; return (ref tensor, a_t, b_t)."""
-    a_t = a if isinstance(a, torch.Tensor) else None
-    b_t = b if isinstance(b, torch.Tensor) else None
-    if a_t is None and b_t is None:
-        raise TypeError(f"{what}: at least one operand must be a tensor, got two scalars")
-    if a_t is not None and b_t is not None:
-        if tuple(a_t.shape) != tuple(b_t.shape):
-            raise ValueError(f"{what}: shape mismatch {tuple(a_t.shape)} vs {tuple(b_t.shape)} "
-                             "(broadcast with an explicit expand first)")
-        if a_t.dtype != b_t.dtype:
-            raise TypeError(f"{what}: dtype mismatch {a_t.dtype} vs {b_t.dtype}")
-        if a_t.device != b_t.device:
-            raise ValueError(f"{what}: device mismatch {a_t.device} vs {b_t.device}")
-    for s in (a, b):
-        if not isinstance(s, (torch.Tensor, numbers.Number)):
-            raise TypeError(f"{what}: operands must be tensors or Python scalars, got {type(s).__name__}")
-    return (a_t if a_t is not None else b_t), a_t, b_t
-
-
-def _launch_binary(op: str, a, b, out_dtype: torch.dtype | None, what: str) -> torch.Tensor:
-    ref, a_t, b_t = _binary_operands(what, a, b)
-    dtype = ref.dtype
-    out = _empty_like_shape(ref, out_dtype or dtype)
-    a_val = _scalar_arg(a, dtype) if a_t is None else 0
-    b_val = _scalar_arg(b, dtype) if b_t is None else 0
-    return _launch_flat(_binary_fwd_kernel, ref.numel(), out, [a_t, b_t], [a_val, b_val], OP=op,
-                        COMPUTE=_compute_dtype(dtype), IS_FLOAT=dtype.is_floating_point,
-                        A_SCALAR=a_t is None, B_SCALAR=b_t is None,
-                        SCALAR_BITS=dtype.is_floating_point)
 
 
 def binary(op: str, a, b) -> torch.Tensor:
     """c = a op b, op in BINARY_OPS; same-shape tensors or one Python scalar (takes the array's dtype)."""
     if op not in BINARY_OPS:
         raise ValueError(f"binary: unknown op {op!r}, expected one of {BINARY_OPS}")
-    ref, _, _ = _binary_operands(f"binary {op}", a, b)
-    if ref.dtype == torch.int64:
-        if op not in INT_BINARY_OPS:
-            raise TypeError(f"binary {op}: int64 supports only {INT_BINARY_OPS}, cast to float first")
-    else:
-        _check_dtype(ref, FLOAT_DTYPES, f"binary {op}")
-    return _launch_binary(op, a, b, None, f"binary {op}")
+    ref, _, _ = _check_operands(f"binary {op}", a, b)
+    _check_int_or_float(ref, op, INT_BINARY_OPS, f"binary {op}")
+    out = _empty_like_shape(ref, ref.dtype)
+    return _launch_binary(op, out, a, b, ref.dtype)
 
 
 def compare(op: str, a, b) -> torch.Tensor:
     """bool c = a op b, op in COMPARE_OPS; same-shape tensors or one Python scalar."""
     if op not in COMPARE_OPS:
         raise ValueError(f"compare: unknown op {op!r}, expected one of {COMPARE_OPS}")
-    ref, _, _ = _binary_operands(f"compare {op}", a, b)
+    ref, _, _ = _check_operands(f"compare {op}", a, b)
     _check_dtype(ref, SUPPORTED_DTYPES, f"compare {op}")
-    return _launch_binary(op, a, b, torch.bool, f"compare {op}")
+    out = _empty_like_shape(ref, torch.bool)
+    return _launch_binary(op, out, a, b, ref.dtype)
 
 
 def where(cond: torch.Tensor, a, b) -> torch.Tensor:
@@ -414,25 +311,10 @@ def where(cond: torch.Tensor, a, b) -> torch.Tensor:
 
     With two scalars the result is float32, or int64 when `a` is an int (not bool or float).
     """
-    check_tensor(cond, "where cond")
-    if cond.dtype != torch.bool:
-        raise TypeError(f"where: cond must be bool, got {cond.dtype}")
-    tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
-    for t in tensors:
-        if tuple(t.shape) != tuple(cond.shape):
-            raise ValueError(f"where: shape mismatch, cond {tuple(cond.shape)} vs {tuple(t.shape)}")
-        if t.device != cond.device:
-            raise ValueError(f"where: device mismatch, cond on {cond.device} vs {t.device}")
-    if len(tensors) == 2 and tensors[0].dtype != tensors[1].dtype:
-        raise TypeError(f"where: dtype mismatch {tensors[0].dtype} vs {tensors[1].dtype}")
-    if tensors:
-        dtype = tensors[0].dtype
-        _check_dtype(tensors[0], SUPPORTED_DTYPES, "where")
-    else:
-        dtype = torch.int64 if (isinstance(a, int) and not isinstance(a, bool)) else torch.float32
+    dtype = _check_where(cond, a, b)
+    out = _empty_like_shape(cond, dtype)
     a_t = a if isinstance(a, torch.Tensor) else None
     b_t = b if isinstance(b, torch.Tensor) else None
-    out = _empty_like_shape(cond, dtype)
     a_val = _scalar_arg(a, dtype) if a_t is None else 0
     b_val = _scalar_arg(b, dtype) if b_t is None else 0
     return _launch_flat(_where_fwd_kernel, cond.numel(), out, [cond, a_t, b_t], [a_val, b_val],
@@ -454,9 +336,10 @@ def gelu_fwd(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 def gelu_bwd(dy: torch.Tensor, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """dx = dy * gelu'(x), one pass over dy and x."""
     op = _check_approximate(approximate) + "_bwd"
-    ref, _, _ = _binary_operands("gelu_bwd", dy, x)
+    ref, _, _ = _check_operands("gelu_bwd", dy, x)
     _check_dtype(ref, FLOAT_DTYPES, "gelu_bwd")
-    return _launch_binary(op, dy, x, None, "gelu_bwd")
+    out = _empty_like_shape(ref, ref.dtype)
+    return _launch_binary(op, out, dy, x, ref.dtype)
 
 
 def silu_fwd(x: torch.Tensor) -> torch.Tensor:
@@ -466,9 +349,10 @@ def silu_fwd(x: torch.Tensor) -> torch.Tensor:
 
 def silu_bwd(dy: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
-    ref, _, _ = _binary_operands("silu_bwd", dy, x)
+    ref, _, _ = _check_operands("silu_bwd", dy, x)
     _check_dtype(ref, FLOAT_DTYPES, "silu_bwd")
-    return _launch_binary("silu_bwd", dy, x, None, "silu_bwd")
+    out = _empty_like_shape(ref, ref.dtype)
+    return _launch_binary("silu_bwd", out, dy, x, ref.dtype)
 
 
 def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -497,7 +381,7 @@ def fill_(out: torch.Tensor, value) -> torch.Tensor:
     if n == 0:
         return out
     dtype = out.dtype
-    compute = tl.float64 if dtype.is_floating_point else (tl.int64 if dtype != torch.bool else tl.int64)
+    compute = tl.float64 if dtype.is_floating_point else tl.int64
     val = _scalar_arg(value, dtype) if dtype != torch.bool else int(bool(value))
     block = block_size(dtype)
     _fill_fwd_kernel[(cdiv(n, block),)](
@@ -518,5 +402,5 @@ def arange(start: int, stop: int, step: int, dtype: torch.dtype, device) -> torc
         return out
     block = block_size(dtype)
     _arange_fwd_kernel[(cdiv(n, block),)](out, n, int(start), int(step),
-                                                 INDEX64=n > 2 ** 31 - 1, BLOCK=block, num_warps=4)
+                                          INDEX64=n > 2 ** 31 - 1, BLOCK=block, num_warps=4)
     return out

@@ -35,9 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value, cdiv, next_power_of_2
-
-SUPPORTED = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+from .helpers import FLOAT_DTYPES, _cast_value, cdiv, check_float, next_power_of_2
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -126,13 +124,6 @@ def _flat_index(idx: torch.Tensor, name: str = "idx") -> torch.Tensor:
                          f"be viewed as 1-d; pass a contiguous index tensor") from None
 
 
-def _check_float(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in SUPPORTED:
-        raise TypeError(f"{name} must be float32/float16/bfloat16/float64, got {x.dtype}")
-
-
 def _norm_axis(axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} out of range for a {ndim}-d tensor")
@@ -146,16 +137,45 @@ def _tiles(n_inner: int) -> tuple[int, int, int]:
     return block_n, block_c, 4
 
 
-def _gather(x, axis, idx_flat, out_shape):
-    outer = 1
-    for size in x.shape[:axis]:
-        outer *= size
-    inner = 1
-    for size in x.shape[axis + 1:]:
-        inner *= size
-    out = torch.empty(out_shape, dtype=x.dtype, device=x.device)
+def _prod(sizes: Sequence[int]) -> int:
+    n = 1
+    for size in sizes:
+        n *= size
+    return n
+
+
+def _check_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, int]:
+    """-> (idx as a 1-d view, dy's row stride when viewed as (n_ids, C))."""
+    check_float(dy, "dy")
+    flat = _flat_index(idx)
+    if dy.device != idx.device:
+        raise ValueError(f"idx must be on {dy.device}, got {idx.device}")
+    if dy.dim() != idx.dim() + 1 or tuple(dy.shape[:-1]) != tuple(idx.shape):
+        raise ValueError(f"dy must have shape (*idx.shape, C) = ({', '.join(map(str, idx.shape))}, C), "
+                         f"got {tuple(dy.shape)}")
+    if num_embeddings < 0:
+        raise ValueError(f"num_embeddings must be >= 0, got {num_embeddings}")
+    row_stride = _collapsed_stride(dy.shape[:-1], dy.stride()[:-1])
+    if row_stride is None:
+        raise ValueError(f"dy of shape {tuple(dy.shape)} and strides {tuple(dy.stride())}: leading dims "
+                         f"do not collapse into one row stride; pass a contiguous tensor")
+    return flat, row_stride
+
+
+def _empty_scatter(shape: Sequence[int], out_dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(acc, out): the zeroed atomics accumulator, float32 (float64 for float64), and the result,
+    which is acc itself when out_dtype is the accumulator's (else a cast pass fills it)."""
+    acc_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
+    acc = torch.zeros(shape, dtype=acc_dtype, device=device)
+    out = acc if out_dtype == acc_dtype else torch.empty(shape, dtype=out_dtype, device=device)
+    return acc, out
+
+
+def _gather(out: torch.Tensor, x: torch.Tensor, axis: int, idx_flat: torch.Tensor) -> torch.Tensor:
+    """out[o, j, :] = x[o, idx[j], :] with x viewed as (outer, x.shape[axis], inner)."""
+    inner = _prod(x.shape[axis + 1:])
     n_idx = idx_flat.numel()
-    n_rows = outer * n_idx
+    n_rows = _prod(x.shape[:axis]) * n_idx
     if n_rows == 0 or inner == 0:
         return out
     so, sa, si = _three_dim_strides(x, axis, "x")
@@ -167,31 +187,21 @@ def _gather(x, axis, idx_flat, out_shape):
     return out
 
 
-def _scatter_add(out_shape, axis, idx_flat, src, src_strides, out_dtype):
-    """zeros(out_shape) with src (outer, n_idx, inner) rows added at idx along `axis`."""
-    outer = 1
-    for size in out_shape[:axis]:
-        outer *= size
-    inner = 1
-    for size in out_shape[axis + 1:]:
-        inner *= size
-    n_axis = out_shape[axis]
+def _scatter_add(acc: torch.Tensor, out: torch.Tensor, axis: int, idx_flat: torch.Tensor,
+                 src: torch.Tensor, src_strides: tuple[int, int, int]) -> torch.Tensor:
+    """acc (zeros, shaped like out) += src (outer, n_idx, inner) rows at idx along `axis`; then out =
+    acc rounded to out's dtype (no pass when out is acc). Returns out."""
+    inner = _prod(acc.shape[axis + 1:])
     n_idx = idx_flat.numel()
-    # atomics accumulate in float32 (float64 for float64); other dtypes get a cast pass
-    acc_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
-    acc = torch.zeros(out_shape, dtype=acc_dtype, device=src.device)
-    n_rows = outer * n_idx
+    n_rows = _prod(acc.shape[:axis]) * n_idx
     if n_rows > 0 and inner > 0:
         block_n, block_c, num_warps = _tiles(inner)
         _embedding_bwd_kernel[(cdiv(n_rows, block_n), cdiv(inner, block_c))](
             acc, src, idx_flat, *src_strides, idx_flat.stride(0),
-            n_rows, n_idx, n_axis, inner,
+            n_rows, n_idx, acc.shape[axis], inner,
             BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps)
-    if out_dtype == acc_dtype:
-        return acc
-    out = torch.empty(out_shape, dtype=out_dtype, device=src.device)
     n = out.numel()
-    if n > 0:
+    if out is not acc and n > 0:
         _embedding_bwd_cast_kernel[(cdiv(n, 1024),)](out, acc, n, BLOCK=1024, num_warps=4)
     return out
 
@@ -200,13 +210,14 @@ def _scatter_add(out_shape, axis, idx_flat, src, src_strides, out_dtype):
 def embedding_fwd(weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Gather rows: weight (V, C) (any strides), idx integer of any shape S -> out (*S, C)
     contiguous in weight's dtype. Out-of-range ids give zero rows (checked above)."""
-    _check_float(weight, "weight")
+    check_float(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-d (V, C), got shape {tuple(weight.shape)}")
     flat = _flat_index(idx)
     if idx.device != weight.device:
         raise ValueError(f"idx must be on {weight.device}, got {idx.device}")
-    return _gather(weight, 0, flat, (*idx.shape, weight.shape[1]))
+    out = torch.empty((*idx.shape, weight.shape[1]), dtype=weight.dtype, device=weight.device)
+    return _gather(out, weight, 0, flat)
 
 
 def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int,
@@ -217,40 +228,28 @@ def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int,
     `out_dtype` (default dy's dtype; pass torch.float32 to keep the float32 accumulator
     and skip the rounding pass). Not bitwise deterministic with repeated ids (module doc).
     """
-    _check_float(dy, "dy")
-    flat = _flat_index(idx)
-    if dy.device != idx.device:
-        raise ValueError(f"idx must be on {dy.device}, got {idx.device}")
-    if dy.dim() != idx.dim() + 1 or tuple(dy.shape[:-1]) != tuple(idx.shape):
-        raise ValueError(f"dy must have shape (*idx.shape, C) = ({', '.join(map(str, idx.shape))}, C), "
-                         f"got {tuple(dy.shape)}")
-    if num_embeddings < 0:
-        raise ValueError(f"num_embeddings must be >= 0, got {num_embeddings}")
-    C = dy.shape[-1]
-    row_stride = _collapsed_stride(dy.shape[:-1], dy.stride()[:-1])
-    if row_stride is None:
-        raise ValueError(f"dy of shape {tuple(dy.shape)} and strides {tuple(dy.stride())}: leading dims "
-                         f"do not collapse into one row stride; pass a contiguous tensor")
+    flat, row_stride = _check_bwd(dy, idx, num_embeddings)
     out_dtype = dy.dtype if out_dtype is None else out_dtype
-    if out_dtype not in SUPPORTED:
+    if out_dtype not in FLOAT_DTYPES:
         raise TypeError(f"out_dtype must be a float dtype, got {out_dtype}")
+    acc, out = _empty_scatter((num_embeddings, dy.shape[-1]), out_dtype, dy.device)
     # dy viewed as (outer = 1, n_ids, C)
-    return _scatter_add((num_embeddings, C), 0, flat, dy, (0, row_stride, dy.stride(-1)), out_dtype)
+    return _scatter_add(acc, out, 0, flat, dy, (0, row_stride, dy.stride(-1)))
 
 
 def index_select(x: torch.Tensor, axis: int, idx: torch.Tensor) -> torch.Tensor:
     """Gather along `axis` with a 1-d integer index: out.shape = x.shape with x.shape[axis]
     replaced by len(idx); out contiguous in x's dtype. x may be strided when the dims
     before and after `axis` each collapse to one stride."""
-    _check_float(x, "x")
+    check_float(x, "x")
     if idx.dim() != 1:
         raise ValueError(f"idx must be 1-d, got shape {tuple(idx.shape)}")
     flat = _flat_index(idx)
     if idx.device != x.device:
         raise ValueError(f"idx must be on {x.device}, got {idx.device}")
     axis = _norm_axis(axis, x.dim())
-    out_shape = (*x.shape[:axis], flat.numel(), *x.shape[axis + 1:])
-    return _gather(x, axis, flat, out_shape)
+    out = torch.empty((*x.shape[:axis], flat.numel(), *x.shape[axis + 1:]), dtype=x.dtype, device=x.device)
+    return _gather(out, x, axis, flat)
 
 
 def index_add(shape: Sequence[int], axis: int, idx: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -260,7 +259,7 @@ def index_add(shape: Sequence[int], axis: int, idx: torch.Tensor, src: torch.Ten
     dtype, accumulated in float32 (float64 for float64). Not bitwise deterministic with
     repeated indices (module doc).
     """
-    _check_float(src, "src")
+    check_float(src, "src")
     shape = tuple(int(s) for s in shape)
     if idx.dim() != 1:
         raise ValueError(f"idx must be 1-d, got shape {tuple(idx.shape)}")
@@ -272,4 +271,5 @@ def index_add(shape: Sequence[int], axis: int, idx: torch.Tensor, src: torch.Ten
     if tuple(src.shape) != expected:
         raise ValueError(f"src must have shape {expected}, got {tuple(src.shape)}")
     strides = _three_dim_strides(src, axis, "src")
-    return _scatter_add(shape, axis, flat, src, strides, src.dtype)
+    acc, out = _empty_scatter(shape, src.dtype, src.device)
+    return _scatter_add(acc, out, axis, flat, src, strides)

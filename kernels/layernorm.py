@@ -33,15 +33,13 @@ Reference: Triton tutorial 05 (layer norm); Ba et al. 2016; Zhang & Sennrich 201
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value, cdiv, next_power_of_2
-from .softmax import acc_dtype, check_float, rows_view
+from .helpers import _cast_value, acc_dtype, cdiv, check_float, interpreting, next_power_of_2, rows_view
 
 # The widest row held in registers. Wider rows raise ValueError (no looped path yet).
 MAX_COLS = 32768
@@ -161,14 +159,8 @@ def _layernorm_bwd_dwdb_kernel(dw_ptr, db_ptr,
 
 
 # ---------------------------------------------------------------------------- helpers
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _tile_config(n_cols: int, elements: int) -> tuple[int, int, int]:
     """(BLOCK_C, ROWS, num_warps): a (ROWS, BLOCK_C) tile of about `elements` elements."""
-    if n_cols > MAX_COLS:
-        raise ValueError(f"normalised dim C = {n_cols} exceeds the kernel limit MAX_COLS = {MAX_COLS}")
     block_c = next_power_of_2(n_cols)
     rows = max(1, min(64, elements // block_c))
     num_warps = max(4, min(16, rows * block_c // 256))
@@ -177,10 +169,21 @@ def _tile_config(n_cols: int, elements: int) -> tuple[int, int, int]:
 
 def _num_parts(n_tiles: int, device: torch.device) -> int:
     """G, the number of backward programs (and dw/db partial rows)."""
-    if _interpreting() or device.type != "cuda":
+    if interpreting() or device.type != "cuda":
         return max(1, min(n_tiles, 4))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     return max(1, min(n_tiles, 4 * sms))
+
+
+def _check_rows(x: torch.Tensor, name: str) -> tuple[int, int, int, int]:
+    """x (..., C) as rows (rows_view's (N, C, row stride, col stride)), 0 < C <= MAX_COLS."""
+    check_float(x, name)
+    n_rows, n_cols, stride_m, stride_n = rows_view(x, name)
+    if n_cols == 0:
+        raise ValueError("cannot normalise over an empty last dim (C = 0)")
+    if n_cols > MAX_COLS:
+        raise ValueError(f"normalised dim C = {n_cols} exceeds the kernel limit MAX_COLS = {MAX_COLS}")
+    return n_rows, n_cols, stride_m, stride_n
 
 
 def _check_param(p: Optional[torch.Tensor], name: str, n_cols: int, device: torch.device) -> None:
@@ -201,12 +204,26 @@ def _check_stat(s: torch.Tensor, name: str, n_rows: int, device: torch.device) -
         raise ValueError(f"{name} must be on {device}, got {s.device}")
 
 
+def _check_bwd(dy, x, weight, mean, rstd, is_rms) -> tuple[int, int, int, int, int, int]:
+    """-> (N, C, x's row and col strides, dy's row and col strides)."""
+    check_float(dy, "dy")
+    check_float(x, "x")
+    if dy.shape != x.shape:
+        raise ValueError(f"dy and x must have the same shape, got {tuple(dy.shape)} and {tuple(x.shape)}")
+    if dy.device != x.device:
+        raise ValueError(f"dy and x must be on the same device, got {dy.device} and {x.device}")
+    n_rows, n_cols, stride_xm, stride_xn = _check_rows(x, "x")
+    _, _, stride_dym, stride_dyn = rows_view(dy, "dy")
+    _check_param(weight, "weight", n_cols, x.device)
+    _check_stat(rstd, "rstd", n_rows, x.device)
+    if not is_rms:
+        _check_stat(mean, "mean", n_rows, x.device)
+    return n_rows, n_cols, stride_xm, stride_xn, stride_dym, stride_dyn
+
+
 # ---------------------------------------------------------------------------- launchers
 def _norm_fwd(x, weight, bias, eps, is_rms):
-    check_float(x, "x")
-    n_rows, n_cols, stride_xm, stride_xn = rows_view(x, "x")
-    if n_cols == 0:
-        raise ValueError("cannot normalise over an empty last dim (C = 0)")
+    n_rows, n_cols, stride_xm, stride_xn = _check_rows(x, "x")
     _check_param(weight, "weight", n_cols, x.device)
     _check_param(bias, "bias", n_cols, x.device)
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -228,27 +245,14 @@ def _norm_fwd(x, weight, bias, eps, is_rms):
 
 
 def _norm_bwd(dy, x, weight, mean, rstd, is_rms):
-    check_float(dy, "dy")
-    check_float(x, "x")
-    if dy.shape != x.shape:
-        raise ValueError(f"dy and x must have the same shape, got {tuple(dy.shape)} and {tuple(x.shape)}")
-    if dy.device != x.device:
-        raise ValueError(f"dy and x must be on the same device, got {dy.device} and {x.device}")
-    n_rows, n_cols, stride_xm, stride_xn = rows_view(x, "x")
-    _, _, stride_dym, stride_dyn = rows_view(dy, "dy")
-    if n_cols == 0:
-        raise ValueError("cannot normalise over an empty last dim (C = 0)")
-    _check_param(weight, "weight", n_cols, x.device)
-    _check_stat(rstd, "rstd", n_rows, x.device)
-    if not is_rms:
-        _check_stat(mean, "mean", n_rows, x.device)
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    n_rows, n_cols, stride_xm, stride_xn, stride_dym, stride_dyn = _check_bwd(dy, x, weight, mean, rstd,
+                                                                              is_rms)
+    block_c, rows, num_warps = _tile_config(n_cols, 2048)
+    n_parts = _num_parts(cdiv(n_rows, rows), x.device)
     has_w = weight is not None
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     dw = torch.empty(n_cols, dtype=weight.dtype, device=x.device) if has_w else None
     db = torch.empty(n_cols, dtype=weight.dtype, device=x.device) if has_w and not is_rms else None
-    block_c, rows, num_warps = _tile_config(n_cols, 2048)
-    n_tiles = cdiv(n_rows, rows)
-    n_parts = _num_parts(n_tiles, x.device)
     part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if has_w:
         # empty, not zeros: every program writes its whole partial row, zeros where it had no

@@ -18,18 +18,19 @@ in flight stay in L2 and each operand is read from HBM about once per group inst
 tile. The batch index is the slowest-moving part of the program id so a whole matrix finishes
 before the next starts.
 
+The wrapper `matmul` is the tutorial's three steps: check the operands, allocate c, launch the
+kernel (per batch index left after collapsing, see below). Its tile config is autotuned on a GPU
+when AUTOTUNE is on (launch_tuned: the autotuner runs once per launch signature), fixed otherwise
+(tests, the interpreter).
+
 Variants: this "classic" one-program-per-tile kernel has two siblings that share its tile code
 (kernels/matmul_tiles.py): a persistent kernel (kernels/matmul_persistent.py: one program per
 SM walking tiles, TMA loads on sm_90) for grids of many tiles with short K loops, and split-K
 (kernels/matmul_splitk.py: K cut into S ranges, float32 partials reduced in a fixed order) for
-outputs with fewer tiles than SMs and a long K, i.e. the weight gradients. With autotuning on
-(GPU), the first launch of each shape key times all three (a few split counts) and remembers
-the fastest (`_pick_variant`); tests and the interpreter use the classic kernel with fixed tiles
-unless they pass `variant=`.
-
-Host cost: a 2-d call whose signature (shapes, strides, dtypes, epilogue, ...) was seen before
-skips the checks and planning below and repeats the launch it led to (kernels/matmul_plan.py):
-~20 instead of ~57 us of host time per call, ~150 calls per GPT-2 training step.
+outputs with fewer tiles than SMs and a long K, i.e. the weight gradients. `matmul` launches the
+classic kernel unless `variant=` names another (tests, benchmarks). Choosing among them by timing
+each shape on the GPU, and replaying a seen call's launch to save host time, is the performance
+layer's business: kernels/matmul_auto.py reuses this file's steps and adds both.
 
 Tails: rows/columns past M/N are clamped with a modulo (`offs % M`) so their loads stay in
 bounds without masks (their results are simply not stored); the K tail is one masked step peeled
@@ -63,17 +64,16 @@ CUTLASS's threadblock swizzle for the same L2 idea.
 from __future__ import annotations
 
 import itertools
-import os
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import triton
 import triton.language as tl
 
 from . import matmul_persistent as _persistent
-from . import matmul_plan as _plan
 from . import matmul_splitk as _splitk
-from .copy import cdiv, launch_tuned
+from .helpers import cdiv, interpreting, launch_tuned
+from .matmul_plan import Launch
 from .matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 # Launch-time switches (read on every call, never at import).
@@ -81,6 +81,7 @@ AUTOTUNE = True        # on the GPU pick the tile config by timing; tests/interp
 ALLOW_TF32 = True      # float32 inputs: TF32 tensor cores (True) or IEEE float32 dot (False)
 
 ACTIVATIONS = (None, "relu", "silu", "gelu", "gelu_tanh", "gelu_exact")
+VARIANTS = ("classic", "persistent", "splitk")
 
 
 @triton.jit
@@ -155,201 +156,12 @@ _matmul_fwd_autotuned = triton.autotune(
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_fwd_kernel))
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _fixed_config(dtype: torch.dtype) -> dict:
-    """One configuration for runs without autotuning (tests, interpreter, AUTOTUNE=False)."""
-    if _interpreting():
-        return dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=2, num_warps=4, num_stages=1)
-    if dtype == torch.float64:
-        # the 3-d product tile (BLOCK_M, BLOCK_K, BLOCK_N) lives in registers: keep it small
-        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=8, GROUP_M=8, num_warps=4, num_stages=2)
-    if dtype == torch.float32:
-        return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
-    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
-
-
-def _collapse_batch(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> list[tuple[int, list[int]]]:
-    """Merge batch dims jointly for several tensors: [(size, [stride per tensor]), ...].
-
-    Size-1 dims vanish; dims i and i+1 merge when every tensor has stride[i] == stride[i+1] *
-    size[i+1] (true for contiguous batches and for stride-0 expanded ones alike).
-    """
-    merged: list[tuple[int, list[int]]] = []
-    for i, size in enumerate(shape):
-        if size == 1:
-            continue
-        st = [s[i] for s in strides]
-        if merged and all(ps == s * size for ps, s in zip(merged[-1][1], st)):
-            merged[-1] = (merged[-1][0] * size, st)
-        else:
-            merged.append((size, st))
-    return merged
-
-
-def _max_offset(t: torch.Tensor) -> int:
-    return sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
-
-
-def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[_plan.Launch]:
-    """One program per tile; cfg None autotunes the tile config. Returns the direct launch made
-    (None when the autotuner ran)."""
-    B0, B1, M, K = a4.shape
-    N = b4.shape[3]
-    args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
-            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
-            *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1)
-    batch = B0 * B1
-
-    def grid(META):
-        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
-
-    if cfg is None:
-        extra = launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
-                             derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
-    else:
-        extra = dict(cfg, EVEN_K=K % cfg["BLOCK_K"] == 0)
-        _matmul_fwd_kernel[grid](*args, **meta, **extra)
-    return None if extra is None else _plan.Launch(_matmul_fwd_kernel, grid, args, {**meta, **extra})
-
-
-def _run_variant(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor,
-                 b4: torch.Tensor, bias: Optional[torch.Tensor], aux: Optional[torch.Tensor], meta: dict,
-                 cfg: Optional[dict]) -> Optional[_plan.Launch]:
-    """Launches `variant`; returns the one direct launch it made (for a Plan), else None."""
-    if variant == "persistent":
-        return _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
-    elif variant == "splitk":
-        M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
-        if split_k is None:
-            block_k = cfg["BLOCK_K"] if cfg else _splitk.BLOCK_K
-            split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
-                       or [2])[0]
-        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg)
-        return None                                   # two launches and a workspace: no plan
-    return _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
-
-
-# (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
-_CHOSEN: dict[tuple, tuple[str, Optional[int]]] = {}
-
-
-def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                  aux: Optional[torch.Tensor], meta: dict) -> tuple[str, Optional[int]]:
-    """The fastest of classic / persistent / split-K (a few split counts) for this launch.
-
-    The first launch of each key runs every candidate once (which autotunes its tile config
-    through launch_tuned), times each with device events and remembers the winner; later
-    launches cost one dict lookup. Split-K is a candidate only for one matrix whose output has
-    less than two waves of 128x128 tiles and a long K (`matmul_splitk.split_candidates`).
-    """
-    B0, B1, M, K = a4.shape
-    N = b4.shape[3]
-    key = (M, N, K, B0 * B1, tuple(a4.stride()[2:]), tuple(b4.stride()[2:]), a4.dtype,
-           tuple(meta.items()))
-    chosen = _CHOSEN.get(key)
-    if chosen is None:
-        options: list[tuple[str, Optional[int]]] = [("classic", None), ("persistent", None)]
-        if B0 * B1 == 1:
-            programs = _persistent.num_programs(a4.device)
-            options += [("splitk", s) for s in _splitk.split_candidates(M, N, K, programs)]
-        times = []
-        for variant, split_k in options:
-            def run(variant=variant, split_k=split_k):
-                _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta, None)
-            run()                                     # autotunes its tiles, outside the timing
-            times.append(triton.testing.do_bench(run, warmup=5, rep=25))
-        chosen = _CHOSEN[key] = options[times.index(min(times))]
-    return chosen
-
-
-def _launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-            activation: Optional[str], aux: Optional[torch.Tensor], aux_mode: str,
-            variant: Optional[str], split_k: Optional[int]) -> Optional[_plan.Launch]:
-    """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N).
-    Returns the direct launch made, if it was one (see kernels/matmul_plan.py)."""
-    dtype = a4.dtype
-    interp = _interpreting()
-    index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
-    meta = dict(
-        HAS_BIAS=bias is not None,
-        ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
-        AUX=aux_mode,
-        FP64_FMA=dtype == torch.float64,
-        DOT_PRECISION="tf32" if (ALLOW_TF32 or dtype != torch.float32) else "ieee",
-        UPCAST_DOT=interp and dtype == torch.bfloat16,
-        INDEX_64=index_64,
-    )
-    tuned = AUTOTUNE and not interp and dtype != torch.float64
-    if variant is None:
-        variant, split_k = _pick_variant(c4, a4, b4, bias, aux, meta) if tuned else ("classic", None)
-    return _run_variant(variant, split_k, c4, a4, b4, bias, aux, meta,
-                        None if tuned else _fixed_config(dtype))
-
-
-VARIANTS = ("classic", "persistent", "splitk")
-
-
-def _check_variant(variant: Optional[str], split_k: Optional[int], dtype: torch.dtype,
-                   batch_shape: tuple[int, ...]) -> None:
-    if variant is not None and variant not in VARIANTS:
-        raise ValueError(f"unknown matmul variant {variant!r}; expected None or one of {VARIANTS}")
-    if variant not in (None, "classic") and dtype == torch.float64:
-        raise ValueError(f"matmul variant {variant!r} supports float32/bfloat16/float16; got float64 "
-                         f"(use variant=None or 'classic')")
-    if variant == "splitk" and any(n > 1 for n in batch_shape):
-        raise ValueError(f"matmul variant 'splitk' takes one (M, K) @ (K, N) matrix; got batch dims "
-                         f"{batch_shape}")
-    if split_k is not None:
-        if variant != "splitk":
-            raise ValueError(f"split_k is for variant='splitk'; got variant={variant!r}")
-        if not isinstance(split_k, int) or isinstance(split_k, bool) or split_k < 1:
-            raise ValueError(f"split_k must be a positive int; got {split_k!r}")
-
-
-def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
-           pre_out: Optional[torch.Tensor] = None, act_grad_at: Optional[torch.Tensor] = None,
-           variant: Optional[str] = None, split_k: Optional[int] = None) -> torch.Tensor:
-    """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
-
-    a, b: same dtype (float32, bfloat16, float16 or float64) and device, equal batch dims, any
-    strides (transposed / sliced / stride-0 expanded views are read in place, never copied).
-    bias: optional (N,) in a's dtype. activation: None, "relu", "silu", "gelu" (= "gelu_tanh",
-    the tanh approximation, as GPT-2 uses), "gelu_tanh" or "gelu_exact" (erf).
-    out: optional preallocated (..., M, N) result of a's dtype (may be a strided view).
-    Returns c (contiguous unless `out` was given) in a's dtype; accumulation in float32
-    (float64 for float64). float32 uses TF32 on the GPU unless ALLOW_TF32 is False.
-    pre_out: optional (M, N) tensor of a's dtype (2-d a and b only, an activation given): the
-    pre-activation a @ b + bias is written there as well, and c = activation(pre_out) (what a
-    backward needs, in the same launch).
-    act_grad_at: optional (M, N) tensor of a's dtype (2-d only, an activation given, no bias):
-    instead c = (a @ b) * activation'(act_grad_at), the activation's backward in the epilogue;
-    act_grad_at is the pre-activation saved by the forward, a @ b the gradient w.r.t. its output.
-    variant: None (the default) lets the autotuner time "classic", "persistent" and "splitk" per
-    shape on the GPU (classic with fixed tiles when AUTOTUNE is off or under the interpreter);
-    naming one forces it (tests, benchmarks). "persistent" and "splitk" take float32/bfloat16/
-    float16; "splitk" takes no batch dims. split_k: the number of K ranges for "splitk" (default:
-    about one wave of tiles).
-    """
-    # The host fast path (kernels/matmul_plan.py): a 2-d call whose signature was seen before
-    # repeats the launch it led to, skipping the checks and planning below.
-    key = None
-    if type(a) is torch.Tensor and type(b) is torch.Tensor and a.dim() == 2 and b.dim() == 2 \
-            and (pre_out is None or act_grad_at is None):
-        aux, aux_mode = ((pre_out, "pre") if pre_out is not None else
-                         (act_grad_at, "grad") if act_grad_at is not None else (None, "none"))
-        try:
-            key = _plan.plan_key(a, b, bias, activation, out, aux, aux_mode, variant, split_k,
-                                 (AUTOTUNE, ALLOW_TF32, _persistent.USE_TMA, _interpreting()))
-        except AttributeError:                        # a non-tensor bias/out/aux: the checks say so
-            key = None
-        plan = _plan.lookup(key) if key is not None else None
-        if plan is not None:
-            return plan(a, b, bias, out, aux)
+# ---------------------------------------------------------------------------- checks
+def check_operands(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
+                   activation: Optional[str], out: Optional[torch.Tensor], pre_out: Optional[torch.Tensor],
+                   act_grad_at: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], str]:
+    """Every check of `matmul`'s arguments but the variant; returns (aux tensor, AUX mode) for the
+    epilogue (`_check_aux`)."""
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise TypeError(f"matmul expects torch tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.dim() < 2 or b.dim() < 2:
@@ -366,43 +178,23 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
                          f"(expected (..., M, K) @ (..., K, N) with equal batch dims)")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-    batch_shape = tuple(a.shape[:-2])
-    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-    _check_variant(variant, split_k, a.dtype, batch_shape)
     for name, t in (("bias", bias), ("out", out)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"matmul: {name} must be a torch tensor or None, got {type(t).__name__}")
+    N = b.shape[-1]
     if bias is not None:
         if bias.shape != (N,) or bias.dtype != a.dtype or bias.device != a.device:
             raise ValueError(f"bias must be ({N},) {a.dtype} on {a.device}; got "
                              f"{tuple(bias.shape)} {bias.dtype} on {bias.device}")
     aux, aux_mode = _check_aux(pre_out, act_grad_at, a, b, bias, activation)
-    if out is None:
-        out = torch.empty(*batch_shape, M, N, dtype=a.dtype, device=a.device)
-    elif out.shape != (*batch_shape, M, N) or out.dtype != a.dtype or out.device != a.device:
-        raise ValueError(f"out must be {(*batch_shape, M, N)} {a.dtype} on {a.device}; got "
-                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
-    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
-        raise ValueError(f"out must not be an expanded (stride-0) view; got strides {out.stride()}")
-    if out.numel() == 0:
-        return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
-
-    dims = _collapse_batch(batch_shape, [a.stride()[:-2], b.stride()[:-2], out.stride()[:-2]])
-    while len(dims) < 2:
-        dims.insert(0, (1, [0, 0, 0]))
-    outer, inner = dims[:-2], dims[-2:]
-    sizes = [d[0] for d in inner]
-    for idx in itertools.product(*[range(d[0]) for d in outer]):   # one iteration unless > 2 dims
-        views = []
-        for ti, (t, rows, cols) in enumerate(((a, M, K), (b, K, N), (out, M, N))):
-            offset = t.storage_offset() + sum(i * d[1][ti] for i, d in zip(idx, outer))
-            strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
-            views.append(t.as_strided((*sizes, rows, cols), strides, offset))
-        a4, b4, c4 = views
-        launch = _launch(c4, a4, b4, bias, activation, aux, aux_mode, variant, split_k)
-        if key is not None and launch is not None:
-            _plan.remember(key, launch, (M, N), _persistent.before_launch(launch.kwargs))
-    return out
+    if out is not None:
+        c_shape = (*a.shape[:-2], a.shape[-2], N)
+        if out.shape != c_shape or out.dtype != a.dtype or out.device != a.device:
+            raise ValueError(f"out must be {c_shape} {a.dtype} on {a.device}; got "
+                             f"{tuple(out.shape)} {out.dtype} on {out.device}")
+        if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+            raise ValueError(f"out must not be an expanded (stride-0) view; got strides {out.stride()}")
+    return aux, aux_mode
 
 
 def _check_aux(pre_out: Optional[torch.Tensor], act_grad_at: Optional[torch.Tensor], a: torch.Tensor,
@@ -429,3 +221,177 @@ def _check_aux(pre_out: Optional[torch.Tensor], act_grad_at: Optional[torch.Tens
     if any(st == 0 and n > 1 for n, st in zip(aux.shape, aux.stride())):
         raise ValueError(f"matmul: {name} must not be an expanded (stride-0) view")
     return aux, ("pre" if pre_out is not None else "grad")
+
+
+def check_variant(variant: str, split_k: Optional[int], dtype: torch.dtype,
+                  batch_shape: tuple[int, ...]) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown matmul variant {variant!r}; expected one of {VARIANTS}")
+    if variant != "classic" and dtype == torch.float64:
+        raise ValueError(f"matmul variant {variant!r} supports float32/bfloat16/float16; got float64 "
+                         f"(the classic kernel takes it)")
+    if variant == "splitk" and any(n > 1 for n in batch_shape):
+        raise ValueError(f"matmul variant 'splitk' takes one (M, K) @ (K, N) matrix; got batch dims "
+                         f"{batch_shape}")
+    if split_k is not None:
+        if variant != "splitk":
+            raise ValueError(f"split_k is for variant='splitk'; got variant={variant!r}")
+        if not isinstance(split_k, int) or isinstance(split_k, bool) or split_k < 1:
+            raise ValueError(f"split_k must be a positive int; got {split_k!r}")
+
+
+# ---------------------------------------------------------------------------- launch
+def _fixed_config(dtype: torch.dtype) -> dict:
+    """One configuration for runs without autotuning (tests, interpreter, AUTOTUNE=False)."""
+    if interpreting():
+        return dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=2, num_warps=4, num_stages=1)
+    if dtype == torch.float64:
+        # the 3-d product tile (BLOCK_M, BLOCK_K, BLOCK_N) lives in registers: keep it small
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=8, GROUP_M=8, num_warps=4, num_stages=2)
+    if dtype == torch.float32:
+        return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
+    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
+
+
+def tile_config(dtype: torch.dtype) -> Optional[dict]:
+    """None when the autotuner picks the tiles (GPU, AUTOTUNE on, not float64), else the fixed config."""
+    if AUTOTUNE and not interpreting() and dtype != torch.float64:
+        return None
+    return _fixed_config(dtype)
+
+
+def _collapse_batch(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> list[tuple[int, list[int]]]:
+    """Merge batch dims jointly for several tensors: [(size, [stride per tensor]), ...].
+
+    Size-1 dims vanish; dims i and i+1 merge when every tensor has stride[i] == stride[i+1] *
+    size[i+1] (true for contiguous batches and for stride-0 expanded ones alike).
+    """
+    merged: list[tuple[int, list[int]]] = []
+    for i, size in enumerate(shape):
+        if size == 1:
+            continue
+        st = [s[i] for s in strides]
+        if merged and all(ps == s * size for ps, s in zip(merged[-1][1], st)):
+            merged[-1] = (merged[-1][0] * size, st)
+        else:
+            merged.append((size, st))
+    return merged
+
+
+def batch_views(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Zero-copy 4-d views a (B0, B1, M, K), b (B0, B1, K, N), c (B0, B1, M, N) over the batch dims
+    collapsed jointly: one triple, or one per index of the leading dims when more than two remain."""
+    batch_shape = tuple(a.shape[:-2])
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    dims = _collapse_batch(batch_shape, [a.stride()[:-2], b.stride()[:-2], c.stride()[:-2]])
+    while len(dims) < 2:
+        dims.insert(0, (1, [0, 0, 0]))
+    outer, inner = dims[:-2], dims[-2:]
+    sizes = [d[0] for d in inner]
+    for idx in itertools.product(*[range(d[0]) for d in outer]):   # one iteration unless > 2 dims
+        views = []
+        for ti, (t, rows, cols) in enumerate(((a, M, K), (b, K, N), (c, M, N))):
+            offset = t.storage_offset() + sum(i * d[1][ti] for i, d in zip(idx, outer))
+            strides = [d[1][ti] for d in inner] + list(t.stride()[-2:])
+            views.append(t.as_strided((*sizes, rows, cols), strides, offset))
+        yield views[0], views[1], views[2]
+
+
+def _max_offset(t: torch.Tensor) -> int:
+    return sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()) if n > 0)
+
+
+def epilogue_meta(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+                  activation: Optional[str], aux_mode: str) -> dict:
+    """The kernels' epilogue and precision constexprs for 4-d views (`batch_views`)."""
+    dtype = a4.dtype
+    index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
+    return dict(
+        HAS_BIAS=bias is not None,
+        ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
+        AUX=aux_mode,
+        FP64_FMA=dtype == torch.float64,
+        DOT_PRECISION="tf32" if (ALLOW_TF32 or dtype != torch.float32) else "ieee",
+        UPCAST_DOT=interpreting() and dtype == torch.bfloat16,
+        INDEX_64=index_64,
+    )
+
+
+def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
+                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[Launch]:
+    """One program per tile; cfg None autotunes the tile config. Returns the direct launch made
+    (None when the autotuner ran)."""
+    B0, B1, M, K = a4.shape
+    N = b4.shape[3]
+    args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
+            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
+            *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1)
+    batch = B0 * B1
+
+    def grid(META):
+        return (cdiv(M, META["BLOCK_M"]) * cdiv(N, META["BLOCK_N"]) * batch,)
+
+    if cfg is None:
+        extra = launch_tuned(_matmul_fwd_autotuned, _matmul_fwd_kernel, grid, args, meta,
+                             derived=lambda c: {"EVEN_K": K % c["BLOCK_K"] == 0})
+    else:
+        extra = dict(cfg, EVEN_K=K % cfg["BLOCK_K"] == 0)
+        _matmul_fwd_kernel[grid](*args, **meta, **extra)
+    return None if extra is None else Launch(_matmul_fwd_kernel, grid, args, {**meta, **extra})
+
+
+def launch(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor,
+           bias: Optional[torch.Tensor], aux: Optional[torch.Tensor], meta: dict,
+           cfg: Optional[dict]) -> Optional[Launch]:
+    """Launch `variant` on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N).
+    cfg: fixed tiles, or None to autotune them. Returns the one direct kernel launch it made, if it
+    was one (kernels/matmul_auto.py replays it; split-K makes two launches: None)."""
+    if variant == "persistent":
+        return _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
+    elif variant == "splitk":
+        M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
+        if split_k is None:
+            block_k = cfg["BLOCK_K"] if cfg else _splitk.BLOCK_K
+            split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
+                       or [2])[0]
+        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg)
+        return None
+    return _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
+           pre_out: Optional[torch.Tensor] = None, act_grad_at: Optional[torch.Tensor] = None,
+           variant: str = "classic", split_k: Optional[int] = None) -> torch.Tensor:
+    """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
+
+    a, b: same dtype (float32, bfloat16, float16 or float64) and device, equal batch dims, any
+    strides (transposed / sliced / stride-0 expanded views are read in place, never copied).
+    bias: optional (N,) in a's dtype. activation: None, "relu", "silu", "gelu" (= "gelu_tanh",
+    the tanh approximation, as GPT-2 uses), "gelu_tanh" or "gelu_exact" (erf).
+    out: optional preallocated (..., M, N) result of a's dtype (may be a strided view).
+    Returns c (contiguous unless `out` was given) in a's dtype; accumulation in float32
+    (float64 for float64). float32 uses TF32 on the GPU unless ALLOW_TF32 is False.
+    pre_out: optional (M, N) tensor of a's dtype (2-d a and b only, an activation given): the
+    pre-activation a @ b + bias is written there as well, and c = activation(pre_out) (what a
+    backward needs, in the same launch).
+    act_grad_at: optional (M, N) tensor of a's dtype (2-d only, an activation given, no bias):
+    instead c = (a @ b) * activation'(act_grad_at), the activation's backward in the epilogue;
+    act_grad_at is the pre-activation saved by the forward, a @ b the gradient w.r.t. its output.
+    variant: "classic" (the default), "persistent" or "splitk" (see the module docstring; the
+    latter two take float32/bfloat16/float16, "splitk" no batch dims). split_k: the number of K
+    ranges for "splitk" (default: about one wave of tiles). kernels/matmul_auto.py's matmul, with
+    this signature and variant=None, picks the fastest variant per shape by timing instead.
+    """
+    aux, aux_mode = check_operands(a, b, bias, activation, out, pre_out, act_grad_at)
+    check_variant(variant, split_k, a.dtype, tuple(a.shape[:-2]))
+    if out is None:
+        out = torch.empty(*a.shape[:-2], a.shape[-2], b.shape[-1], dtype=a.dtype, device=a.device)
+    if out.numel() == 0:
+        return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
+    cfg = tile_config(a.dtype)
+    for a4, b4, c4 in batch_views(a, b, out):      # one launch unless > 2 batch dims remain
+        meta = epilogue_meta(c4, a4, b4, bias, activation, aux_mode)
+        launch(variant, split_k, c4, a4, b4, bias, aux, meta, cfg)
+    return out

@@ -45,7 +45,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import cdiv, interpreting, launch_tuned
+from .helpers import cdiv, interpreting, launch_tuned
 from .matmul_plan import Launch
 from .matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile
 
@@ -215,7 +215,8 @@ def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[
 
     meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
     cfg: fixed BLOCK_*/GROUP_M/num_warps/num_stages, or None to autotune (launch_tuned).
-    Returns the direct launch made (None when the autotuner ran), for kernels/matmul_plan.py.
+    Returns the direct launch made (None when the autotuner ran), for kernels/matmul_auto.py's
+    plan cache (kernels/matmul_plan.py).
     """
     B0, B1, M, K = a4.shape
     N = b4.shape[3]

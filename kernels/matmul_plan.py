@@ -1,11 +1,12 @@
-"""The matmul's host fast path: remember the launch a call signature leads to, then repeat it.
+"""The matmul's host fast path (kernels/matmul_auto.py's plan cache): remember the launch a call
+signature leads to, then repeat it.
 
-Why: `kernels.matmul.matmul` does a lot of host work before its kernel runs: checks of shapes,
-dtypes and devices, collapsing batch dims into 4-d views, the epilogue's meta-parameters, the
-variant the autotuner picked, the tuned block sizes. On the stub GPU (benchmarks/
-bench_host_overhead.py) that is ~40 us per call on top of Triton's own ~15 us launch, and a
-GPT-2 124M training step makes ~150 matmul calls: ~6 ms of host time per step, on a GPU where
-the whole step's matmul work is ~13 ms. Yet a training step repeats the same few signatures
+Why: kernels/matmul.py's check -> allocate -> launch does a lot of host work before its kernel
+runs: checks of shapes, dtypes and devices, collapsing batch dims into 4-d views, the epilogue's
+meta-parameters, the tuned block sizes, and in matmul_auto the variant its timing picked. On the
+stub GPU (benchmarks/bench_host_overhead.py) that is ~40 us per call on top of Triton's own ~15 us
+launch, and a GPT-2 124M training step makes ~150 matmul calls: ~6 ms of host time per step, on a
+GPU where the whole step's matmul work is ~13 ms. Yet a training step repeats the same few signatures
 (shapes, strides, dtypes, epilogue) every time.
 
 How: every input of that host work is in the key (`plan_key`): shapes, strides, dtypes, devices

@@ -23,8 +23,8 @@ order the programs finish, so the last bits of dW would change from run to run (
 would not be reproducible); atomics would also need a zero-filled float32 buffer and a cast pass
 anyway for a bf16 c, and cannot apply a nonlinear epilogue. The workspace costs S*M*N*4 bytes
 written and read back once (S = 3 at 768 x 768: 14 MB, ~3-5 us against a ~55 us classic matmul
-on an H100; at 768 x 2304 it eats the gain, so the autotuner times split-K against the classic
-kernel: docs/perf-notes.md section 8), and the result is bitwise identical across runs (tested).
+on an H100; at 768 x 2304 it eats the gain, so kernels/matmul_auto.py times split-K against the
+classic kernel: docs/perf-notes.md section 8), and the result is bitwise identical across runs (tested).
 
 Limits: one matrix (no batch dims; batched matmuls have enough tiles anyway); float32 / bfloat16 /
 float16 inputs (float32 accumulation and workspace).
@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import cdiv, interpreting, launch_tuned
+from .helpers import cdiv, interpreting, launch_tuned
 from .matmul_tiles import _dot_tile, _grouped_tile, _store_tile
 
 MAX_SPLIT = 16            # beyond this the workspace traffic outweighs any occupancy gain
@@ -129,8 +129,8 @@ def split_candidates(M: int, N: int, K: int, programs: int, block_k: int = BLOCK
     workspace traffic) or K is too short for two splits of MIN_K_BLOCKS_PER_SPLIT blocks. The
     ranking is a rough model in units of one K block of one tile on one SM (~0.4 us for bf16 on an
     H100): each round of programs costs its K loop plus SPLIT_FILL_BLOCKS (pipeline fill, partial
-    tile store), and the workspace costs SPLIT_WS_BLOCKS_PER_MB per MB written and read back. The
-    autotuner times the real thing; the model only keeps it from timing sixteen split counts.
+    tile store), and the workspace costs SPLIT_WS_BLOCKS_PER_MB per MB written and read back.
+    kernels/matmul_auto.py times the real thing; the model only keeps it from timing sixteen splits.
     """
     tiles = cdiv(M, 128) * cdiv(N, 128)
     k_blocks = cdiv(K, block_k)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .copy import _cast_value
-from .elementwise import _binary_math
+from .elementwise_math import _binary_math
+from .helpers import _cast_value
 
 
 @triton.jit

@@ -34,13 +34,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value
+from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value
 
 BLOCK = 1024
 CHUNK = 64 * BLOCK          # elements per program (table ~2K chunk entries for 124M elements)
-_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
-       torch.float64: tl.float64}
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -161,9 +158,13 @@ def live_tables() -> list:
     return list(_TABLES.values())
 
 
-def _check(xs: Sequence[torch.Tensor], what: str) -> None:
+def _check(xs: Sequence[torch.Tensor], what: str, chunk: int) -> None:
+    if not xs:
+        raise ValueError("clip_by_total_norm needs at least one tensor")
+    if chunk < BLOCK or chunk % BLOCK:
+        raise ValueError(f"chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
     for i, x in enumerate(xs):
-        if not isinstance(x, torch.Tensor) or x.dtype not in _FLOATS:
+        if not isinstance(x, torch.Tensor) or x.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{what}[{i}] must be a float torch.Tensor, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         if not x.is_contiguous():
@@ -181,6 +182,34 @@ def _by_dtype(xs: Sequence[torch.Tensor]) -> dict:
     return groups
 
 
+def _launch_clip(xs: Sequence[torch.Tensor], max_norm: float, chunk: int, total: torch.Tensor,
+                 coef: torch.Tensor, out: list) -> None:
+    """The three passes, one launch per dtype group for the first and the last: float partials
+    of sum(x * x) per chunk, total and coef from them, out[i] = xs[i] * coef."""
+    device = xs[0].device
+    acc = TL_DTYPES[total.dtype]
+    groups = _by_dtype(xs)
+    tables = {dtype: pointer_table([(xs[i].data_ptr(), xs[i].numel()) for i in members],
+                                   [xs[i].numel() for i in members], chunk, device)
+              for dtype, members in groups.items()}
+    n_partials = sum(t[2] for t in tables.values())
+    partials = torch.empty(max(1, n_partials), dtype=total.dtype, device=device)
+    offset = 0
+    for dtype, (table, chunks, n_chunks) in tables.items():
+        _sum_squares_multi_kernel[(n_chunks,)](
+            partials[offset:], table, chunks, X_DTYPE=TL_DTYPES[dtype], ACC=acc, CHUNK=chunk,
+            BLOCK=BLOCK, num_warps=4)
+        offset += n_chunks
+    _clip_coef_kernel[(1,)](total, coef, partials, n_partials, float(max_norm), ACC=acc,
+                            BLOCK=BLOCK, num_warps=4)
+    for dtype, members in groups.items():
+        table, chunks, n_chunks = pointer_table(
+            [(out[i].data_ptr(), xs[i].data_ptr(), xs[i].numel()) for i in members],
+            [xs[i].numel() for i in members], chunk, device)
+        _scale_multi_kernel[(n_chunks,)](table, chunks, coef, X_DTYPE=TL_DTYPES[dtype], ACC=acc,
+                                         CHUNK=chunk, BLOCK=BLOCK, num_warps=4)
+
+
 # ---------------------------------------------------------------------------- launchers
 def clip_by_total_norm(xs: Sequence[torch.Tensor], max_norm: float,
                        chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -190,38 +219,13 @@ def clip_by_total_norm(xs: Sequence[torch.Tensor], max_norm: float,
     Returns (norm 0-d, coef 0-d, scaled list): float32 norm/coef (float64 when any x is float64),
     scaled[i] new, with xs[i]'s shape and dtype. 2 + 2 x (number of dtypes) launches.
     `chunk` (a multiple of BLOCK) sets the elements per program (tests use small ones)."""
-    if not xs:
-        raise ValueError("clip_by_total_norm needs at least one tensor")
-    if chunk < BLOCK or chunk % BLOCK:
-        raise ValueError(f"chunk must be a multiple of BLOCK = {BLOCK}, got {chunk}")
-    _check(xs, "xs")
+    _check(xs, "xs", chunk)
     device = xs[0].device
     acc_torch = torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
-    acc = _TL[acc_torch]
-    groups = _by_dtype(xs)
-    tables = {}
-    for dtype, members in groups.items():
-        tables[dtype] = pointer_table([(xs[i].data_ptr(), xs[i].numel()) for i in members],
-                                      [xs[i].numel() for i in members], chunk, device)
-    n_partials = sum(t[2] for t in tables.values())
-    partials = torch.empty(max(1, n_partials), dtype=acc_torch, device=device)
-    offset = 0
-    for dtype, (table, chunks, n_chunks) in tables.items():
-        _sum_squares_multi_kernel[(n_chunks,)](
-            partials[offset:], table, chunks, X_DTYPE=_TL[dtype], ACC=acc, CHUNK=chunk, BLOCK=BLOCK,
-            num_warps=4)
-        offset += n_chunks
     total = torch.empty((), dtype=acc_torch, device=device)
     coef = torch.empty((), dtype=acc_torch, device=device)
-    _clip_coef_kernel[(1,)](total, coef, partials, n_partials, float(max_norm), ACC=acc,
-                            BLOCK=BLOCK, num_warps=4)
     out = [torch.empty(x.shape, dtype=x.dtype, device=device) for x in xs]
-    for dtype, members in groups.items():
-        table, chunks, n_chunks = pointer_table(
-            [(out[i].data_ptr(), xs[i].data_ptr(), xs[i].numel()) for i in members],
-            [xs[i].numel() for i in members], chunk, device)
-        _scale_multi_kernel[(n_chunks,)](table, chunks, coef, X_DTYPE=_TL[dtype], ACC=acc,
-                                         CHUNK=chunk, BLOCK=BLOCK, num_warps=4)
+    _launch_clip(xs, max_norm, chunk, total, coef, out)
     return total, coef, out
 
 

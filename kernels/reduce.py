@@ -46,9 +46,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import (_cast_value, cdiv, check_tensor, collapse_dims, copy, interpreting,
-                          next_power_of_2)
+from .copy import collapse_dims, copy
 from .elementwise import fill_
+from .helpers import _cast_value, cdiv, check_tensor, interpreting, next_power_of_2
 
 MAX_TILE = 4096                  # elements per (BLOCK_R, BLOCK_C) tile on the GPU
 TARGET_PROGRAMS = 264            # ~2 programs per SM on an H100 before we split columns
@@ -220,6 +220,29 @@ def _column_single_pass_tile(n_rows: int, n_cols: int) -> tuple[int, int] | None
     return block_r, min(next_power_of_2(max(n_cols, 1)), max(1, tile // block_r))
 
 
+def _split_plan(n_rows: int, n_cols: int, stride_col: int) -> tuple[int, int, int, int]:
+    """(BLOCK_R, BLOCK_C, cols_per_split, n_splits) of a (n_rows, n_cols) reduction. One pass
+    (n_splits == 1, cols_per_split == n_cols) when the row blocks fill the GPU, or for a column
+    sum whose narrowed row blocks do (`_column_single_pass_tile`); else the columns are split over
+    n_splits programs per row block, whose partials a second pass reduces."""
+    block_r, block_c = _tile(n_rows, n_cols, stride_col)
+    row_blocks = cdiv(n_rows, block_r)
+    target = INTERPRET_TARGET_PROGRAMS if interpreting() else TARGET_PROGRAMS
+    col_blocks = cdiv(n_cols, block_c)
+    if row_blocks >= target or col_blocks < 2 * MIN_COLS_PER_SPLIT:
+        return block_r, block_c, n_cols, 1
+    if stride_col != 1:
+        one_pass = _column_single_pass_tile(n_rows, n_cols)
+        if one_pass is not None:                           # a column sum: one launch
+            return *one_pass, n_cols, 1
+    n_splits = min(cdiv(target, row_blocks), col_blocks // MIN_COLS_PER_SPLIT)
+    cols_per_split = cdiv(col_blocks, n_splits) * block_c
+    n_splits = cdiv(n_cols, cols_per_split)
+    if n_splits == 1:
+        return block_r, block_c, n_cols, 1
+    return block_r, block_c, cols_per_split, n_splits
+
+
 def _launch_reduce(out, x, stride_row, stride_col, n_rows, n_cols, op, acc, lowest, block_r,
                    block_c, cols_per_split, n_splits):
     index64 = (n_rows * abs(stride_row) + n_cols * abs(stride_col) > 2 ** 31 - 1
@@ -231,10 +254,14 @@ def _launch_reduce(out, x, stride_row, stride_col, n_rows, n_cols, op, acc, lowe
                              num_warps=8 if block_r * block_c >= 4096 else 4)
 
 
-def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> torch.Tensor:
+def _check_reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool):
+    """-> (sorted axes, out shape, out dtype)."""
     check_tensor(x, f"reduce_{op}")
     axes = _normalize_axes(x, axes, f"reduce_{op}")
-    acc, acc_torch = _acc_dtype(x.dtype, op)
+    _, acc_torch = _acc_dtype(x.dtype, op)                   # TypeError for unsupported dtypes
+    if op == "max" and any(x.shape[d] == 0 for d in axes):
+        raise ValueError(f"reduce_max: cannot take the max over an empty axis (shape {tuple(x.shape)}, "
+                         f"axes {axes})")
     if op == "sum":
         out_dtype = torch.int64 if x.dtype in (torch.int64, torch.bool) else x.dtype
     elif op == "sumsq":
@@ -243,34 +270,18 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
         out_dtype = x.dtype
     out_shape = [1 if d in axes else n for d, n in enumerate(x.shape)] if keepdim else \
         [n for d, n in enumerate(x.shape) if d not in axes]
-    if not axes:
-        return copy(x, out_dtype).view(out_shape)
-    if op == "max" and any(x.shape[d] == 0 for d in axes):
-        raise ValueError(f"reduce_max: cannot take the max over an empty axis (shape {tuple(x.shape)}, "
-                         f"axes {axes})")
-    out = torch.empty(out_shape, dtype=out_dtype, device=x.device)
-    if out.numel() == 0:
-        return out
+    return axes, out_shape, out_dtype
+
+
+def _launch(op: str, out: torch.Tensor, x: torch.Tensor, axes: list[int]) -> torch.Tensor:
+    """out = op over `axes` of x: x viewed as a (rows, cols) matrix, one launch, or two when the
+    columns are split (`_split_plan`)."""
     xm, stride_row, stride_col, n_rows, n_cols = _as_matrix(x, axes)
-    lowest = _lowest(x.dtype)
     if n_cols == 0:                                        # sum over an empty axis is 0
         return fill_(out, 0)
-    block_r, block_c = _tile(n_rows, n_cols, stride_col)
-    row_blocks = cdiv(n_rows, block_r)
-    target = INTERPRET_TARGET_PROGRAMS if interpreting() else TARGET_PROGRAMS
-    col_blocks = cdiv(n_cols, block_c)
-    n_splits = 1
-    if row_blocks < target and col_blocks >= 2 * MIN_COLS_PER_SPLIT and stride_col != 1:
-        one_pass = _column_single_pass_tile(n_rows, n_cols)
-        if one_pass is not None:                           # a column sum: one launch
-            _launch_reduce(out, xm, stride_row, stride_col, n_rows, n_cols, op, acc, lowest,
-                           *one_pass, n_cols, 1)
-            return out
-    if row_blocks < target and col_blocks >= 2 * MIN_COLS_PER_SPLIT:
-        n_splits = min(cdiv(target, row_blocks), col_blocks // MIN_COLS_PER_SPLIT)
-    blocks_per_split = cdiv(col_blocks, n_splits)
-    cols_per_split = blocks_per_split * block_c
-    n_splits = cdiv(n_cols, cols_per_split)
+    acc, acc_torch = _acc_dtype(x.dtype, op)
+    lowest = _lowest(x.dtype)
+    block_r, block_c, cols_per_split, n_splits = _split_plan(n_rows, n_cols, stride_col)
     if n_splits == 1:
         _launch_reduce(out, xm, stride_row, stride_col, n_rows, n_cols, op, acc, lowest,
                        block_r, block_c, n_cols, 1)
@@ -284,6 +295,16 @@ def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> tor
     _launch_reduce(out, partial, n_splits, 1, n_rows, n_splits, op2, acc, lowest,
                    block_r2, block_c2, n_splits, 1)
     return out
+
+
+def _reduce(op: str, x: torch.Tensor, axes: Sequence[int], keepdim: bool) -> torch.Tensor:
+    axes, out_shape, out_dtype = _check_reduce(op, x, axes, keepdim)
+    if not axes:
+        return copy(x, out_dtype).view(out_shape)
+    out = torch.empty(out_shape, dtype=out_dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    return _launch(op, out, x, axes)
 
 
 # ----------------------------------------------------------------------------- launchers

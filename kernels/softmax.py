@@ -21,8 +21,9 @@ extra read of the input row. FLOPs are negligible: these kernels are bandwidth b
 Accumulation is float32 (float64 for float64 input). Supported dtypes: float32, float16,
 bfloat16, float64. A row that is entirely -inf gives NaN, as in torch.
 
-Nothing here imports minigrad. `rows_view` (the (..., C) -> (N, C) stride check) is shared
-with the other row-wise kernel families (layernorm, cross_entropy).
+Nothing here imports minigrad. `rows_view` (the (..., C) -> (N, C) stride check), `check_float`
+and `acc_dtype` come from kernels/helpers.py, shared with the other row-wise kernel families
+(layernorm, cross_entropy).
 
 References: Triton tutorial 02 (fused softmax); Milakov & Gimelshein, "Online normalizer
 calculation for softmax" (2018).
@@ -35,9 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .copy import _cast_value, cdiv, next_power_of_2
-
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+from .helpers import _cast_value, acc_dtype, cdiv, check_float, next_power_of_2, rows_view
 
 # Rows up to this many columns are held whole in registers (single-block path).
 SINGLE_BLOCK_MAX = 8192
@@ -166,43 +165,6 @@ def _softmax_bwd_multiblock_kernel(dx_ptr, dy_ptr, y_ptr,
 
 
 # ---------------------------------------------------------------------------- helpers
-def rows_view(x: torch.Tensor, name: str = "x") -> tuple[int, int, int, int]:
-    """Describe x (..., C) as N rows of C columns: returns (N, C, row_stride, col_stride).
-
-    The leading dims must collapse into a single row stride (true for contiguous tensors,
-    for slices along the last dim and for most views); the last dim may have any stride.
-    Otherwise raises ValueError: make the input contiguous first (the backend does that
-    with its own copy kernel).
-    """
-    if x.dim() == 0:
-        raise ValueError(f"{name} must have at least 1 dimension (..., C), got a 0-d tensor")
-    n_cols = x.shape[-1]
-    n_rows = 1
-    for size in x.shape[:-1]:
-        n_rows *= size
-    lead = [(size, stride) for size, stride in zip(x.shape[:-1], x.stride()[:-1]) if size != 1]
-    for (_, outer_stride), (inner_size, inner_stride) in zip(lead, lead[1:]):
-        if outer_stride != inner_stride * inner_size:
-            raise ValueError(
-                f"{name} of shape {tuple(x.shape)} and strides {tuple(x.stride())}: the leading "
-                f"dims do not collapse into one row stride; pass a contiguous tensor")
-    row_stride = lead[-1][1] if lead else n_cols
-    return n_rows, n_cols, row_stride, x.stride(-1)
-
-
-def check_float(x: torch.Tensor, name: str) -> None:
-    """TypeError unless x is a torch tensor of a supported floating dtype."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32/float16/bfloat16/float64, got {x.dtype}")
-
-
-def acc_dtype(dtype: torch.dtype):
-    """The accumulation dtype for an input dtype: float64 stays float64, the rest use float32."""
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _single_block_config(block_c: int) -> tuple[int, int]:
     """(rows per program, num_warps) for a (ROWS, BLOCK_C) tile of about 4K elements."""
     rows = max(1, min(64, 4096 // block_c))
@@ -221,6 +183,17 @@ def _pick_block(n_cols: int, block_size: Optional[int]) -> tuple[int, bool]:
     if block_size < 1 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two, got {block_size}")
     return block_size, block_size >= n_cols
+
+
+def _check_bwd(dy: torch.Tensor, y: torch.Tensor) -> None:
+    check_float(dy, "dy")
+    check_float(y, "y")
+    if dy.shape != y.shape:
+        raise ValueError(f"dy and y must have the same shape, got {tuple(dy.shape)} and {tuple(y.shape)}")
+    if dy.dtype != y.dtype:
+        raise TypeError(f"dy and y must have the same dtype, got {dy.dtype} and {y.dtype}")
+    if dy.device != y.device:
+        raise ValueError(f"dy and y must be on the same device, got {dy.device} and {y.device}")
 
 
 # ---------------------------------------------------------------------------- launchers
@@ -244,14 +217,7 @@ def _forward(x: torch.Tensor, log: bool, block_size: Optional[int]) -> torch.Ten
 
 
 def _backward(dy: torch.Tensor, y: torch.Tensor, log: bool, block_size: Optional[int]) -> torch.Tensor:
-    check_float(dy, "dy")
-    check_float(y, "y")
-    if dy.shape != y.shape:
-        raise ValueError(f"dy and y must have the same shape, got {tuple(dy.shape)} and {tuple(y.shape)}")
-    if dy.dtype != y.dtype:
-        raise TypeError(f"dy and y must have the same dtype, got {dy.dtype} and {y.dtype}")
-    if dy.device != y.device:
-        raise ValueError(f"dy and y must be on the same device, got {dy.device} and {y.device}")
+    _check_bwd(dy, y)
     n_rows, n_cols, stride_dym, stride_dyn = rows_view(dy, "dy")
     _, _, stride_ym, stride_yn = rows_view(y, "y")
     dx = torch.empty(y.shape, dtype=y.dtype, device=y.device)

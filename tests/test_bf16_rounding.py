@@ -1,4 +1,4 @@
-"""float32 -> bfloat16 in kernels/copy.py `_to_bf16_rtne`: NaN stays NaN, inf stays inf, finite
+"""float32 -> bfloat16 in kernels/helpers.py `_to_bf16_rtne`: NaN stays NaN, inf stays inf, finite
 values round to nearest even (also when they round up to inf).
 
 Two views of the same integer arithmetic:

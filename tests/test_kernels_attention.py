@@ -317,11 +317,11 @@ def test_dropout_gradients_reproducible_and_seed_dependent():
 
 
 def test_launch_tuned_keeps_the_seed_out_of_the_signature():
-    """A new dropout seed every step must not re-run the autotuner (kernels.copy.launch_tuned's
+    """A new dropout seed every step must not re-run the autotuner (kernels.helpers.launch_tuned's
     per_call arguments reach the kernel but not the signature)."""
     from types import SimpleNamespace
 
-    from minigrad.kernels.copy import launch_tuned
+    from minigrad.kernels.helpers import launch_tuned
 
     calls = []
 

@@ -1,11 +1,13 @@
-"""kernels/matmul.py against torch.matmul (the oracle, in float64 on the same inputs).
+"""kernels/matmul.py and kernels/matmul_auto.py against torch.matmul (the oracle, in float64 on
+the same inputs).
 
 Under the interpreter (no GPU) the kernel uses 16x16x16 tiles, so small shapes already hit the
 multi-tile, M/N-tail and K-tail paths. Covered: sizes 1, tails (17, 33, 65), transposed and
 sliced operands, batched with contiguous / stride-0 / non-collapsible batch dims, the bias +
 activation epilogue, its pre-activation / activation-derivative modes (the fused MLP), `out=`,
-K == 0, float64's FMA path, bad input. GPU-marked tests run
-realistic sizes with autotuning.
+K == 0, float64's FMA path, bad input; the split between the plain wrapper (the classic kernel
+only, no plan cache, no variant picking) and matmul_auto (variant timing, plan replay).
+GPU-marked tests run realistic sizes with autotuning.
 """
 import pytest
 import torch
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
 from minigrad.kernels import matmul as K
+from minigrad.kernels import matmul_auto as AUTO
 from minigrad.kernels import matmul_persistent as MP
 from minigrad.kernels import matmul_plan as PLAN
 from minigrad.kernels import matmul_splitk as MS
@@ -246,39 +249,118 @@ def test_split_candidates_at_gpt2_shapes():
 
 
 def test_autotuner_picks_the_fastest_variant_once(monkeypatch):
-    """_pick_variant times classic, persistent and each split-K candidate once per key and
-    remembers the fastest (no GPU needed: launches and timings are stand-ins)."""
+    """matmul_auto._pick_variant times classic, persistent and each split-K candidate once per key
+    and remembers the fastest (no GPU needed: launches and timings are stand-ins)."""
     fake_ms = {("classic", None): 3.0, ("persistent", None): 2.0, ("splitk", 3): 4.0,
                ("splitk", 7): 1.0, ("splitk", 6): 1.5}
     ran = []
-    monkeypatch.setattr(K, "_run_variant", lambda v, s, *args: ran.append((v, s)))
-    monkeypatch.setattr(K.triton.testing, "do_bench", lambda fn, **kw: (fn(), fake_ms[ran[-1]])[1])
+    monkeypatch.setattr(K, "launch", lambda v, s, *args: ran.append((v, s)))
+    monkeypatch.setattr(AUTO.triton.testing, "do_bench", lambda fn, **kw: (fn(), fake_ms[ran[-1]])[1])
     monkeypatch.setattr(MP, "num_programs", lambda device: 132)
-    monkeypatch.setattr(K, "_CHOSEN", {})
+    monkeypatch.setattr(AUTO, "_CHOSEN", {})
     a, b, c = torch.empty(8192, 768).t(), torch.empty(8192, 768), torch.empty(768, 768)   # dW = X^T @ dY
     views = [t[None, None] for t in (c, a, b)]
     meta = dict(HAS_BIAS=False, ACTIVATION="none")
-    assert K._pick_variant(*views, None, None, meta) == ("splitk", 7)
+    assert AUTO._pick_variant(*views, None, None, meta) == ("splitk", 7)
     assert set(ran) == set(fake_ms)                                 # every candidate was tried
     n = len(ran)
-    assert K._pick_variant(*views, None, None, meta) == ("splitk", 7) and len(ran) == n   # remembered
+    assert AUTO._pick_variant(*views, None, None, meta) == ("splitk", 7) and len(ran) == n   # remembered
     # batched: split-K is not a candidate, persistent wins
     views = [t.expand(2, 1, *t.shape) for t in (c, a, b)]
-    assert K._pick_variant(*views, None, None, meta) == ("persistent", None)
+    assert AUTO._pick_variant(*views, None, None, meta) == ("persistent", None)
 
 
 def test_variant_bad_inputs():
     a, b = _rand(4, 5), _rand(5, 3)
-    with pytest.raises(ValueError, match="unknown matmul variant"):
-        K.matmul(a, b, variant="fast")
-    with pytest.raises(ValueError, match="float64"):
-        K.matmul(a.double(), b.double(), variant="persistent")
-    with pytest.raises(ValueError, match="batch dims"):
-        K.matmul(_rand(2, 4, 5), _rand(2, 5, 3), variant="splitk")
-    with pytest.raises(ValueError, match="split_k is for"):
-        K.matmul(a, b, split_k=2)
-    with pytest.raises(ValueError, match="positive int"):
-        K.matmul(a, b, variant="splitk", split_k=0)
+    for mm in (K.matmul, AUTO.matmul):
+        with pytest.raises(ValueError, match="unknown matmul variant"):
+            mm(a, b, variant="fast")
+        with pytest.raises(ValueError, match="float64"):
+            mm(a.double(), b.double(), variant="persistent")
+        with pytest.raises(ValueError, match="batch dims"):
+            mm(_rand(2, 4, 5), _rand(2, 5, 3), variant="splitk")
+        with pytest.raises(ValueError, match="split_k is for"):
+            mm(a, b, split_k=2)
+        with pytest.raises(ValueError, match="positive int"):
+            mm(a, b, variant="splitk", split_k=0)
+    with pytest.raises(ValueError, match="unknown matmul variant None"):
+        K.matmul(a, b, variant=None)                              # the plain wrapper never picks
+
+
+# ------------------------------------------- the plain wrapper and matmul_auto, with autotuning on
+class _LaunchLog:
+    """Stands in for a kernel object: records each launch by name, then runs the real kernel."""
+
+    def __init__(self, kernel, name: str, log: list):
+        self.kernel, self.name, self.log = kernel, name, log
+
+    def __getitem__(self, grid):
+        self.log.append(self.name)
+        return self.kernel[grid]
+
+
+def _as_if_autotuning(monkeypatch) -> list:
+    """The GPU's code path under the interpreter: AUTOTUNE on (tile_config -> None), the autotuner
+    replaced by one direct launch with the fixed tiles (launch_tuned's return value included), and
+    every matmul kernel launch logged by name ("classic", "persistent", "splitk_partial", ...)."""
+    monkeypatch.setattr(K, "AUTOTUNE", True)
+    monkeypatch.setattr(K, "tile_config", lambda dtype: None)
+
+    def launch_tuned(tuner, kernel, grid, args, meta, derived=None, per_call=None):
+        cfg = K._fixed_config(torch.float32)
+        extra = dict(derived(cfg), **cfg)
+        kernel[grid](*args, **meta, **extra)
+        return extra
+    for module in (K, MP, MS):
+        monkeypatch.setattr(module, "launch_tuned", launch_tuned)
+    log: list = []
+    for module, attr, name in ((K, "_matmul_fwd_kernel", "classic"),
+                               (MP, "_matmul_persistent_kernel", "persistent"),
+                               (MS, "_matmul_splitk_partial_kernel", "splitk_partial"),
+                               (MS, "_matmul_splitk_reduce_kernel", "splitk_reduce")):
+        monkeypatch.setattr(module, attr, _LaunchLog(getattr(module, attr), name, log))
+    return log
+
+
+def test_plain_matmul_launches_only_the_classic_kernel(monkeypatch):
+    """kernels.matmul.matmul is check -> allocate -> launch: with autotuning on (where matmul_auto
+    would time the variants) it launches the classic kernel once per call, repeated signatures
+    included, and never consults a variant picker or the plan cache."""
+    log = _as_if_autotuning(monkeypatch)
+    monkeypatch.setattr(AUTO, "_pick_variant", lambda *args: pytest.fail("the plain wrapper picked"))
+    monkeypatch.setattr(PLAN, "lookup", lambda key: pytest.fail("the plain wrapper looked up a plan"))
+    monkeypatch.setattr(PLAN, "remember", lambda *args: pytest.fail("the plain wrapper kept a plan"))
+    for _ in range(3):                                            # one signature, three calls
+        a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
+        _check(K.matmul(a, w.t(), bias, "gelu"), a, w.t(), bias, "gelu")
+    a3, b3 = _rand(2, 9, 20), _rand(2, 20, 18)
+    _check(K.matmul(a3, b3), a3, b3)
+    assert log == ["classic"] * 4
+    x, dy = _rand(40, 9), _rand(40, 7)                            # a dW-shaped call: still classic
+    _check(K.matmul(x.t(), dy), x.t(), dy)
+    assert log == ["classic"] * 5
+
+
+def test_matmul_auto_picks_a_variant_and_replays_its_launch(monkeypatch):
+    """matmul_auto with autotuning on: the first call of a shape asks _pick_variant and launches
+    the variant it names; the second call of the signature replays that launch (no checks, no
+    picking); a forced variant is honoured; split-K (two launches) is never replayed."""
+    log = _as_if_autotuning(monkeypatch)
+    monkeypatch.setattr(PLAN, "_PLANS", {})                       # plans made here stay here
+    picks = []
+    monkeypatch.setattr(AUTO, "_pick_variant", lambda *args: (picks.append(1), ("persistent", None))[1])
+    slow = _count_slow_paths(monkeypatch)
+    for i in range(2):
+        a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
+        _check(AUTO.matmul(a, w.t(), bias, "gelu"), a, w.t(), bias, "gelu")
+        assert log == ["persistent"] * (i + 1) and len(picks) == 1 and len(slow) == 1
+    a, b = _rand(17, 32), _rand(32, 9)
+    _check(AUTO.matmul(a, b, variant="classic"), a, b)            # forced: no picking
+    assert log[-1] == "classic" and len(picks) == 1
+    for _ in range(2):
+        x, dy = _rand(40, 9), _rand(40, 7)
+        _check(AUTO.matmul(x.t(), dy, variant="splitk", split_k=2), x.t(), dy)
+    assert log[-4:] == ["splitk_partial", "splitk_reduce"] * 2 and len(slow) == 4
 
 
 # ---------------------------------------------------------------------------- MLP epilogues
@@ -329,26 +411,26 @@ def test_aux_epilogue_bad_inputs():
 
 # ---------------------------------------------------------------------------- host fast path
 def _count_slow_paths(monkeypatch) -> list:
-    """Count calls that go through the full host path (kernels.matmul._launch)."""
-    calls, real = [], K._launch
-    monkeypatch.setattr(K, "_launch", lambda *args: (calls.append(1), real(*args))[1])
+    """Count matmul_auto calls that go through the full host path (kernels.matmul.check_operands)."""
+    calls, real = [], K.check_operands
+    monkeypatch.setattr(K, "check_operands", lambda *args: (calls.append(1), real(*args))[1])
     return calls
 
 
 def test_repeated_signature_replays_the_remembered_launch(monkeypatch):
-    """The second call of a signature skips the host planning (kernels/matmul_plan.py) and still
-    computes the new inputs' product, epilogue included."""
+    """matmul_auto: the second call of a signature skips the host planning (kernels/matmul_plan.py)
+    and still computes the new inputs' product, epilogue included."""
     PLAN.clear()
     slow = _count_slow_paths(monkeypatch)
     for activation in (None, "gelu"):
         for i in range(3):
             a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
-            _check(K.matmul(a, w.t(), bias, activation), a, w.t(), bias, activation)
+            _check(AUTO.matmul(a, w.t(), bias, activation), a, w.t(), bias, activation)
     assert len(slow) == 2                       # one full path per signature
     pre = torch.empty(19, 21, device=DEVICE)
     for i in range(2):
         a, w, bias = _rand(19, 24), _rand(21, 24), _rand(21)
-        c = K.matmul(a, w.t(), bias, "silu", pre_out=pre)
+        c = AUTO.matmul(a, w.t(), bias, "silu", pre_out=pre)
         _check(pre, a, w.t(), bias)
         torch.testing.assert_close(c.double(), _activation(pre.double(), "silu"), atol=1e-5, rtol=1e-5)
     assert len(slow) == 3
@@ -369,30 +451,30 @@ def test_any_change_of_signature_takes_the_full_path(monkeypatch):
     ]
     for make in variants:
         a, b = make()
-        _check(K.matmul(a, b), a, b)
+        _check(AUTO.matmul(a, b), a, b)
     assert len(slow) == len(variants)
     a, b = variants[0]()
     out = torch.empty(24, 33, device=DEVICE).t()                  # an out= view: another key
-    K.matmul(a, b, out=out)
+    AUTO.matmul(a, b, out=out)
     _check(out, a, b)
     monkeypatch.setattr(K, "ALLOW_TF32", True)                    # a switch: another key
-    K.matmul(a, b)
+    AUTO.matmul(a, b)
     assert len(slow) == len(variants) + 2
-    K.matmul(a, b)                                                # and now it is remembered
+    AUTO.matmul(a, b)                                                # and now it is remembered
     assert len(slow) == len(variants) + 2
 
 
 def test_fast_path_keeps_the_checks_and_skips_split_k(monkeypatch):
     PLAN.clear()
     a, b, pre = _rand(8, 5), _rand(5, 3), torch.empty(8, 3, device=DEVICE)
-    K.matmul(a, b, activation="gelu", pre_out=pre)               # planned
+    AUTO.matmul(a, b, activation="gelu", pre_out=pre)               # planned
     with pytest.raises(ValueError, match="not both"):
-        K.matmul(a, b, activation="gelu", pre_out=pre, act_grad_at=pre)
+        AUTO.matmul(a, b, activation="gelu", pre_out=pre, act_grad_at=pre)
     with pytest.raises(TypeError, match="bias must be a torch tensor"):
-        K.matmul(a, b, bias=[0.0, 1.0, 2.0])
+        AUTO.matmul(a, b, bias=[0.0, 1.0, 2.0])
     slow = _count_slow_paths(monkeypatch)
     for _ in range(2):                                            # two launches: never a plan
-        K.matmul(_rand(16, 64), _rand(64, 16), variant="splitk", split_k=2)
+        AUTO.matmul(_rand(16, 64), _rand(64, 16), variant="splitk", split_k=2)
     assert len(slow) == 2
 
 
@@ -445,9 +527,10 @@ def test_gpu_gpt2_shapes_layouts(monkeypatch, transpose):
     a = x.t().contiguous().t() if transpose in ("a", "both") else x
     b = w.t().contiguous().t() if transpose in ("b", "both") else w
     bias = _rand(2304, dtype=torch.bfloat16)
-    c = K.matmul(a, b, bias=bias, activation="gelu")
     ref = F.gelu(torch.matmul(a.float(), b.float()) + bias.float(), approximate="tanh")
-    torch.testing.assert_close(c.float(), ref, atol=0.1, rtol=2e-2)
+    for mm in (K.matmul, AUTO.matmul):
+        c = mm(a, b, bias=bias, activation="gelu")
+        torch.testing.assert_close(c.float(), ref, atol=0.1, rtol=2e-2)
 
 
 @gpu
@@ -460,11 +543,11 @@ def test_gpu_float32_tf32_and_float64(monkeypatch):
 
 
 def test_launch_tuned_asks_the_autotuner_once_per_signature():
-    """kernels.copy.launch_tuned: the autotuner runs on the first launch of each signature; later
+    """kernels.helpers.launch_tuned: the autotuner runs on the first launch of each signature; later
     launches call the plain kernel with the autotuner's best config (+ derived constexprs)."""
     from types import SimpleNamespace
 
-    from minigrad.kernels.copy import launch_tuned
+    from minigrad.kernels.helpers import launch_tuned
 
     calls = []
 
@@ -494,13 +577,15 @@ def test_launch_tuned_asks_the_autotuner_once_per_signature():
 @gpu
 @pytest.mark.parametrize("N", [768, 2304, 3072])
 def test_gpu_weight_gradient_variants(monkeypatch, N):
-    """dW = X^T @ dY at GPT-2's shapes through every variant and the autotuner's pick."""
+    """dW = X^T @ dY at GPT-2's shapes through every variant and matmul_auto's pick."""
     monkeypatch.setattr(K, "AUTOTUNE", True)
     x, dy = _rand(8192, 768, dtype=torch.bfloat16), _rand(8192, N, dtype=torch.bfloat16)
     ref = torch.matmul(x.t().float(), dy.float())
-    for variant, split_k in [("classic", None), ("persistent", None), ("splitk", 3), (None, None)]:
+    for variant, split_k in [("classic", None), ("persistent", None), ("splitk", 3)]:
         c = K.matmul(x.t(), dy, variant=variant, split_k=split_k)
         torch.testing.assert_close(c.float(), ref, atol=1.0, rtol=2e-2)
+    for _ in range(2):                                            # timed pick, then a replayed plan
+        torch.testing.assert_close(AUTO.matmul(x.t(), dy).float(), ref, atol=1.0, rtol=2e-2)
 
 
 @gpu

@@ -1,4 +1,4 @@
-"""No torch math in kernels/ or the Triton backend: torch is storage only (DESIGN.md).
+"""No torch math in kernels/ or the Triton backend: torch is storage only (docs/DESIGN.md).
 
 The scan parses each file and walks its syntax tree (so comments and docstrings never trip it),
 skipping the bodies of @triton.jit / @triton.autotune / @triton.heuristics functions (Triton
