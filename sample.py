@@ -12,11 +12,16 @@ cache (`--use_cache`); a sample ends at `max_new_tokens` or at the end-of-text t
 `--seed` gives the same text every time.
 
 The Hugging Face GPT-2 layout (what `GPT2LMHeadModel.from_pretrained` reads) can express
-learned positions, LayerNorm, biases everywhere (`bias=True`), tied embeddings and the
-activations gelu / gelu_exact / silu; other models (RoPE, RMSNorm, SwiGLU, `bias=False`) are
-refused with a message naming the option (models/hf_export.py). The export folder also gets
-the tokenizer: `minigrad_tokenizer.json` (exact, any kind) and, for BPE kinds, GPT-2-style
-`vocab.json` + `merges.txt`.
+learned positions, LayerNorm, tied embeddings and the activations gelu / gelu_exact / silu;
+biases a model does not have (`bias=false`, or only the qkv bias) are written as zeros, the
+same function. Other models (RoPE, RMSNorm, SwiGLU, untied) are refused with a message naming
+the option (models/hf_export.py). The export folder also gets the tokenizer:
+`minigrad_tokenizer.json` (exact, any kind), `tokenizer.json` + `tokenizer_config.json` (what
+`transformers.AutoTokenizer` reads, with the tokenizer's own split pattern) and, for BPE kinds,
+GPT-2-style `vocab.json` + `merges.txt`. `--hf` reads the first of minigrad_tokenizer.json,
+tokenizer.json (ours or HF's, e.g. GPT-2's), vocab.json + merges.txt in the folder, else GPT-2's
+files from `--gpt2_dir` (or downloaded). Loading and export live in
+minigrad/training/pretrained.py (`load_pretrained`, `read_checkpoint`, `export_pretrained`).
 """
 from __future__ import annotations
 
@@ -26,9 +31,10 @@ from pathlib import Path
 from typing import Optional
 
 import minigrad
-from minigrad.training.checkpoint import CheckpointError, check_shapes, load_checkpoint
-from minigrad.training.data import CharTokenizer, DataError, gpt2_files, tokenizer_from_json, tokenizer_to_json
-from minigrad.models.gpt import GPT, GPTConfig
+from minigrad.training.checkpoint import CheckpointError
+from minigrad.training.data import CharTokenizer, DataError
+from minigrad.training.pretrained import export_pretrained, load_pretrained, read_checkpoint
+from minigrad.models.gpt import GPT
 from minigrad.training.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
 
 
@@ -57,61 +63,17 @@ class SampleConfig:
 def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]:
     """(model in eval mode, tokenizer) from --hf, --ckpt or out_dir/ckpt_<which>.safetensors."""
     if cfg.hf:
-        from minigrad.models.hf_export import load_hf_gpt2
-        folder = Path(cfg.hf) if Path(cfg.hf).is_dir() else Path(cfg.hf).parent
-        model = load_hf_gpt2(cfg.hf, device=device, dtype=dtype)
-        if (folder / "minigrad_tokenizer.json").is_file():
-            source = folder / "minigrad_tokenizer.json"
-            tok = tokenizer_from_json(source.read_text())
-        else:
-            from minigrad.tokenizer import BPETokenizer
-            has_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-            vocab, merges = (folder / "vocab.json", folder / "merges.txt") if has_files \
-                else gpt2_files(cfg.gpt2_dir or None)
-            source = vocab.parent
-            tok = BPETokenizer.from_gpt2_files(vocab, merges)
-        check_tokenizer_fits(tok, model.config.vocab_size, f"--hf={cfg.hf}", f"the tokenizer from {source}")
-        return model.eval(), tok
-    path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.out_dir) / f"ckpt_{cfg.which}.safetensors"
-    ckpt = load_checkpoint(path)
-    try:
-        mcfg = GPTConfig.from_dict(ckpt.field("model_config", dict))
-    except CheckpointError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path.name}: invalid model configuration: {err}") from None
-    model = GPT(mcfg, device=device, dtype=dtype)
-    check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
-    model.load_state_dict(ckpt.section("model."))
-    with ckpt.reading("tokenizer"):
-        tok = tokenizer_from_json(ckpt.field("tokenizer", str))
-    if tok.vocab_size > mcfg.vocab_size:
-        raise CheckpointError(f"{path.name}: tokenizer has {tok.vocab_size} tokens but the model only "
-                              f"{mcfg.vocab_size}")
-    return model.eval(), tok
-
-
-def check_tokenizer_fits(tok, model_vocab: int, model_name: str, tok_name: str) -> None:
-    """A tokenizer belongs to a Hugging Face model when both have the same vocabulary size (the
-    export writes the true size, without padding rows). Otherwise the model would sample ids the
-    tokenizer cannot decode, or never sample some of its tokens."""
-    n = tok.vocab_size
-    if n != model_vocab:
-        raise ValueError(f"{model_name}: {tok_name} has {n} tokens but the model's vocabulary has "
-                         f"{model_vocab}: they do not belong together; put the model's own tokenizer "
-                         "beside it (sample.py --export_hf writes minigrad_tokenizer.json) or point "
-                         "--gpt2_dir at the right vocab.json + merges.txt")
+        pre = load_pretrained(cfg.hf, gpt2_dir=cfg.gpt2_dir or None, name=f"--hf={cfg.hf}")
+    else:
+        pre = read_checkpoint(Path(cfg.ckpt) if cfg.ckpt else Path(cfg.out_dir) / f"ckpt_{cfg.which}.safetensors")
+    model = GPT(pre.config, device=device, dtype=dtype)
+    model.load_state_dict(pre.state_dict)
+    return model.eval(), pre.tokenizer
 
 
 def export(model: GPT, tok, folder: str) -> Path:
     """The HF GPT-2 layout in `folder`, plus the tokenizer files (see the module docstring)."""
-    from minigrad.models.hf_export import export_hf_gpt2
-    eot = tok.eot_token
-    path = export_hf_gpt2(model, folder, dtype="float32", bos_token_id=eot, eos_token_id=eot)
-    (path.parent / "minigrad_tokenizer.json").write_text(tokenizer_to_json(tok))
-    if not isinstance(tok, CharTokenizer):
-        tok.save_gpt2_files(path.parent / "vocab.json", path.parent / "merges.txt")
-    return path
+    return export_pretrained(model, tok, folder)
 
 
 def read_prompt(cfg: SampleConfig) -> str:
