@@ -1,30 +1,41 @@
-# minigrad: one command for each thing a user does. Every target is idempotent.
-#   make test              create .venv if missing, install minigrad with its test extras, run pytest
-#   make train [DATA=path] train the default small GPT (Tiny Shakespeare, or your own text)
-#   make bench             run the benchmarks (kernel ones need a GPU)
+# minigrad: one command for each thing a user does. Every target can be run again safely.
+#   make test                    create .venv if missing, install minigrad with its test extras, run pytest
+#   make train [DATA=path] [ARGS="--max_iters=500 ..."]
+#                                train the default small GPT (Tiny Shakespeare, or your own text); needs
+#                                only numpy, regex and matplotlib (the [train] extra). A second run into
+#                                the same out_dir needs ARGS="--resume" (continue) or "--overwrite=true".
+#   make bench                   run the benchmarks (kernel ones need a GPU)
+# To run the scripts yourself: .venv/bin/python train.py --help (or `source .venv/bin/activate`).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+STAMP_TEST  := $(VENV)/.installed-test
+STAMP_TRAIN := $(VENV)/.installed-train
 
 .PHONY: test train bench clean venv
 
-venv: $(STAMP)
+venv: $(STAMP_TEST)
 
-$(STAMP): setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
 
-test: $(STAMP)
+$(STAMP_TEST): setup.py | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP_TEST)
+
+$(STAMP_TRAIN): setup.py | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[train]"
+	touch $(STAMP_TRAIN)
+
+test: $(STAMP_TEST)
 	$(PY) -m pytest -q
 
-train: $(STAMP)
-	$(PY) train.py $(if $(DATA),--data=$(DATA),)
+train: $(STAMP_TRAIN)
+	$(PY) train.py $(if $(DATA),--data=$(DATA),) $(ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP_TEST)
 	$(PY) -m benchmarks.run_all
 
 clean:

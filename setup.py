@@ -9,6 +9,7 @@ called `kernels` or `models` too: transformers imports one named `kernels`). tra
 sample.py are the checkout's scripts, not installed modules. In a checkout without an install,
 minigrad/__init__.py finds the same folders under the same names.
 
+`pip install -e .[train]` adds matplotlib (train.py's loss.png): all CPU training needs;
 `pip install -e .[gpu]` adds torch (GPU storage) and triton (the kernels);
 `pip install -e .[test]` adds what the test suite needs (torch is the oracle there).
 """
@@ -28,9 +29,10 @@ setup(
     package_dir={f"minigrad.{part}": part for part in PARTS},
     install_requires=["numpy>=1.24", "regex>=2023.0"],
     extras_require={
+        "train": ["matplotlib>=3.7"],
         "gpu": ["torch>=2.4", "triton>=3.0"],
         # torch is pinned so that a machine without a GPU gets the small CPU build.
         "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "triton>=3.0", "tiktoken>=0.7",
-                 "safetensors>=0.4", "tokenizers>=0.15", "matplotlib>=3.7"],
+                 "safetensors>=0.4", "tokenizers>=0.15", "matplotlib>=3.7", "transformers>=4.40"],
     },
 )

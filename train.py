@@ -37,15 +37,18 @@ from minigrad.models import GPT, GPTConfig
 from minigrad.models.sampling import sample_text
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
-from minigrad.training.checkpoint import (CheckpointError, check_same_tokenizer, load_checkpoint,
+from minigrad.training.checkpoint import (CheckpointError, check_same_tokenizer, finished_run, load_checkpoint,
                                           restore_training_state, resume_settings, save_training_state)
 from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
-from minigrad.training.distributed import setup_distributed
+from minigrad.training.distributed import is_main_rank, setup_distributed
+from minigrad.training.threads import use_threads
 from minigrad.training.loss_readback import DeferredLosses
 from minigrad.training.presets import PRESETS
 from minigrad.training.progress import ProgressBar
-from minigrad.training.run_dir import append_logs, open_wandb, plot_losses, prepare_out_dir
-from minigrad.training.settings import TRAIN_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, open_wandb, prepare_out_dir,
+                                       release_run_folder)
+from minigrad.training.settings import (TRAIN_RULES, parse_config, resolve_device_dtype, run_length,
+                                       validate_settings)
 from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
 
 try:                                    # the performance layer: optional, train.py runs without it
@@ -65,7 +68,9 @@ class TrainConfig:
     tokenizer: str = "char"             # "char", "bpe" (learned on the training split) or "gpt2"
     vocab_size: int = 8000              # for tokenizer=bpe (char and gpt2 have their own)
     gpt2_dir: str = ""                  # a folder with GPT-2's vocab.json + merges.txt (else downloaded)
+    val_data: str = ""                  # validation text (a file or folder) instead of a share of --data
     val_fraction: float = 0.1           # share of the text held out for validation
+    text_field: str = "text"            # .jsonl input: each line's text is under this key
     split: str = "auto"                 # "auto", "document" (whole documents) or "tail" (see training/data.py)
     # model (see models/gpt.py's GPTConfig)
     n_layer: int = 4
@@ -84,6 +89,7 @@ class TrainConfig:
     batch_size: int = 12
     grad_accum_steps: int = 1           # per rank: a step sees batch_size * grad_accum_steps * ranks sequences
     max_iters: int = 2000
+    epochs: float = 0.0                 # >0: train this many passes over the training tokens (sets max_iters)
     learning_rate: float = 1e-3
     min_lr: float = 1e-4                # the cosine decays to this floor
     warmup_iters: int = 100
@@ -106,19 +112,22 @@ class TrainConfig:
     wandb_project: str = "minigrad"
     # system
     device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
+    threads: str = "auto"               # CPU threads of NumPy's matrix products: auto (1, measured), all, N
     fast: bool = True                   # the performance layer (fast/): fused modules, multi-tensor AdamW
     cuda_graph: bool = True             # with fast, on a GPU: capture the training step once, replay it
     dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"
     seed: int = 1337
     dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others before it exits
     resume: bool = False                # continue from out_dir/ckpt_last.safetensors
+    overwrite: bool = False             # start over in an out_dir that holds a run (replaces it)
     preset: str = ""                    # the preset this config came from (informational)
 
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "qkv_bias",
               "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
-# settings a resumed run must share with its checkpoint (the model and the data it saw)
-FIXED_ON_RESUME = MODEL_KEYS + ("data", "tokenizer", "vocab_size", "val_fraction", "split")
+# settings a resumed run must share with its checkpoint (the model, the data and its split)
+FIXED_ON_RESUME = MODEL_KEYS + ("data", "val_data", "text_field", "tokenizer", "vocab_size", "val_fraction",
+                                "split", "seed")
 # paths a resumed run takes from its own command line (or the defaults), never from the file
 FROM_COMMAND_LINE = ("out_dir", "data_cache", "gpt2_dir")
 
@@ -128,24 +137,32 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
     out_dir = prepare_out_dir(cfg.out_dir)      # writable, crash debris removed: before any work
+    claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
         cfg = resume_settings(ckpt, cfg, given, FIXED_ON_RESUME, FROM_COMMAND_LINE)
         validate_settings(cfg, TRAIN_RULES)         # the file's values pass the same checks
+        complete_log(out_dir, ckpt.meta.get("log_row"))    # a kill between its save and its log row
     device, dtype = resolve_device_dtype(cfg)
+    threads = use_threads(cfg.threads)                   # None: a BLAS we cannot steer
     ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
-        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
-                            cfg.data_cache, cfg.gpt2_dir or None, cfg.split)
+        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed, cfg.data_cache,
+                            cfg.gpt2_dir or None, cfg.split, cfg.val_data, cfg.text_field)
     tok, tok_json = data.tokenizer, tokenizer_to_json(data.tokenizer)
     if ckpt is not None:
         check_same_tokenizer(ckpt, tok_json, cfg.data)
     print(f"data: {data.meta['source']} -> {len(data.train):,} train / {len(data.val):,} val tokens, "
           f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({data.meta['split']} split)")
     B, T, accum = cfg.batch_size * ddp.world_size, cfg.block_size, cfg.grad_accum_steps   # B: all ranks
+    cfg = run_length(cfg, given, len(data.train), B * T * accum)     # --epochs: passes -> max_iters
+    if ckpt is not None and finished_run(ckpt, cfg.max_iters):        # says so; nothing to train
+        ddp.close()
+        release_run_folder(out_dir)
+        return {"out_dir": str(out_dir), "iters": ckpt.field("iter_num", int), "evals": [], "losses": {}}
     eval_sets = {split: [ddp.local_rows(x, y) for x, y in fixed_batches(arr, cfg.eval_iters, B, T, cfg.seed + i)]
                  for i, (split, arr) in enumerate((("train", data.train), ("val", data.val)), start=1)}
 
@@ -171,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
     grads = ddp.gradient_reducer(model.parameters())     # averages .grad over ranks, bucket by bucket
     n_params = model.get_num_params()
     print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {T}: "
-          f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}")
+          f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}"
+          + (f", {threads} BLAS thread{'s' * (threads != 1)}" if device == "cpu" and threads else ""))
     tokens_per_iter = B * T * accum                  # all ranks together
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
@@ -205,10 +223,10 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         return out
 
-    def save(name: str) -> None:
+    def save(name: str, row: dict | None = None) -> None:
         save_training_state(out_dir / name, model, optimizer, data_rng, train_config=dataclasses.asdict(cfg),
                             model_config=mcfg.to_dict(), tokenizer=tok_json, iter_num=iter_num,
-                            best_val_loss=best_val, bad_evals=bad_evals, dtype=dtype)
+                            best_val_loss=best_val, bad_evals=bad_evals, dtype=dtype, log_row=row)
 
     gc.freeze()     # all alive now lives all run: the GC need not rescan it (~100 ms per ~60 GPU steps)
 
@@ -217,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval,
                       tokens_per_iter)
     start_iter, stopped_early = iter_num, False
+    run_log = RunLog(out_dir, cfg.plot, writer=ddp.is_main)     # log.jsonl/csv, steps.csv, loss.png
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
     # a loss read makes the host wait for the GPU: read them every log_interval steps (and before
     # every checkpoint), not every step; on the CPU (or a graph's one output) every step
@@ -249,11 +268,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"step {iter_num}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f} "
                   f"(ppl {row['val_ppl']:.2f}){' *' if improved else ''}")
             if (iter_num > start_iter or last) and ddp.is_main:
-                save("ckpt_last.safetensors")
+                save("ckpt_last.safetensors", row)
                 if improved:
-                    save("ckpt_best.safetensors")
-            if ddp.is_main:
-                append_logs(out_dir, row)       # after its checkpoint: a crash never logs unsaved steps
+                    save("ckpt_best.safetensors", row)
+            run_log.eval(row, losses)           # after its checkpoint: a crash never logs unsaved steps
             if cfg.sample_tokens > 0 and ddp.is_main:
                 print(f"---- sample ----\n{sample_text(model, tok, cfg.sample_prompt, cfg.sample_tokens, cfg.seed)}"
                       "\n----------------")
@@ -268,6 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
             read_losses()
             if ddp.is_main:
                 save("ckpt_last.safetensors")
+            run_log.close(losses)
             raise guard.interrupted(iter_num, out_dir / "ckpt_last.safetensors")
 
         lr = cosine_with_warmup(iter_num, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, decay_iters)
@@ -286,11 +305,11 @@ def main(argv: list[str] | None = None) -> dict:
     read_losses()                       # an early stop leaves none pending; this is the safety net
     guard.close()
     gc.unfreeze()                       # main() may be called again in this process (tests)
-    if cfg.plot and ddp.is_main:
-        plot_losses(out_dir)
+    run_log.close(losses)               # the steps since the last eval, and loss.png once more
     if wandb is not None:
         wandb.finish()
     ddp.close()
+    release_run_folder(out_dir)
     final = evals[-1] if evals else {}
     return {"out_dir": str(out_dir), "iters": iter_num, "best_val_loss": best_val,
             "final_val_loss": final.get("val_loss"), "final_train_loss": final.get("train_loss"),

@@ -52,6 +52,8 @@ _NUMPY_TO_FORMAT = {("f", 8): "F64", ("f", 4): "F32", ("f", 2): "F16", ("i", 8):
                     ("i", 4): "I32", ("i", 2): "I16", ("i", 1): "I8", ("u", 4): "U32",
                     ("u", 2): "U16", ("u", 1): "U8", ("b", 1): "BOOL"}
 _MAX_HEADER = 100 * 1024 * 1024          # the safetensors library's own limit
+_MAX_DIMS = 64                           # NumPy's limit on an array's number of dimensions
+_MAX_ELEMENTS = 2 ** 62                  # beyond this no array index fits in 64 bits
 _TREE_KEY = "minigrad.tree"              # __metadata__ entry describing a nested save()
 
 
@@ -126,7 +128,7 @@ def _write(f, tensors: dict, metadata: Optional[dict]) -> None:
             f.write(memoryview(arr.reshape(-1)).cast("B"))
 
 
-def _atomic_write(path, write_fn) -> None:
+def atomic_write(path, write_fn) -> None:
     """Write to a temp file next to `path`, fsync, then rename over it (atomic on POSIX)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -157,7 +159,7 @@ def save_file(tensors: dict, filename, metadata: Optional[dict] = None) -> None:
     """
     if not isinstance(tensors, dict):
         raise TypeError(f"save_file expects a dict of name -> tensor, got {type(tensors).__name__}")
-    _atomic_write(filename, lambda f: _write(f, tensors, metadata))
+    atomic_write(filename, lambda f: _write(f, tensors, metadata))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -270,6 +272,12 @@ def _read_header(f, filename) -> tuple[dict, dict, int]:
         shape, offs = e["shape"], e["data_offsets"]
         if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
             raise SafetensorsError(f"{where}: shape must be a list of non-negative ints, got {shape!r}")
+        if len(shape) > _MAX_DIMS:
+            raise SafetensorsError(f"{where}: {len(shape)} dimensions, more than the {_MAX_DIMS} an array "
+                                   "can have: the file is corrupt")
+        if math.prod(max(s, 1) for s in shape) > _MAX_ELEMENTS:
+            raise SafetensorsError(f"{where}: shape {shape} has more elements than any array can "
+                                   "hold: the file is corrupt")
         if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs)):
             raise SafetensorsError(f"{where}: data_offsets must be [begin, end], got {offs!r}")
         begin, end = offs
@@ -287,22 +295,46 @@ def _read_header(f, filename) -> tuple[dict, dict, int]:
     return header, metadata, 8 + n
 
 
-def _read_array(f, start: int, e: dict) -> np.ndarray:
-    """Raw stored values: bf16 as float32, ints as stored, float16 as float16."""
+def _physical_memory() -> Optional[int]:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):      # not known on this platform
+        return None
+
+
+def _read_array(f, start: int, e: dict, where: str) -> np.ndarray:
+    """Raw stored values: bf16 as float32, ints as stored, float16 as float16.
+
+    A tensor larger than this machine's memory is refused before reading it (a real file of
+    that size exists, but loading it would only end in a swap storm or the OOM killer)."""
     begin, end = e["data_offsets"]
+    ram = _physical_memory()
+    if ram is not None and end - begin > ram:
+        raise MemoryError(f"{where}: shape {e['shape']} of {e['dtype']} needs {(end - begin) / 2**30:,.1f} "
+                          f"GiB, more than this machine's {ram / 2**30:,.1f} GiB of memory")
     f.seek(start + begin)
-    buf = f.read(end - begin)
+    try:
+        buf = f.read(end - begin)
+    except MemoryError:
+        raise MemoryError(f"{where}: not enough free memory to read its {(end - begin) / 2**30:,.1f} GiB "
+                          f"(shape {e['shape']} of {e['dtype']})") from None
     raw = np.frombuffer(buf, dtype=_FORMAT[e["dtype"]][0]).reshape(e["shape"])
     if e["dtype"] == "BF16":
         return bfloat16_bits_to_float32(raw)
     return raw.astype(raw.dtype.newbyteorder("="), copy=True)      # native order, writable
 
 
+def _read_file(filename, convert=lambda arr, fmt: arr) -> tuple[dict, dict]:
+    """(name -> convert(array, its safetensors dtype), the header's __metadata__)."""
+    with _open_regular(filename) as f:
+        header, metadata, start = _read_header(f, filename)
+        return {name: convert(_read_array(f, start, e, f"{filename}: tensor '{name}'"), e["dtype"])
+                for name, e in header.items()}, metadata
+
+
 def load_numpy_file(filename) -> dict:
     """name -> NumPy array (BF16 read into float32 by shifting its bits)."""
-    with _open_regular(filename) as f:
-        header, _, start = _read_header(f, filename)
-        return {name: _read_array(f, start, e) for name, e in header.items()}
+    return _read_file(filename)[0]
 
 
 def read_metadata(filename) -> dict:
@@ -326,10 +358,7 @@ def _to_tensor(arr: np.ndarray, fmt: str, device) -> Tensor:
 def load_file(filename, device="cpu") -> dict:
     """name -> Tensor on `device`, in the file's order. BF16/F16 load as bfloat16/float16 on
     the GPU and as float32 on the NumPy backend; integer types load as int64."""
-    with _open_regular(filename) as f:
-        header, _, start = _read_header(f, filename)
-        return {name: _to_tensor(_read_array(f, start, e), e["dtype"], device)
-                for name, e in header.items()}
+    return _read_file(filename, lambda arr, fmt: _to_tensor(arr, fmt, device))[0]
 
 
 # ---------------------------------------------------------------------------- nested objects
@@ -403,10 +432,7 @@ def load(path, device=None):
     """Load what save() wrote (or any safetensors file, as a flat dict) onto `device`
     (default: minigrad's default device)."""
     device = device if device is not None else get_default_device()
-    with _open_regular(path) as f:
-        header, metadata, start = _read_header(f, path)
-        tensors = {name: _to_tensor(_read_array(f, start, e), e["dtype"], device)
-                   for name, e in header.items()}
+    tensors, metadata = _read_file(path, lambda arr, fmt: _to_tensor(arr, fmt, device))
     if _TREE_KEY not in metadata:
         return tensors
     tree = _parse_json(metadata[_TREE_KEY].encode("utf-8"), path, f"the {_TREE_KEY} metadata")

@@ -46,6 +46,27 @@ def get_default_dtype() -> str:
     return _default_dtype
 
 
+_INT64 = np.iinfo(np.int64)
+
+
+def _check_fits_int64(data, arr: np.ndarray) -> None:
+    """OverflowError (as torch) for an integer outside int64: NumPy would make [2**63] uint64 (which
+    wraps to -2**63 in int64) and [2**63, 1] float64 (losing digits)."""
+    if arr.dtype.kind == "u":
+        if arr.size and int(arr.max()) > _INT64.max:
+            raise OverflowError(f"value {int(arr.max())} does not fit int64 (minigrad's integer type)")
+        return
+    if isinstance(data, np.ndarray):
+        return
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool) and not _INT64.min <= v <= _INT64.max:
+            raise OverflowError(f"value {v} does not fit int64 (minigrad's integer type)")
+
+
 def _scalar_promotion(dtype: str, value) -> str:
     """The dtype of `tensor (dtype) op Python scalar`, as torch: a float scalar makes an int or bool
     tensor float32, an int scalar makes a bool tensor int64; otherwise the tensor's dtype wins."""
@@ -69,6 +90,8 @@ class Tensor(ReduceMixin, MovementMixin):
             arr = data.numpy()
         else:
             arr = np.asarray(data)
+            if arr.dtype.kind in "uOf":          # int64 is the widest integer: never wrap around
+                _check_fits_int64(data, arr)
         if dtype is not None:
             dtype = dtypes.canonical(dtype)
         elif arr.dtype.kind == "f":

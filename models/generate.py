@@ -68,6 +68,9 @@ class Generation:
                         use_cache: bool) -> Iterator[np.ndarray]:
         """Yield the next ids (B,) int64 once per step. Grad mode and train/eval are switched
         per step, never across a yield, so the caller's code between steps is unaffected."""
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         idx = self._check_idx(self._on_device(idx), "prompt")
         seq = idx.numpy().astype(np.int64)                               # (B, T0) on the host
         rng = to_numpy_rng(generator)

@@ -57,6 +57,11 @@ def _x() -> mg.Tensor:
     return mg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
 
 
+def _tiny_gpt():
+    from minigrad.models import GPT, GPTConfig
+    return GPT(GPTConfig(block_size=4, vocab_size=5, n_layer=1, n_head=1, n_embd=4))
+
+
 def _param_with_grad() -> nn.Parameter:
     p = nn.Parameter(mg.ones(3))
     p.grad = mg.ones(3)
@@ -183,6 +188,20 @@ CASES = [
     Case("clip_grad_norm_ NaN norm_type", lambda: nn.utils.clip_grad_norm_(_param_with_grad(), 1.0, float("nan")),
          ValueError, r"norm_type must be positive \(or inf\), got nan"),
     Case("AdamW no parameters", lambda: mg.optim.AdamW([], lr=1e-3), ValueError, r"empty parameter list"),
+    # ------------------------------------------------------------------ values that do not fit (issue 20)
+    Case("tensor from an int above int64", lambda: mg.tensor([2 ** 63]), OverflowError,
+         r"value 9223372036854775808 does not fit int64"),
+    Case("tensor from ints that NumPy makes float", lambda: mg.tensor([2 ** 63, 1]), OverflowError,
+         r"value 9223372036854775808 does not fit int64"),
+    Case("tensor from an int below int64", lambda: mg.tensor([[1], [-2 ** 63 - 1]]), OverflowError,
+         r"value -9223372036854775809 does not fit int64"),
+    Case("tensor from a uint64 array above int64", lambda: mg.tensor(np.array([2 ** 64 - 1], dtype=np.uint64)),
+         OverflowError, r"does not fit int64"),
+    Case("device cuda:1", lambda: mg.zeros(2, device="cuda:1"), ValueError,
+         r"one GPU per process.*CUDA_VISIBLE_DEVICES"),
+    Case("device gpu", lambda: mg.zeros(2, device="gpu"), ValueError, r"unknown device 'gpu': expected 'cpu' or 'cuda'"),
+    Case("generate a negative number of tokens", lambda: _tiny_gpt().generate(np.zeros((1, 2), dtype=np.int64), -1),
+         ValueError, r"max_new_tokens must be an integer >= 0, got -1"),
     # ------------------------------------------------------------------ safetensors
     Case("safetensors too short", lambda: load_file(_file("short.st", b"\1\2")), SafetensorsError, r"too short"),
     Case("safetensors header length absurd", lambda: load_file(_st("huge.st", "{}", n=2 ** 63)),
@@ -251,7 +270,7 @@ CASES = [
 ]
 
 # The number of rows when this table was written; raise it when you add rows, never lower it.
-MIN_CASES = 92
+MIN_CASES = 99
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -263,3 +282,24 @@ def test_bad_input_gives_a_clear_error(case: Case):
 def test_the_table_only_grows():
     assert len(CASES) >= MIN_CASES, f"{len(CASES)} cases, the table had {MIN_CASES}: do not drop rows"
     assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"
+
+
+def test_softmax_of_empty_rows_is_empty_as_torch():
+    """(2, 0) and (0, 3) inputs give empty results of the same shape (it was a NumPy error)."""
+    for shape in ((2, 0), (0, 3)):
+        x = mg.zeros(*shape, requires_grad=True)
+        for fn in (F.softmax, F.log_softmax):
+            y = fn(x, dim=-1)
+            assert y.shape == shape
+            y.sum().backward()
+            assert x.grad.shape == shape
+
+
+def test_integer_settings_are_parsed_exactly():
+    from minigrad.training.settings import SettingsError, _parse_value
+    big = "123456789012345678901"                       # beyond float's 2**53: digits would change
+    assert _parse_value("seed", big, int) == int(big)
+    assert _parse_value("max_iters", "2_000", int) == 2000
+    assert _parse_value("max_iters", "1e3", int) == 1000 and _parse_value("max_iters", "2000.0", int) == 2000
+    with pytest.raises(SettingsError, match="expected int"):
+        _parse_value("seed", "1e30", int)               # a float that large is not an exact integer

@@ -80,7 +80,9 @@ def _train(*settings: str) -> Callable[[Env], list]:
 
 
 def _resume(**meta_changes) -> Callable[[Env], list]:
-    return lambda e: [f"--out_dir={e.out_copy(**meta_changes)}", "--resume",
+    """Resume a copy of the finished run with its checkpoint's metadata changed; --max_iters=4
+    asks for more steps (a finished run with nothing left to train is not read further)."""
+    return lambda e: [f"--out_dir={e.out_copy(**meta_changes)}", "--resume", "--max_iters=4",
                       f"--data_cache={e.run / 'cache'}", "--device=cpu"]
 
 
@@ -169,6 +171,14 @@ CASES = [
          r"metadata field 'iter_num' should be int, got '7'"),
     Case("ckpt rng incomplete", "train", _resume(rng={"minigrad": None}), CheckpointError,
          r"metadata field 'rng' is incomplete or malformed"),
+    Case("ckpt iter_num negative", "train", _resume(iter_num=-5), CheckpointError,
+         r"impossible training state: iter_num -5"),
+    Case("ckpt iter_num absurd", "train", _resume(iter_num=10 ** 30), CheckpointError,
+         r"impossible training state: iter_num 1000000000000000000000000000000"),
+    Case("ckpt best_val_loss NaN", "train", _resume(best_val_loss=float("nan")), CheckpointError,
+         r"impossible training state: best_val_loss nan"),
+    Case("ckpt bad_evals negative", "train", _resume(bad_evals=-1), CheckpointError,
+         r"impossible training state: bad_evals -1"),
     Case("ckpt train_config wrong type", "train",
          lambda e: _resume(train_config={**load_checkpoint(e.run / "out" / "ckpt_last.safetensors")
                                          .meta["train_config"], "batch_size": "many"})(e),
@@ -211,22 +221,24 @@ def test_bad_input_gives_a_clear_error(case: Case, run: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("script", ["train", "sample"])
-def test_cuda_without_a_gpu_is_one_clear_error(script, run, tmp_path, monkeypatch):
-    """--device=cuda where the GPU backend cannot start: here, the real backend constructor
-    without the Triton interpreter (what a machine without a GPU sees)."""
+def test_cuda_without_a_gpu_is_one_clear_error(script, run, tmp_path):
+    """--device=cuda where the GPU backend cannot start: the real backend constructor without the
+    Triton interpreter (what a machine without a GPU sees), run as a user does. In a process of its
+    own: kernels first imported without TRITON_INTERPRET are compiled for a GPU, and in this test
+    process every later test on the Triton backend would find no GPU driver (issue 21)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("triton")
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
-    import minigrad.backends
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(minigrad.backends, "_BACKENDS", {})          # build the backend afresh
-    argv = _train("--device=cuda")(Env(run, tmp_path)) if script == "train" else _sample("--device=cuda")(
-        Env(run, tmp_path))
-    main = train.main if script == "train" else sample.main
-    with pytest.raises(SettingsError, match=r"^--device=cuda: no usable CUDA GPU here \(TritonBackend needs "
-                                            r"a CUDA GPU.*\); use --device=cpu or --device=auto$"):
-        main(argv)
+    env = Env(run, tmp_path)
+    argv = _train("--device=cuda")(env) if script == "train" else _sample("--device=cuda")(env)
+    environ = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, f"{script}.py", *argv], cwd=REPO, env=environ, capture_output=True,
+                       text=True, timeout=120)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert re.match(r"^error: --device=cuda: no usable CUDA GPU here \(TritonBackend needs a CUDA GPU.*\); "
+                    r"use --device=cpu or --device=auto$", lines[0]), lines[0]
     assert not (tmp_path / "cache").exists()
 
 

@@ -28,7 +28,7 @@ def test_resolve_file_folder_and_missing(tmp_path):
         D.resolve_sources(str(tmp_path / "nope.txt"), tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(D.DataError, match="no .txt files"):
+    with pytest.raises(D.DataError, match="no .txt or .jsonl files"):
         D.resolve_sources(str(empty), tmp_path)
 
 

@@ -185,6 +185,8 @@ def _header(entries: dict) -> bytes:
     ("overlap", "overlap"),
     ("bad_metadata", "__metadata__ must map strings"),
     ("truncated", "run past the end of the data"),
+    ("65_dims", "65 dimensions, more than the 64"),
+    ("huge_extent", "more elements than any array can hold"),
 ])
 def test_corrupt_files_give_clear_errors(tmp_path, case, match):
     path = tmp_path / f"{case}.safetensors"
@@ -219,6 +221,10 @@ def test_corrupt_files_give_clear_errors(tmp_path, case, match):
                    b"\0" * 12)
     elif case == "bad_metadata":
         _write_raw(path, _header({"__metadata__": {"a": 1}}))
+    elif case == "65_dims":                                    # NumPy's limit is 64
+        _write_raw(path, _header({"x": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}}), b"\0" * 4)
+    elif case == "huge_extent":                                # zero elements, yet no index fits
+        _write_raw(path, _header({"x": {"dtype": "F32", "shape": [2 ** 70, 0], "data_offsets": [0, 0]}}))
     elif case == "truncated":                                  # a real file cut short
         save_file({"a": np.ones((10, 10), np.float32), "b": np.ones(5)}, path)
         path.write_bytes(path.read_bytes()[:-20])
@@ -227,6 +233,25 @@ def test_corrupt_files_give_clear_errors(tmp_path, case, match):
     assert str(path) in str(e.value)                           # the message names the file
     with pytest.raises(SafetensorsError):
         load(path)
+
+
+def test_a_tensor_larger_than_memory_is_refused_with_its_size(tmp_path):
+    # a valid, sparse file whose one tensor is twice this machine's memory: refused before any
+    # read (which would be a bare MemoryError, or the OOM killer), naming file, tensor and size
+    from minigrad.serialization import _physical_memory
+    ram = _physical_memory()
+    assert ram is not None                      # Linux, as CI: the check is active
+    n = (2 * ram) // 4
+    path = tmp_path / "huge.safetensors"
+    header = _header({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}})
+    _write_raw(path, header)
+    with open(path, "r+b") as f:
+        f.truncate(8 + len(header) + 4 * n)     # sparse: no disk space used
+    for loader in (load_file, load_numpy_file, load):
+        with pytest.raises(MemoryError, match=r"tensor 'w': shape \[\d+\] of F32 needs [\d,.]+ GiB, more "
+                                              r"than this machine's [\d,.]+ GiB of memory") as e:
+            loader(path)
+        assert str(path) in str(e.value)
 
 
 def test_load_device_default_and_top_level_export(tmp_path):

@@ -129,7 +129,7 @@ def test_temp_files_of_an_interrupted_checkpoint_write_are_removed_on_the_next_s
     with monkeypatch.context() as m:
         m.setattr(serialization.os, "unlink", lambda *a, **k: None)
         with pytest.raises(KeyboardInterrupt):
-            serialization._atomic_write(out / "ckpt_last.safetensors", killed)
+            serialization.atomic_write(out / "ckpt_last.safetensors", killed)
     debris = [p.name for p in out.iterdir()]
     assert len(debris) == 1 and debris[0].startswith(".ckpt_last.safetensors.")   # the real temp name
     keep = [out / ".notes.tmp", out / "ckpt_last.safetensors.bak", out / "my.tmp"]
@@ -158,13 +158,14 @@ def test_torn_log_line_is_cut_and_never_fatal(tmp_path, capsys):
 def test_log_rows_are_written_after_their_checkpoint(tmp_path, monkeypatch):
     """At every append to log.jsonl, ckpt_last already holds the step of that row."""
     seen = []
-    real = train.append_logs
+    from minigrad.training import run_dir
+    real = run_dir.append_logs
 
-    def spy(out_dir, row):
+    def spy(out_dir, row, step_losses=None):
         ck = out_dir / "ckpt_last.safetensors"
         seen.append((row["step"], load_checkpoint(ck).meta["iter_num"] if ck.exists() else None))
-        real(out_dir, row)
-    monkeypatch.setattr(train, "append_logs", spy)
+        real(out_dir, row, step_losses)
+    monkeypatch.setattr(run_dir, "append_logs", spy)
     run(tmp_path, "--max_iters=4", "--eval_interval=2")
     assert seen == [(0, None), (2, 2), (4, 4)]
 

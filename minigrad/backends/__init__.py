@@ -15,14 +15,20 @@ _WRAPPER = None
 
 
 def normalize_device(device) -> str:
-    """'cpu', 'cuda', 'cuda:0', a Backend or a Tensor's device string -> 'cpu' or 'cuda'."""
+    """'cpu', 'cuda', 'cuda:0', a Backend or a Tensor's device string -> 'cpu' or 'cuda'.
+
+    A process uses one GPU, the current CUDA device (torchrun gives each rank its own), so
+    'cuda:1' is an error rather than a silent 'cuda', as is anything torch would not accept."""
     if isinstance(device, Backend):
         return device.device
     name = str(device).lower()
     if name == "cpu":
         return "cpu"
-    if name == "cuda" or name.startswith("cuda:") or name in ("gpu", "triton"):
+    if name in ("cuda", "cuda:0"):
         return "cuda"
+    if name.startswith("cuda:"):
+        raise ValueError(f"device {device!r}: minigrad uses one GPU per process, 'cuda' (the current "
+                         "device); choose it with CUDA_VISIBLE_DEVICES, or one per rank with torchrun")
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
 
 

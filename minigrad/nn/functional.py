@@ -25,6 +25,8 @@ from ..tensor_shape import broadcast_shapes, normalize_dim, value_range
 def _last_dim_op(fn, x: Tensor, dim: int) -> Tensor:
     """Fused row ops work over the last dim: move `dim` there and back (views, no copies)."""
     d = normalize_dim(dim, x.ndim)
+    if x.numel() == 0:                    # no rows, or rows of no entries: an empty result, as torch
+        return x * 1.0
     if x.ndim == 0:                       # one row of one entry, as torch treats a 0-d tensor
         return fn.apply(x.reshape(1)).reshape(())
     if d == x.ndim - 1:

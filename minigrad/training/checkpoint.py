@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import warnings
@@ -270,6 +271,37 @@ def resume_settings(ckpt: Checkpoint, cfg, given: set, fixed: Sequence[str],
                                          for k in given | {"resume"} | set(from_command_line)})
 
 
+MAX_ITERATION = 10 ** 12          # far beyond any run; a larger iter_num is a damaged file
+
+
+def run_position(ckpt: Checkpoint) -> tuple[int, float, int]:
+    """(iteration, best val loss, evals without improvement) of a training checkpoint, each checked
+    for a value a run can have (the checksums prove a file unchanged, not sensible)."""
+    it = ckpt.field("iter_num", int)
+    best = float(ckpt.field("best_val_loss", (int, float)))
+    bad = ckpt.meta.get("bad_evals", 0)
+    problems = []
+    if not 0 <= it <= MAX_ITERATION:
+        problems.append(f"iter_num {it} (expected 0..{MAX_ITERATION})")
+    if math.isnan(best) or best < 0:
+        problems.append(f"best_val_loss {best} (expected a loss >= 0, or inf before any eval)")
+    if isinstance(bad, bool) or not isinstance(bad, int) or not 0 <= bad <= MAX_ITERATION:
+        problems.append(f"bad_evals {bad!r} (expected an integer >= 0)")
+    if problems:
+        raise CheckpointError(f"{ckpt.path.name}: impossible training state: {'; '.join(problems)}")
+    return it, best, bad
+
+
+def finished_run(ckpt: Checkpoint, max_iters: int) -> bool:
+    """True (and says so) when the checkpoint already holds max_iters iterations: nothing to do."""
+    done = run_position(ckpt)[0]
+    if done < max_iters:
+        return False
+    print(f"{ckpt.path.name} is at iteration {done}, and --max_iters={max_iters}: nothing left to "
+          f"train. To continue, resume with a larger --max_iters (e.g. --max_iters={done + max(1, max_iters)})")
+    return True
+
+
 def check_same_tokenizer(ckpt: Checkpoint, tokenizer_json: str, data: str) -> None:
     """A resumed run must rebuild the checkpoint's tokenizer from its data (else ids mean other text)."""
     if tokenizer_json != ckpt.field("tokenizer", str):
@@ -285,7 +317,7 @@ def restore_training_state(ckpt: Checkpoint, model, optimizer, data_rng: np.rand
     model.load_state_dict(ckpt.section("model."))
     with ckpt.reading("optimizer"):
         optimizer.load_state_dict(optimizer_state_dict(ckpt))
-    iter_num, best_val = ckpt.field("iter_num", int), float(ckpt.field("best_val_loss", (int, float)))
+    position = run_position(ckpt)
     with ckpt.reading("rng"):
         set_rng_state(ckpt.field("rng", dict), data_rng)
-    return iter_num, best_val, int(ckpt.meta.get("bad_evals", 0))
+    return position

@@ -2,18 +2,21 @@
 
 The path from a `--data` setting to the arrays a training step reads:
 
-1. `resolve_sources(data, cache_dir)`: "shakespeare" (Tiny Shakespeare, downloaded on first
-   use), "tinystories" (TinyStories' train + valid files, downloaded on first use), a path to
-   one text file, or a path to a folder of ``*.txt`` files (like a shelf of books).
+1. `resolve_sources(data, cache_dir, val_data)`: "shakespeare" (Tiny Shakespeare, downloaded on
+   first use), "tinystories" (TinyStories' train + valid files, downloaded on first use), a path
+   to one text file, or a path to a folder of ``*.txt`` / ``*.jsonl`` files (like a shelf of
+   books). `val_data` (a file or folder) names the validation text when it comes separately.
 2. `read_documents` + `split_documents`: documents are the files of a folder, or the pieces of
-   a file separated by ``<|endoftext|>``, or a whole plain file. The validation split never
+   a file separated by ``<|endoftext|>``, or a whole plain file, or the lines of a ``.jsonl``
+   file (the string under `text_field` of each JSON object). The validation split never
    shares a document with the training split:
    - with many documents (>= `MIN_DOCS_FOR_DOC_SPLIT`), whole documents go to val, chosen by
      a seeded hash of their index, so no document straddles the split;
    - with few (one plain file, a handful of books), the tail `val_fraction` of *each*
      document, cut at a line boundary, is val: one contiguous piece, so no window of text is
      in both splits.
-   - TinyStories comes with its own valid file, which is used as val as it is.
+   - TinyStories comes with its own valid file, which is used as val as it is; so is
+     `val_data` (and then val_fraction plays no part).
 3. `build_tokenizer`: "char" (one id per distinct character of the corpus), "bpe" (our
    byte-level BPE trained on the *training* split only, cached), or "gpt2" (GPT-2's
    vocab.json + merges.txt from `gpt2_dir`, downloaded on first use otherwise).
@@ -43,6 +46,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..serialization import atomic_write
 from .download import DownloadError, Pin
 from .download import download as _download
 
@@ -73,7 +77,8 @@ MAX_BAD_BYTE_FRACTION = 0.01
 
 MIN_DOCS_FOR_DOC_SPLIT = 20          # fewer documents than this: split each one's tail instead
 TOKENIZERS = ("char", "bpe", "gpt2")
-CACHE_VERSION = 1                    # bump when the token files' meaning changes
+TEXT_SUFFIXES = (".txt", ".jsonl")   # in a folder: plain text, and JSON lines with a text field
+CACHE_VERSION = 2                    # bump when the token files' meaning changes
 
 
 class DataError(RuntimeError):
@@ -109,32 +114,42 @@ class Sources:
     val_files: Optional[list[Path]] = None
 
 
-def resolve_sources(data: str, cache_dir: "str | os.PathLike[str]" = "data") -> Sources:
-    """The files behind a `--data` value (downloading the named datasets on first use)."""
+def resolve_sources(data: str, cache_dir: "str | os.PathLike[str]" = "data", val_data: str = "") -> Sources:
+    """The files behind a `--data` value (downloading the named datasets on first use), and
+    behind `--val_data` when given (a file or folder of validation text, used as it is)."""
     cache_dir = Path(cache_dir)
     local = ("point train.py at local text instead: --data=PATH (a .txt file or a folder of .txt "
              "files), e.g. `make train DATA=path/to/text.txt`")
     if data in ("shakespeare", "tinyshakespeare", "shakespeare_char"):
         path = download(TINY_SHAKESPEARE_URL, cache_dir / "tinyshakespeare.txt", "Tiny Shakespeare", local,
                         TINY_SHAKESPEARE_PIN)
-        return Sources("Tiny Shakespeare", [path])
-    if data == "tinystories":
+        src = Sources("Tiny Shakespeare", [path])
+    elif data == "tinystories":
         train = download(TINYSTORIES_URLS["train"], cache_dir / "TinyStories-train.txt",
                          "TinyStories (train, ~1.9 GB)", local)
         val = download(TINYSTORIES_URLS["val"], cache_dir / "TinyStories-valid.txt",
                        "TinyStories (valid)", local)
-        return Sources("TinyStories", [train], [val])
-    path = Path(data).expanduser()
+        src = Sources("TinyStories", [train], [val])
+    else:
+        src = Sources(str(Path(data).expanduser()), local_files(data, "--data"))
+    if val_data:
+        src.val_files = local_files(val_data, "--val_data")
+    return src
+
+
+def local_files(where: str, flag: str) -> list[Path]:
+    """A text file, or the text files (TEXT_SUFFIXES) under a folder, sorted; else a DataError."""
+    path = Path(where).expanduser()
+    kinds = "a .txt or .jsonl file, or a folder of them"
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file())
         if not files:
-            raise DataError(f"--data={data}: the folder has no .txt files; expected a text file or a "
-                            "folder of .txt files")
-        return Sources(str(path), files)
+            raise DataError(f"{flag}={where}: the folder has no .txt or .jsonl files; expected {kinds}")
+        return files
     if path.is_file():
-        return Sources(str(path), [path])
-    raise DataError(f"--data={data}: no such file or folder, and not a known dataset name "
-                    "('shakespeare', 'tinystories'); expected a .txt file or a folder of .txt files")
+        return [path]
+    known = " and not a known dataset name ('shakespeare', 'tinystories')" if flag == "--data" else ""
+    raise DataError(f"{flag}={where}: no such file or folder{known}; expected {kinds}")
 
 
 _BAD_BYTE = re.compile("[\udc80-\udcff]")      # how surrogateescape decodes each non-UTF-8 byte
@@ -161,15 +176,37 @@ def read_text(path: Path) -> str:
     return text
 
 
-def read_documents(files: Sequence[Path]) -> list[str]:
-    """One document per file, except that ``<|endoftext|>`` separates documents within a file."""
+def read_documents(files: Sequence[Path], text_field: str = "text") -> list[str]:
+    """One document per file, except that ``<|endoftext|>`` separates documents within a file,
+    and that each line of a ``.jsonl`` file is a document: its `text_field` string."""
     docs: list[str] = []
     for f in files:
         text = read_text(f)
-        if ENDOFTEXT in text:
+        if Path(f).suffix == ".jsonl":
+            docs += [d for d in jsonl_documents(text, f, text_field) if d.strip()]
+        elif ENDOFTEXT in text:
             docs += [p.strip("\n") for p in text.split(ENDOFTEXT) if p.strip()]
         elif text.strip():
             docs.append(text)
+    return docs
+
+
+def jsonl_documents(text: str, path: Path, field: str) -> list[str]:
+    """The `field` string of each line of a JSON-lines file (the form dataset dumps take)."""
+    docs = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{n}: not a JSON line ({err.msg}); expected one JSON object per "
+                            f"line, with the text under {field!r}") from None
+        if not isinstance(row, dict) or not isinstance(row.get(field), str):
+            has = f"keys {sorted(row)[:8]}" if isinstance(row, dict) else f"a {type(row).__name__}"
+            raise DataError(f"{path}:{n}: expected a JSON object with a text field {field!r}, got "
+                            f"{has}; name the field with --text_field=NAME")
+        docs.append(row[field])
     return docs
 
 
@@ -335,14 +372,23 @@ def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str
             print(f"training a BPE tokenizer with {vocab_size} tokens on the training split")
             tok = BPETokenizer.train(list(train_docs), vocab_size, special_tokens=[ENDOFTEXT],
                                      verbose=False)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tok.save(tmp)
-            os.replace(tmp, path)
-            tmp.with_suffix(".vocab").replace(path.with_suffix(".vocab"))
+            _save_bpe_model(tok, path)
         tok.kind = "bpe"
         return tok
     raise DataError(f"tokenizer must be one of {TOKENIZERS}, got {kind!r}")
+
+
+def _save_bpe_model(tok, path: Path) -> None:
+    """Save the model file and its readable .vocab in a temp folder beside `path`, then move both in:
+    a full disk or a kill leaves neither a half-written model nor temp files behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tmp-") as tmp:
+            vocab = tok.save(Path(tmp) / path.name)
+            os.replace(vocab, path.with_suffix(".vocab"))
+            os.replace(Path(tmp) / path.name, path)
+    except OSError as err:
+        raise _write_error(path, err) from None
 
 
 def encode_documents(tok, docs: Sequence[str]) -> np.ndarray:
@@ -371,13 +417,25 @@ class PreparedData:
     meta: dict
 
 
+def _write_error(path: Path, err: OSError) -> DataError:
+    return DataError(f"cannot write {path}: {err.strerror or err}; free space on that disk or point "
+                     "--data_cache at another folder")
+
+
+def _write_cache_file(path: Path, write_fn) -> None:
+    """Write one cache file atomically; on failure (a full disk) no temp file is left behind."""
+    try:
+        atomic_write(path, write_fn)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
 def _write_bin(path: Path, ids: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(np.ascontiguousarray(ids, dtype=np.uint16).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _write_cache_file(path, lambda f: f.write(np.ascontiguousarray(ids, dtype=np.uint16).tobytes()))
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_cache_file(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _memmap(path: Path) -> np.ndarray:
@@ -396,11 +454,59 @@ def _hash_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_cache(out: Path) -> Optional[tuple[object, dict]]:
+    """(tokenizer, meta) of a finished token cache whose files agree with its meta.json, else None.
+
+    A cache is trusted only after checking what it claims: each .bin holds exactly the number
+    of tokens meta.json says, tokenizer.json has the SHA-256 recorded when it was written, and
+    no token id is outside the tokenizer's vocabulary. A damaged cache (a truncated copy, an
+    edited file, random bytes) is rebuilt from the text, with a note saying why.
+    """
+    meta_path = out / "meta.json"
+    if not meta_path.is_file():
+        return None                                     # never finished: build it
+    try:
+        problem, cached = None, _checked_cache(out)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:   # JSONDecodeError: ValueError
+        problem, cached = (f"meta.json has no {err}" if isinstance(err, KeyError) else str(err)), None
+    if problem is not None:
+        print(f"note: the token cache {out} does not match its meta.json ({problem}); rebuilding it",
+              file=sys.stderr)
+    return cached
+
+
+def _checked_cache(out: Path) -> tuple[object, dict]:
+    meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError("meta.json is not a JSON object")
+    for split in ("train", "val"):
+        size, want = (out / f"{split}.bin").stat().st_size, int(meta[f"{split}_tokens"]) * 2
+        if size != want:
+            raise ValueError(f"{split}.bin has {size:,} bytes, expected {want:,}")
+    tok_json = (out / "tokenizer.json").read_text(encoding="utf-8")
+    if _sha256(tok_json) != meta["tokenizer_sha256"]:
+        raise ValueError("tokenizer.json changed since the cache was written")
+    tok = tokenizer_from_json(tok_json)
+    for split in ("train", "val"):
+        ids = _memmap(out / f"{split}.bin")
+        if ids.size and int(ids.max()) >= tok.vocab_size:
+            raise ValueError(f"{split}.bin holds token id {int(ids.max())}, outside the tokenizer's "
+                             f"{tok.vocab_size} tokens")
+    return tok, meta
+
+
 def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val_fraction: float = 0.1,
                  seed: int = 1337, cache_dir: "str | os.PathLike[str]" = "data",
-                 gpt2_dir: Optional[str] = None, split: str = "auto") -> PreparedData:
+                 gpt2_dir: Optional[str] = None, split: str = "auto", val_data: str = "",
+                 text_field: str = "text") -> PreparedData:
     """Resolve, read, split, tokenise and cache `data`; returns memmaps and the tokenizer.
 
+    `val_data` (a file or folder) is the validation text as it is, instead of a share of `data`;
+    `text_field` names the text of each line of a ``.jsonl`` file.
     The cache key is computed before any text is read (the files' bytes, the tokenizer kind and
     size or GPT-2's files, the split settings), so a second run only hashes the files and maps
     ``train.bin`` / ``val.bin``; the tokenizer comes back from ``tokenizer.json`` beside them.
@@ -408,40 +514,44 @@ def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val
     if tokenizer not in TOKENIZERS:
         raise DataError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
     cache_dir = Path(cache_dir)
-    src = resolve_sources(data, cache_dir)
+    src = resolve_sources(data, cache_dir, val_data)
     all_files = src.files + (src.val_files or [])
     tok_id: tuple = (tokenizer, vocab_size if tokenizer == "bpe" else "")
     if tokenizer == "gpt2":
         tok_id = ("gpt2", _hash_files(gpt2_files(gpt2_dir, cache_dir)))
-    key = _sha(CACHE_VERSION, _hash_files(all_files), *tok_id, split, val_fraction, seed)
+    key = _sha(CACHE_VERSION, _hash_files(all_files), len(src.files), *tok_id, split, val_fraction, seed,
+               text_field)
     out = cache_dir / "tokens" / key
     train_bin, val_bin, tok_path, meta_path = (out / "train.bin", out / "val.bin", out / "tokenizer.json",
                                                out / "meta.json")
-    if meta_path.is_file():
-        tok = tokenizer_from_json(tok_path.read_text(encoding="utf-8"))
-    else:
-        docs = read_documents(src.files)
+    cached = _read_cache(out)
+    if cached is None:
+        docs = read_documents(src.files, text_field)
         if not docs:
             raise DataError(f"--data={data}: no text found in {[str(f) for f in src.files]}")
         if src.val_files is not None:
-            train_docs, val_docs, mode = docs, read_documents(src.val_files), "given"
+            train_docs, val_docs, mode = docs, read_documents(src.val_files, text_field), "given"
+            if not val_docs:
+                raise DataError(f"no validation text found in {[str(f) for f in src.val_files]}")
         else:
             train_docs, val_docs, mode = split_documents(docs, val_fraction, seed, split)
         tok = build_tokenizer(tokenizer, train_docs, list(train_docs) + list(val_docs), vocab_size,
                               gpt2_dir, cache_dir)
         out.mkdir(parents=True, exist_ok=True)
+        meta_path.unlink(missing_ok=True)                # unfinished until meta.json is back
         train_ids = encode_documents(tok, train_docs)
         val_ids = encode_documents(tok, val_docs)
+        tok_json = tokenizer_to_json(tok)
         _write_bin(train_bin, train_ids)
         _write_bin(val_bin, val_ids)
-        tok_path.write_text(tokenizer_to_json(tok), encoding="utf-8")
+        _write_text(tok_path, tok_json)
         meta = {"data": data, "source": src.name, "tokenizer": tokenizer, "vocab_size": tok.vocab_size,
                 "split": mode, "val_fraction": val_fraction, "train_docs": len(train_docs),
-                "val_docs": len(val_docs), "train_tokens": int(train_ids.size), "val_tokens": int(val_ids.size)}
-        tmp = meta_path.with_name(f"meta.json.{os.getpid()}.tmp")   # written last: marks the cache done
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, meta_path)
-    meta = json.loads(meta_path.read_text())
+                "val_docs": len(val_docs), "train_tokens": int(train_ids.size), "val_tokens": int(val_ids.size),
+                "tokenizer_sha256": _sha256(tok_json)}
+        _write_text(meta_path, json.dumps(meta, indent=1))      # written last: marks the cache done
+        cached = tok, meta
+    tok, meta = cached
     return PreparedData(_memmap(train_bin), _memmap(val_bin), tok, out, meta)
 
 

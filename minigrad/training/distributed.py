@@ -87,6 +87,12 @@ def torchrun_env() -> Optional[tuple[int, int, int]]:
     return rank, local_rank, world
 
 
+def is_main_rank() -> bool:
+    """True outside torchrun and on its rank 0: the process that writes checkpoints and logs."""
+    env = torchrun_env()
+    return env is None or env[0] == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # the process group
 

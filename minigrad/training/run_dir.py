@@ -7,8 +7,14 @@ leniently.
   cut off, so the next row does not glue onto it.
 - `read_log`: the rows of log.jsonl; a line that is not JSON (a torn last line) is skipped with
   a notice, never fatal.
-- `append_logs` adds one eval's row to log.jsonl and log.csv; `plot_losses` draws loss.png;
-  `open_wandb` starts Weights & Biases logging when it is installed.
+- `claim_run_folder`: one run per folder. A lock held for the run's life refuses a second run
+  started into the same folder at the same time; a folder that holds a run (a checkpoint or a
+  log) takes only `--resume` (continue it) or `--overwrite` (replace it), never a silent mix.
+- `RunLog` keeps what a run leaves for people watching it current: after each eval a row in
+  log.jsonl / log.csv (`append_logs`), the step losses in steps.csv and loss.png redrawn
+  (`plot_losses`), and once more at the end or on Ctrl-C;
+  `open_wandb` starts Weights & Biases logging when it is installed; `complete_log` restores
+  the row of a checkpoint whose log row a kill prevented.
 
 Only files this project writes are touched: the temp-file pattern is the one
 minigrad/serialization.py's atomic writer uses for checkpoints (".<name>.<random>.tmp").
@@ -25,9 +31,14 @@ from typing import Optional
 
 from .settings import SettingsError
 
-# minigrad/serialization.py `_atomic_write`: mkstemp(prefix="." + name + ".", suffix=".tmp")
+# minigrad/serialization.py `atomic_write`: mkstemp(prefix="." + name + ".", suffix=".tmp")
 CHECKPOINT_TEMP_GLOB = ".ckpt_*.safetensors.*.tmp"
-LOG_FILES = ("log.jsonl", "log.csv")
+STEP_LOG = "steps.csv"          # step,loss: the training loss of every step
+LOG_FILES = ("log.jsonl", "log.csv", STEP_LOG)
+RUN_FILES = ("ckpt_last.safetensors", "ckpt_best.safetensors", "loss.png") + LOG_FILES
+LOCK_FILE = ".run.lock"
+_held_locks: dict = {}          # resolved out_dir -> the open lock file this process holds
+_said = {"no matplotlib": False}
 
 
 def _notice(msg: str) -> None:
@@ -52,6 +63,63 @@ def prepare_out_dir(out_dir: "str | os.PathLike[str]") -> Path:
     for name in LOG_FILES:
         cut_torn_last_line(out_dir / name)
     return out_dir
+
+
+def claim_run_folder(out_dir: Path, resume: bool, overwrite: bool, writer: bool = True) -> None:
+    """Make `out_dir` this run's: refuse a folder in use by a running training process, and one
+    that holds a run unless resuming it or replacing it (`overwrite`: its checkpoints, logs and
+    plot are deleted first). Only the `writer` (rank 0 under torchrun) locks and deletes; every
+    rank makes the same checks. The lock is an advisory file lock the OS releases when the
+    process ends, however it ends, so a crash leaves no stale lock."""
+    if resume and overwrite:
+        raise SettingsError("--resume continues the run in --out_dir and --overwrite replaces it: "
+                            "give one of them")
+    if writer:
+        _lock(out_dir)
+    existing = [name for name in ("ckpt_last.safetensors", "ckpt_best.safetensors", "log.jsonl")
+                if (out_dir / name).is_file()]
+    if not existing or resume:
+        return
+    if not overwrite:
+        raise SettingsError(f"--out_dir={out_dir} holds a run ({', '.join(existing)}): continue it "
+                            "with --resume, replace it with --overwrite=true, or choose another "
+                            "--out_dir")
+    if writer:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        _notice(f"--overwrite: removed the previous run's {', '.join(existing)} from {out_dir}")
+
+
+def _lock(out_dir: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:                     # not a POSIX system: no lock, the checks still run
+        return
+    key = str(out_dir.resolve())
+    previous = _held_locks.pop(key, None)    # this process's earlier run (tests call main twice)
+    if previous is not None:
+        previous.close()
+    f = open(out_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise SettingsError(f"--out_dir={out_dir} is in use by another training run ({owner}); "
+                            "wait for it to finish or choose another --out_dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    _held_locks[key] = f
+
+
+def release_run_folder(out_dir: Path) -> None:
+    """Give the folder's lock back (the end of a run; the OS does it if the process dies)."""
+    f = _held_locks.pop(str(Path(out_dir).resolve()), None)
+    if f is not None:
+        f.close()
 
 
 def remove_stale_temp_files(out_dir: Path) -> list[Path]:
@@ -108,35 +176,102 @@ def read_log(out_dir: "str | os.PathLike[str]") -> list[dict]:
     return rows
 
 
-def append_logs(out_dir: Path, row: dict) -> None:
+def append_logs(out_dir: Path, row: dict, step_losses: Optional[dict] = None) -> None:
+    """Append one eval's row to log.jsonl and log.csv, and `step_losses` (step -> training loss)
+    to steps.csv."""
     with open(out_dir / "log.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    path = out_dir / "log.csv"
+    _append_csv(out_dir / "log.csv", list(row), [row])
+    _append_steps(out_dir, step_losses or {})
+
+
+def _append_steps(out_dir: Path, step_losses: dict) -> None:
+    if step_losses:
+        _append_csv(out_dir / STEP_LOG, ["step", "loss"],
+                    [{"step": s, "loss": v} for s, v in sorted(step_losses.items())])
+
+
+def _append_csv(path: Path, fields: list, rows: list) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
             w.writeheader()
-        w.writerow(row)
+        w.writerows(rows)
+
+
+def read_step_losses(out_dir: "str | os.PathLike[str]") -> dict[int, float]:
+    """step -> training loss from steps.csv; a step logged twice (a resumed run retrains the steps
+    after its checkpoint) keeps its newest loss; unreadable lines are skipped."""
+    path, out = Path(out_dir) / STEP_LOG, {}
+    if path.is_file():
+        with open(path, newline="", errors="replace") as f:
+            for r in csv.DictReader(f):
+                try:
+                    out[int(r["step"])] = float(r["loss"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+    return out
+
+
+class RunLog:
+    """What a run leaves for the people watching it, kept current as it goes: after every eval a
+    row in log.jsonl / log.csv, each step's training loss since the last eval in steps.csv, and
+    loss.png redrawn; `close` (the end of a run, or Ctrl-C) writes the steps since the last eval
+    and draws once more. Only the `writer` (rank 0 under torchrun) writes."""
+
+    def __init__(self, out_dir: Path, plot: bool, writer: bool = True):
+        self.out_dir, self.plot, self.writer = out_dir, plot, writer
+        self.written = -1                           # the newest step already in steps.csv
+
+    def _new_steps(self, losses: dict) -> dict:
+        new = {s: v for s, v in losses.items() if s > self.written}
+        self.written = max(new, default=self.written)
+        return new
+
+    def eval(self, row: dict, losses: dict) -> None:
+        if self.writer:
+            append_logs(self.out_dir, row, self._new_steps(losses))
+            if self.plot:
+                plot_losses(self.out_dir)
+
+    def close(self, losses: dict) -> None:
+        if self.writer:
+            _append_steps(self.out_dir, self._new_steps(losses))
+            if self.plot:
+                plot_losses(self.out_dir)
 
 
 def plot_losses(out_dir: Path) -> Optional[Path]:
-    """out_dir/loss.png: train/val loss and val perplexity per eval (None without matplotlib)."""
+    """out_dir/loss.png: every step's training loss, train/val loss per eval with the best
+    checkpoint marked, and val perplexity (None without matplotlib)."""
     rows = read_log(out_dir)
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        if not _said["no matplotlib"]:              # once per process, not once per eval
+            _said["no matplotlib"] = True
+            _notice("--plot: matplotlib is not installed, so no loss.png is drawn (pip install "
+                    "matplotlib, or minigrad's [train] extra; --plot=false silences this)")
         return None
-    if not rows:
+    steps_loss = read_step_losses(out_dir)
+    if not rows and not steps_loss:
         return None
-    steps = [r["step"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(steps, [r["train_loss"] for r in rows], label="train")
-    a.plot(steps, [r["val_loss"] for r in rows], label="val")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if steps_loss:
+        s = sorted(steps_loss)
+        a.plot(s, [steps_loss[i] for i in s], color="0.75", lw=0.8, label="train (each step)")
+    if rows:
+        steps = [r["step"] for r in rows]
+        a.plot(steps, [r["train_loss"] for r in rows], "o-", ms=3, label="train (eval)")
+        a.plot(steps, [r["val_loss"] for r in rows], "o-", ms=3, label="val (eval)")
+        best = min(rows, key=lambda r: r["val_loss"])          # what ckpt_best.safetensors holds
+        a.plot([best["step"]], [best["val_loss"]], "*", color="C3", ms=14,
+               label=f"best: step {best['step']}, val {best['val_loss']:.4f}")
+        b.plot(steps, [r["val_ppl"] for r in rows], "o-", ms=3, color="C1")
     a.set_xlabel("iteration"), a.set_ylabel("cross-entropy loss"), a.legend(), a.grid(alpha=0.3)
-    b.plot(steps, [r["val_ppl"] for r in rows], color="C1")
     b.set_xlabel("iteration"), b.set_ylabel("val perplexity"), b.set_yscale("log"), b.grid(alpha=0.3)
     fig.suptitle(str(out_dir))
     fig.tight_layout()
@@ -155,3 +290,15 @@ def open_wandb(project: str, name: str, config: dict):
         return None
     wandb.init(project=project, name=name, config=config, resume="allow")
     return wandb
+
+
+def complete_log(out_dir: Path, row: Optional[dict]) -> bool:
+    """A checkpoint carries the log row of its eval; if a kill came between writing the checkpoint
+    and appending that row, append it now (log rows are written after their checkpoint, so only
+    the newest can be missing). Returns True when a row was restored."""
+    if not row or any(r.get("step") == row.get("step") for r in read_log(out_dir)):
+        return False
+    append_logs(out_dir, row)
+    _notice(f"log.jsonl: restored the row of step {row.get('step')} from the checkpoint (the run was "
+            "stopped between saving it and logging it)")
+    return True

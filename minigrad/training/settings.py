@@ -45,10 +45,13 @@ def _parse_value(name: str, text: str, typ) -> Any:
         raise SettingsError(f"--{name}: expected true or false, got {text!r}")
     try:
         if typ is int:
-            f = float(text)
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
+            try:
+                return int(text.replace("_", ""), 10)   # exact, however large (a --seed keeps every digit)
+            except ValueError:                           # "1e3" and "2000.0" still mean integers
+                f = float(text)
+                if not f.is_integer() or abs(f) >= 2 ** 53:  # beyond 2**53 a float is not exact
+                    raise ValueError from None
+                return int(f)
         return typ(text)
     except (ValueError, OverflowError):        # OverflowError: int(float("inf"))
         raise SettingsError(f"--{name}: expected {typ.__name__}, got {text!r}") from None
@@ -162,6 +165,8 @@ FLAG = Rule(lambda v: isinstance(v, bool), "true or false")
 POSITIVE = int_at_least(1)
 COUNT = int_at_least(0)          # where 0 means "off" / "none", as each setting's comment says
 BY_TYPE = {bool: FLAG, str: TEXT, int: Rule(_is_int, "an integer"), float: Rule(_is_real, "a finite number")}
+THREADS = Rule(lambda v: isinstance(v, str) and (v in ("auto", "all") or (v.isdigit() and int(v) >= 1)),
+               "auto, all or a positive integer")
 SEED = Rule(lambda v: _is_int(v) and 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 # train.py's TrainConfig, field by field; a field without a rule here gets its type's rule
@@ -177,16 +182,17 @@ TRAIN_RULES: dict[str, Rule] = {
     "activation": one_of("gelu", "gelu_exact", "silu", "swiglu"),
     "norm": one_of("layernorm", "rmsnorm"), "pos": one_of("learned", "rope"),
     "tie_weights": FLAG, "pad_vocab_multiple": POSITIVE,
-    "batch_size": POSITIVE, "grad_accum_steps": POSITIVE, "max_iters": POSITIVE,
+    "batch_size": POSITIVE, "grad_accum_steps": POSITIVE, "max_iters": POSITIVE, "epochs": real_in(0),
+    "val_data": TEXT, "text_field": TEXT,
     "learning_rate": real_in(0), "min_lr": real_in(0), "warmup_iters": COUNT, "lr_decay_iters": COUNT,
     "weight_decay": real_in(0), "decay_embeddings": FLAG, "beta1": real_in(0, 1), "beta2": real_in(0, 1),
     "grad_clip": real_in(0),
     "eval_interval": POSITIVE, "eval_iters": POSITIVE, "log_interval": POSITIVE, "patience": COUNT,
     "sample_tokens": COUNT, "sample_prompt": TEXT, "progress": FLAG, "plot": FLAG,
     "wandb_log": FLAG, "wandb_project": TEXT,
-    "device": one_of("auto", "cpu", "cuda"),
+    "device": one_of("auto", "cpu", "cuda"), "threads": THREADS,
     "dtype": one_of("auto", "float32", "bfloat16", "float64"),
-    "seed": SEED, "resume": FLAG, "preset": TEXT, "fast": FLAG, "cuda_graph": FLAG,
+    "seed": SEED, "resume": FLAG, "overwrite": FLAG, "preset": TEXT, "fast": FLAG, "cuda_graph": FLAG,
     "dist_timeout": real_in(0, lo_open=True),
 }
 
@@ -196,7 +202,7 @@ SAMPLE_RULES: dict[str, Rule] = {
     "prompt": TEXT, "num_samples": POSITIVE, "max_new_tokens": POSITIVE,
     "temperature": real_in(0), "top_k": COUNT, "top_p": real_in(0, 1, lo_open=True, hi_open=False),
     "repetition_penalty": real_in(0, lo_open=True), "seed": SEED, "stream": FLAG, "use_cache": FLAG,
-    "device": one_of("auto", "cpu", "cuda"),
+    "device": one_of("auto", "cpu", "cuda"), "threads": THREADS,
     "dtype": one_of("auto", "float32", "bfloat16", "float64"), "export_hf": TEXT,
 }
 
@@ -219,6 +225,22 @@ def validate_settings(cfg, rules: dict[str, Rule]) -> None:
                        f"{cfg.n_embd // cfg.n_head}")
     if bad:
         raise SettingsError("invalid setting" + ("s: " if len(bad) > 1 else ": ") + "; ".join(bad))
+
+
+def run_length(cfg, given: set, train_tokens: int, tokens_per_iter: int):
+    """`cfg` with max_iters set from --epochs (passes over the training tokens, rounded up to whole
+    iterations) when that is how the run's length was given; --max_iters typed on the command
+    line wins over an --epochs that came from a resumed checkpoint, and both typed is an error."""
+    if not cfg.epochs:
+        return cfg
+    if "max_iters" in given:
+        if "epochs" in given:
+            raise SettingsError("--epochs and --max_iters both set the length of the run: give one of them")
+        return dataclasses.replace(cfg, epochs=0.0)
+    iters = max(1, math.ceil(cfg.epochs * train_tokens / tokens_per_iter))
+    print(f"--epochs={cfg.epochs:g}: {cfg.epochs:g} x {train_tokens:,} training tokens at {tokens_per_iter:,} "
+          f"per iteration = {iters:,} iterations")
+    return dataclasses.replace(cfg, max_iters=iters)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Two ways a training run stops before its end, each leaving a checkpoint you can trust.
 
-- Ctrl-C (SIGINT): the first one only *asks* to stop. The loop sees the request between two
-  optimizer steps (never inside one), saves ckpt_last at that step and raises
-  `TrainingInterrupted`, which train.py turns into exit code 130 and the exact command that
-  resumes. A second Ctrl-C quits at once, without saving.
+- Ctrl-C (SIGINT) or SIGTERM (what schedulers, containers and torchrun's own shutdown send):
+  the first one only *asks* to stop. The loop sees the request between two optimizer steps
+  (never inside one), saves ckpt_last at that step and raises `TrainingInterrupted`, which
+  train.py turns into exit code 128 + the signal (130 for Ctrl-C, 143 for SIGTERM) and the
+  exact command that resumes. A second signal quits at once, without saving.
 - A loss that is NaN or infinite: `RunGuard.check_finite` raises `TrainingDiverged` with the
   step and the value before anything is saved, so the checkpoints on disk stay the last good
   ones (finite weights), and the message says which step they hold.
@@ -24,13 +25,16 @@ from typing import Callable, Optional, Sequence
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: ckpt_last was saved at `step`; `resume` is the command that continues the run."""
+    """Ctrl-C or SIGTERM: ckpt_last was saved at `step`; `resume` is the command that continues
+    the run; exit_code is what shells report for the signal (128 + its number)."""
 
     exit_code = 130                     # 128 + SIGINT, what shells report for Ctrl-C
 
-    def __init__(self, step: int, path: Path, resume: str):
+    def __init__(self, step: int, path: Path, resume: str, signum: int = signal.SIGINT):
         self.step, self.path, self.resume = step, path, resume
-        super().__init__(f"interrupted: saved {path} at step {step}; resume with:\n    {resume}")
+        self.exit_code = 128 + int(signum)
+        name = "SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        super().__init__(f"{name}: saved {path} at step {step}; resume with:\n    {resume}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,41 +62,46 @@ def _saved_step(path: Path) -> Optional[int]:
 
 
 class RunGuard:
-    """Watches one training loop: Ctrl-C requests and non-finite losses.
+    """Watches one training loop: stop requests (Ctrl-C, SIGTERM) and non-finite losses.
 
-    `start()` installs the SIGINT handler; `close()` (or raising one of the stops) restores
-    the previous one. A handler left behind by an unexpected exception behaves like Python's
-    default (KeyboardInterrupt), so it never swallows a Ctrl-C.
+    `start()` installs the SIGINT and SIGTERM handlers; `close()` (or raising one of the stops)
+    restores the previous ones. A handler left behind by an unexpected exception behaves like
+    Python's default (KeyboardInterrupt), so it never swallows a Ctrl-C.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, out_dir: "str | Path", resume: str):
         self.out_dir, self.resume = Path(out_dir), resume
         self.requested = False
+        self.signum = signal.SIGINT          # the signal that asked to stop
         self._active = False
-        self._previous = None
+        self._previous: dict = {}
 
     def start(self) -> "RunGuard":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
             self._active = True
         return self
 
     def close(self) -> None:
         if self._active:
-            signal.signal(signal.SIGINT, self._previous)
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
             self._active = False
 
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
         if self.requested or not self._active:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint "
-              "(press Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+        self.requested, self.signum = True, signum
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"\n{name}: finishing this step, then saving a checkpoint "
+              "(a second one quits without saving)", file=sys.stderr, flush=True)
 
     def interrupted(self, step: int, saved: Path) -> TrainingInterrupted:
-        """The exception to raise once ckpt_last holds `step` (restores the SIGINT handler)."""
+        """The exception to raise once ckpt_last holds `step` (restores the signal handlers)."""
         self.close()
-        return TrainingInterrupted(step, saved, self.resume)
+        return TrainingInterrupted(step, saved, self.resume, self.signum)
 
     def check_finite(self, step: int, value: float, what: str = "training loss") -> None:
         """Raise TrainingDiverged when `value` is NaN or infinite (restores the SIGINT handler)."""
@@ -121,7 +130,7 @@ def run(main: Callable[[], object], errors: tuple = (ValueError, OSError)) -> No
         print(f"\n{stop}", file=sys.stderr)
         _exit(stop.exit_code)
     except KeyboardInterrupt:
-        print("\ninterrupted without saving (Ctrl-C before the training loop, or a second Ctrl-C)",
+        print("\ninterrupted without saving (Ctrl-C before the training loop, or a second signal)",
               file=sys.stderr)
         _exit(TrainingInterrupted.exit_code)
     except DistributedError as err:
