@@ -35,7 +35,9 @@ from minigrad.training.checkpoint import CheckpointError
 from minigrad.training.data import CharTokenizer, DataError
 from minigrad.training.pretrained import export_pretrained, load_pretrained, read_checkpoint
 from minigrad.models.gpt import GPT
-from minigrad.training.settings import SAMPLE_RULES, parse_config, resolve_device_dtype, validate_settings
+from minigrad.training.settings import (SAMPLE_RULES, SettingsError, parse_config, resolve_device_dtype,
+                                       validate_settings)
+from minigrad.training.threads import use_threads
 
 
 @dataclass
@@ -56,6 +58,7 @@ class SampleConfig:
     stream: bool = True                 # print each token as it is sampled
     use_cache: bool = True              # KV cache
     device: str = "auto"
+    threads: str = "auto"               # CPU threads of NumPy's matrix products (as train.py's)
     dtype: str = "auto"
     export_hf: str = ""                 # write the model in the HF GPT-2 layout to this folder and exit
 
@@ -76,18 +79,35 @@ def export(model: GPT, tok, folder: str) -> Path:
     return export_pretrained(model, tok, folder)
 
 
+MAX_PROMPT_BYTES = 16 * 2 ** 20     # a prompt file is text to continue, not a corpus (or /dev/zero)
+
+
 def read_prompt(cfg: SampleConfig) -> str:
-    if cfg.prompt.startswith("FILE:"):
-        return Path(cfg.prompt[5:]).read_text(encoding="utf-8")
-    return cfg.prompt
+    """--prompt as given, or the text of the file --prompt=FILE:path names (a regular UTF-8 file)."""
+    if not cfg.prompt.startswith("FILE:"):
+        return cfg.prompt
+    path = Path(cfg.prompt[5:])
+    if not path.is_file():
+        raise ValueError(f"--prompt=FILE:{path}: " + ("not a regular file" if path.exists() else "no such file")
+                         + "; expected a text file to continue")
+    if path.stat().st_size > MAX_PROMPT_BYTES:
+        raise ValueError(f"--prompt=FILE:{path}: {path.stat().st_size:,} bytes, more than a prompt's "
+                         f"{MAX_PROMPT_BYTES:,} (the model sees only its last block_size tokens)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--prompt=FILE:{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def main(argv: Optional[list[str]] = None, out=None) -> list[str]:
     """Sample (or export) as the command line says; returns the generated texts (prompt excluded)."""
     cfg, _ = parse_config(SampleConfig, sys.argv[1:] if argv is None else list(argv))
     validate_settings(cfg, SAMPLE_RULES)
+    if cfg.hf and cfg.ckpt:
+        raise SettingsError("--hf and --ckpt both name the model to sample: give one of them")
     out = out or sys.stdout
     device, dtype = resolve_device_dtype(cfg)
+    use_threads(cfg.threads)
     model, tok = load_model(cfg, device, dtype)
     if cfg.export_hf:
         path = export(model, tok, cfg.export_hf)

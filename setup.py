@@ -31,8 +31,12 @@ setup(
     extras_require={
         "train": ["matplotlib>=3.7"],
         "gpu": ["torch>=2.4", "triton>=3.0"],
-        # torch is pinned so that a machine without a GPU gets the small CPU build.
+        # torch is pinned so that a machine without a GPU gets the small CPU build. transformers
+        # (the oracle of the Hugging Face export tests) below 5: version 5 requires the PyPI
+        # package named `kernels`, whose setuptools plugin a checkout's kernels/ folder shadows
+        # (building this package without build isolation then fails); tests/hf_testing.py
+        # imports either version.
         "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "triton>=3.0", "tiktoken>=0.7",
-                 "safetensors>=0.4", "tokenizers>=0.15", "matplotlib>=3.7", "transformers>=4.40"],
+                 "safetensors>=0.4", "tokenizers>=0.15", "matplotlib>=3.7", "transformers>=4.40,<5"],
     },
 )

@@ -24,7 +24,6 @@ with `torchrun --nproc_per_node=N train.py`) lives in minigrad/training/.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import sys
 import time
@@ -37,8 +36,9 @@ from minigrad.models import GPT, GPTConfig
 from minigrad.models.sampling import sample_text
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
-from minigrad.training.checkpoint import (CheckpointError, check_same_tokenizer, finished_run, load_checkpoint,
-                                          restore_training_state, resume_settings, save_training_state)
+from minigrad.training.checkpoint import (CheckpointError, check_model_config, check_same_tokenizer,
+                                          finished_run, load_checkpoint, restore_training_state,
+                                          resume_settings, save_training_state)
 from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
 from minigrad.training.distributed import is_main_rank, setup_distributed
 from minigrad.training.threads import use_threads
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
-    out_dir = prepare_out_dir(cfg.out_dir)      # writable, crash debris removed: before any work
+    out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)   # writable, crash debris removed: before any work
     claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
     ckpt = None
     if cfg.resume:
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
-        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed, cfg.data_cache,
-                            cfg.gpt2_dir or None, cfg.split, cfg.val_data, cfg.text_field)
+        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
+                            cfg.data_cache, cfg.gpt2_dir or None, cfg.split, cfg.val_data, cfg.text_field)
     tok, tok_json = data.tokenizer, tokenizer_to_json(data.tokenizer)
     if ckpt is not None:
         check_same_tokenizer(ckpt, tok_json, cfg.data)
@@ -163,13 +163,15 @@ def main(argv: list[str] | None = None) -> dict:
         ddp.close()
         release_run_folder(out_dir)
         return {"out_dir": str(out_dir), "iters": ckpt.field("iter_num", int), "evals": [], "losses": {}}
-    eval_sets = {split: [ddp.local_rows(x, y) for x, y in fixed_batches(arr, cfg.eval_iters, B, T, cfg.seed + i)]
-                 for i, (split, arr) in enumerate((("train", data.train), ("val", data.val)), start=1)}
+    eval_sets = {s: [ddp.local_rows(x, y) for x, y in fixed_batches(arr, cfg.eval_iters, B, T, cfg.seed + i, s)]
+                 for i, (s, arr) in enumerate((("train", data.train), ("val", data.val)), start=1)}
 
     # ---- model and optimizer
     minigrad.manual_seed(cfg.seed)
     data_rng = np.random.default_rng(cfg.seed)
     mcfg = GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    if ckpt is not None:
+        check_model_config(ckpt, mcfg)                   # from the stored shapes, before allocating
     model = GPT(mcfg, device=device, dtype=dtype)
     ddp.broadcast_parameters(model.parameters())         # every rank starts from rank 0's weights
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
@@ -223,12 +225,11 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         return out
 
-    def save(name: str, row: dict | None = None) -> None:
-        save_training_state(out_dir / name, model, optimizer, data_rng, train_config=dataclasses.asdict(cfg),
-                            model_config=mcfg.to_dict(), tokenizer=tok_json, iter_num=iter_num,
-                            best_val_loss=best_val, bad_evals=bad_evals, dtype=dtype, log_row=row)
-
-    gc.freeze()     # all alive now lives all run: the GC need not rescan it (~100 ms per ~60 GPU steps)
+    def save(name: str, row: dict | None = None) -> None:     # the optimizer's state: for --resume only
+        save_training_state(out_dir / name, model, optimizer, data_rng, name == "ckpt_last.safetensors",
+                            train_config=dataclasses.asdict(cfg), model_config=mcfg.to_dict(),
+                            tokenizer=tok_json, iter_num=iter_num, best_val_loss=best_val,
+                            bad_evals=bad_evals, dtype=dtype, log_row=row)
 
     # ---- the loop: eval (and checkpoint) every eval_interval, then one optimizer step
     losses, evals = {}, []              # step -> training loss; one row per eval
@@ -304,7 +305,6 @@ def main(argv: list[str] | None = None) -> dict:
     bar.clear()
     read_losses()                       # an early stop leaves none pending; this is the safety net
     guard.close()
-    gc.unfreeze()                       # main() may be called again in this process (tests)
     run_log.close(losses)               # the steps since the last eval, and loss.png once more
     if wandb is not None:
         wandb.finish()

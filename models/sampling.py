@@ -4,7 +4,8 @@ The pipeline `sample_next` applies, in this order (the order Hugging Face uses):
 
 1. repetition penalty (CTRL, Keskar et al. 2019): for every id already in a row's context,
    a positive logit is divided by the penalty and a negative one multiplied by it;
-2. temperature: logits / temperature; temperature == 0 means greedy argmax;
+2. temperature: logits / temperature (shifted by the row max first, which changes nothing but
+   overflow); temperature == 0 means greedy argmax;
 3. top-k: keep exactly the k largest logits (ties broken toward the lower id), -inf the rest;
 4. top-p (nucleus): keep the smallest set of most-likely tokens whose cumulative probability
    reaches top_p; the most likely token is always kept;
@@ -62,11 +63,18 @@ def apply_repetition_penalty(logits, prev_ids, penalty: float) -> np.ndarray:
 
 
 def apply_temperature(logits, temperature: float) -> np.ndarray:
-    """logits / temperature (temperature > 0; use greedy() for temperature 0)."""
+    """(logits - their row max) / temperature (temperature > 0; use greedy() for temperature 0).
+
+    Subtracting the max changes no probability (softmax is the same for any shift of a row) and
+    keeps every result <= 0: a tiny temperature (1e-300) sends the other logits to -inf instead
+    of the largest to +inf, so it samples like greedy rather than failing on inf - inf = nan."""
     if temperature <= 0:
         raise ValueError(f"apply_temperature needs temperature > 0, got {temperature} "
                          "(temperature 0 means greedy: use greedy())")
-    return as_numpy_logits(logits) / float(temperature)
+    x = as_numpy_logits(logits)
+    m = x.max(axis=-1, keepdims=True)                                   # (B, 1)
+    with np.errstate(over="ignore"):
+        return (x - np.where(np.isfinite(m), m, 0.0)) / float(temperature)
 
 
 def top_k_filter(logits, k: Optional[int]) -> np.ndarray:

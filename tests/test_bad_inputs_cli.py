@@ -86,6 +86,11 @@ def _resume(**meta_changes) -> Callable[[Env], list]:
                       f"--data_cache={e.run / 'cache'}", "--device=cpu"]
 
 
+def _saved(e: Env, name: str):
+    """The finished run's ckpt_last metadata entry `name` (to change one field of it)."""
+    return load_checkpoint(e.run / "out" / "ckpt_last.safetensors").meta[name]
+
+
 def _sample(*settings: str) -> Callable[[Env], list]:
     return lambda e: [f"--out_dir={e.run / 'out'}", "--device=cpu", "--max_new_tokens=2", *settings]
 
@@ -93,6 +98,13 @@ def _sample(*settings: str) -> Callable[[Env], list]:
 def _file(e: Env, name: str, content: bytes) -> Path:
     p = e.tmp / name
     p.write_bytes(content)
+    return p
+
+
+def _sparse(e: Env, size: int) -> Path:
+    p = e.tmp / "big.txt"
+    with open(p, "wb") as f:
+        f.truncate(size)
     return p
 
 
@@ -183,6 +195,13 @@ CASES = [
          lambda e: _resume(train_config={**load_checkpoint(e.run / "out" / "ckpt_last.safetensors")
                                          .meta["train_config"], "batch_size": "many"})(e),
          SettingsError, r"--batch_size must be an integer >= 1, got 'many'"),
+    Case("ckpt claims a million layers", "train",
+         lambda e: _resume(train_config={**_saved(e, "train_config"), "n_layer": 10 ** 6})(e),
+         CheckpointError, r"says n_layer=1000000 but holds the weights of 1 layers"),
+    Case("ckpt claims n_embd 10**6", "train",
+         lambda e: _resume(train_config={**_saved(e, "train_config"), "n_embd": 10 ** 6})(e),
+         CheckpointError, r"shape mismatch .*transformer.h.0.attn.c_attn.bias: checkpoint \(48,\) vs model "
+                          r"\(3000000,\)"),
     # ---- sample.py settings
     Case("top_p 0", "sample", _sample("--top_p=0"), S, r"--top_p must be a finite number in \(0, 1\], got 0.0"),
     Case("top_p > 1", "sample", _sample("--top_p=1.5"), S, r"--top_p must be"),
@@ -204,8 +223,31 @@ CASES = [
     Case("ckpt tokenizer not a string", "sample",
          lambda e: [f"--ckpt={e.out_copy(tokenizer={'kind': 'char'}) / 'ckpt_last.safetensors'}",
                     "--device=cpu"], CheckpointError, r"metadata field 'tokenizer' should be str"),
-    Case("prompt file missing", "sample", _sample("--prompt=FILE:/nonexistent/prompt.txt"), OSError,
-         r"/nonexistent/prompt.txt"),
+    Case("ckpt claims a 10**9 vocabulary", "sample",
+         lambda e: [f"--ckpt={e.out_copy(model_config={**_saved(e, 'model_config'), 'vocab_size': 10 ** 9}) / 'ckpt_last.safetensors'}",
+                    "--device=cpu"],
+         CheckpointError, r"shape mismatch .*transformer.wte.weight: checkpoint \(\d+, 16\) vs model \(1000000000, 16\)"),
+    Case("ckpt tokenizer smaller than the model", "sample",
+         lambda e: [f"--ckpt={e.out_copy(tokenizer=json.dumps({'kind': 'char', 'chars': 'abc'})) / 'ckpt_last.safetensors'}",
+                    "--device=cpu"],
+         CheckpointError, r"its tokenizer has 3 tokens but the model's vocabulary has \d+: they do not belong together"),
+    Case("prompt file missing", "sample", _sample("--prompt=FILE:/nonexistent/prompt.txt"), ValueError,
+         r"--prompt=FILE:/nonexistent/prompt.txt: no such file; expected a text file to continue"),
+    Case("prompt file is a device", "sample", _sample("--prompt=FILE:/dev/zero"), ValueError,
+         r"--prompt=FILE:/dev/zero: not a regular file"),
+    Case("prompt file too large", "sample", lambda e: _sample(f"--prompt=FILE:{_sparse(e, 17 * 2 ** 20)}")(e),
+         ValueError, r"17,825,792 bytes, more than a prompt's 16,777,216"),
+    Case("prompt file not UTF-8", "sample", lambda e: _sample("--prompt=FILE:" + str(_file(e, "p.txt", b"ab\xff")))(e),
+         ValueError, r"not UTF-8 text \(invalid start byte at byte 2\)"),
+    Case("hf and ckpt both", "sample",
+         lambda e: _sample(f"--hf={e.run / 'hf'}", f"--ckpt={e.run / 'out' / 'ckpt_last.safetensors'}")(e),
+         S, r"--hf and --ckpt both name the model to sample: give one of them"),
+    Case("resume into a missing out_dir", "train",
+         lambda e: [f"--out_dir={e.tmp / 'missing'}", "--resume", f"--data_cache={e.tmp / 'cache'}"],
+         S, r"--resume: --out_dir=.*missing does not exist, so there is no run to continue"),
+    Case("val split shorter than a block", "train", _train("--val_fraction=0.0001", "--block_size=64"),
+         DataError, r"the val split has \d+ tokens, fewer than block_size \+ 1 = 65; use more text, a smaller "
+                    r"--block_size or a larger --val_fraction"),
 ]
 
 
@@ -256,3 +298,18 @@ def test_scripts_exit_1_with_one_line(script, argv, match, run, tmp_path):
     assert r.returncode == 1, r.stderr
     assert len(lines) == 1 and re.search(match, lines[0]), r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_subnormal_temperature_samples_like_greedy(run):
+    """Temperature 1e-310 divides the logits into overflow; shifted by their max first, every
+    token but the best goes to -inf: the greedy sample, not an error about the logits."""
+    def sample_with(t):
+        return sample.main([f"--out_dir={run / 'out'}", "--device=cpu", "--max_new_tokens=12", "--stream=false",
+                            f"--temperature={t}"], out=open(os.devnull, "w"))
+    assert sample_with("1e-310") == sample_with("0")
+
+
+def test_a_failed_resume_creates_no_folder(run, tmp_path):
+    with pytest.raises(SettingsError):
+        train.main([f"--out_dir={tmp_path / 'missing'}", "--resume"])
+    assert not (tmp_path / "missing").exists()

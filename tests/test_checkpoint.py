@@ -106,3 +106,36 @@ def test_check_shapes_names_the_mismatch(tmp_path):
         check_shapes(ck, {"wte.weight": (6, 3), "ln_f.bias": (3,)})
     with pytest.raises(CheckpointError, match="missing tensors"):
         check_shapes(ck, {"wte.weight": (5, 3), "ln_f.bias": (3,), "lm_head.weight": (5, 3)})
+
+
+def test_a_tied_weight_is_stored_once_and_the_optimizer_state_only_in_ckpt_last(tmp_path):
+    """Issue 19 item 9: wte/lm_head (one Parameter) are one tensor in the file, and ckpt_best (for
+    sampling and export) carries no AdamW moments; both load back to the trained weights."""
+    import train
+    from minigrad.training.pretrained import read_checkpoint
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(400)), encoding="utf-8")
+    train.main([f"--data={text}", f"--out_dir={tmp_path / 'out'}", f"--data_cache={tmp_path / 'c'}",
+                "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4",
+                "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--sample_tokens=0", "--plot=false",
+                "--progress=false"])
+    last = load_checkpoint(tmp_path / "out" / "ckpt_last.safetensors")
+    best = load_checkpoint(tmp_path / "out" / "ckpt_best.safetensors")
+    for ck in (last, best):
+        assert "model.lm_head.weight" not in ck.tensors and "model.transformer.wte.weight" in ck.tensors
+        assert ck.meta["tied"] == {"lm_head.weight": "transformer.wte.weight"}
+    assert any(k.startswith("optim.") for k in last.tensors) and "optimizer" in last.meta
+    assert not any(k.startswith("optim.") for k in best.tensors) and "optimizer" not in best.meta
+    model_bytes = sum(v.nbytes for k, v in best.tensors.items() if k.startswith("model."))
+    assert sum(v.nbytes for v in best.tensors.values()) == model_bytes
+    assert sum(v.nbytes for v in last.tensors.values()) >= 3 * model_bytes          # + exp_avg, exp_avg_sq
+    pre = read_checkpoint(tmp_path / "out" / "ckpt_best.safetensors")
+    assert pre.state_dict["lm_head.weight"] is pre.state_dict["transformer.wte.weight"]
+    np.testing.assert_array_equal(pre.state_dict["transformer.wte.weight"], last.tensors["model.transformer.wte.weight"])
+
+
+def test_a_tied_entry_naming_a_missing_tensor_is_a_checkpoint_error(tmp_path):
+    from minigrad.training.checkpoint import model_state
+    path = save_checkpoint(tmp_path / "ck.safetensors", _tensors(), {**META, "tied": {"lm_head.weight": "nope"}})
+    with pytest.raises(CheckpointError, match=r"ck.safetensors: metadata field 'tied' is incomplete or malformed"):
+        model_state(load_checkpoint(path))

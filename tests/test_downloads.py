@@ -14,8 +14,12 @@ from minigrad.training import data as D
 from minigrad.training.download import Pin
 
 
+NO_LENGTH = -1           # a route that announces no Content-Length at all
+
+
 class _Server:
-    """routes: path -> (status, headers dict, body bytes, Content-Length to announce or None)."""
+    """routes: path -> (status, headers dict, body bytes, Content-Length to announce, None for the
+    body's, or NO_LENGTH)."""
 
     def __init__(self):
         self.routes: dict[str, tuple] = {}
@@ -29,7 +33,8 @@ class _Server:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body) if length is None else length))
+                if length != NO_LENGTH:
+                    self.send_header("Content-Length", str(len(body) if length is None else length))
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
@@ -109,6 +114,24 @@ def test_unpinned_download_checks_content_length(server, tmp_path):
         _get(server, tmp_path, expect=None)
     server.routes["/f.txt"] = (200, TEXT, BODY, None)
     assert _get(server, tmp_path, expect=None).read_bytes() == BODY
+
+
+def test_an_unpinned_download_without_content_length_is_refused(server, tmp_path):
+    # its end is the connection's close, cut off or not: nothing tells a truncated body apart
+    server.routes["/f.txt"] = (200, TEXT, BODY[:50], NO_LENGTH)
+    with pytest.raises(D.DataError, match="no Content-Length, so a cut-off download could not be told"):
+        _get(server, tmp_path, expect=None)
+    assert not (tmp_path / "f.txt").exists() and _no_debris(tmp_path)
+    server.routes["/f.txt"] = (200, TEXT, BODY, NO_LENGTH)       # a pin checks it instead: kept
+    assert _get(server, tmp_path).read_bytes() == BODY
+
+
+def test_a_failed_download_leaves_no_empty_folders(server, tmp_path):
+    server.routes["/f.txt"] = (404, TEXT, b"not found", None)
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(D.DataError, match="404"):
+        D.download(server.url("/f.txt"), tmp_path / "cache" / "gpt2" / "sub" / "f.txt", "the file", "hint")
+    assert [p.name for p in tmp_path.rglob("*")] == ["cache"]     # gpt2/sub removed, cache kept
 
 
 @pytest.mark.parametrize("damage", [

@@ -130,9 +130,12 @@ def test_minigrad_checkpoint_from_train(trained):
         assert config == expected
         assert isinstance(tok, CharTokenizer) and tok.chars == chars
         stored = safetensors_numpy.load_file(str(pre.source))            # the reference reader
-        assert set(state) == {k[len("model."):] for k in stored if k.startswith("model.")}
+        # the tied lm_head is stored once, as transformer.wte.weight, and comes back under both names
+        assert set(state) == {k[len("model."):] for k in stored if k.startswith("model.")} | {"lm_head.weight"}
+        assert state["lm_head.weight"] is state["transformer.wte.weight"]
         for name, arr in state.items():
-            np.testing.assert_array_equal(arr, stored[f"model.{name}"])
+            np.testing.assert_array_equal(arr, stored[f"model.{name}" if name != "lm_head.weight"
+                                                     else "model.transformer.wte.weight"])
         GPT(config).load_state_dict(state)                               # it fits the model
 
 

@@ -90,6 +90,7 @@ def test_corrupt_or_mismatched_checkpoint_gives_clear_error(tmp_path, small_text
     ck.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(CheckpointError, match=r"^ckpt_last.safetensors: .*truncated"):
         train.main([f"--out_dir={out}", "--resume", "--progress=false"])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         train.main([f"--out_dir={tmp_path / 'empty'}", "--resume"])
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import io as _io
-from .count import count_chunks, expand_sources
+from .count import count_chunks, expand_sources, replace_lone_surrogates
 from .merge import encode_chunk, recover_merges
 from .patterns import SPACE_SPLIT_SAFE, compile_pattern, resolve_pattern, special_token_regex
 from .stream import DEFAULT_BLOCK_CHARS, iter_blocks, read_pieces
@@ -378,7 +378,7 @@ class BPETokenizer:
         except UnicodeEncodeError:
             # Lone surrogates cannot be UTF-8; replace them as tiktoken does.
             out = []
-            self._encode_ordinary_into(_fix_surrogates(text), out)
+            self._encode_ordinary_into(replace_lone_surrogates(text), out)
         return out
 
     def encode(
@@ -413,7 +413,7 @@ class BPETokenizer:
         try:
             return self._encode_with_specials(text, allowed)
         except UnicodeEncodeError:
-            return self._encode_with_specials(_fix_surrogates(text), allowed)
+            return self._encode_with_specials(replace_lone_surrogates(text), allowed)
 
     def _encode_with_specials(self, text: str, allowed: frozenset[str]) -> list[int]:
         out: list[int] = []
@@ -543,6 +543,3 @@ def _hashable(x) -> bool:
         return False
     return True
 
-
-def _fix_surrogates(text: str) -> str:
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

@@ -103,11 +103,20 @@ def source_size(source) -> int:
     return len(source) if isinstance(source, str) else os.path.getsize(source)
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (U+D800..U+DFFF alone: not a character, and not encodable
+    as UTF-8) replaced by U+FFFD, as encoding does too (and tiktoken), so training and encoding
+    see the same characters."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def iter_source_blocks(sources: list, specials: frozenset[str], block_chars: int) -> Iterator[str]:
     """All blocks of all sources, in order. Blocks never span two sources."""
     for src in sources:
-        if isinstance(src, str):
-            yield from iter_blocks([src], specials, block_chars)
+        if isinstance(src, str):        # files are decoded from UTF-8: they cannot hold surrogates
+            yield from (replace_lone_surrogates(b) for b in iter_blocks([src], specials, block_chars))
         else:
             yield from iter_file_blocks(src, specials, block_chars)
 

@@ -4,7 +4,8 @@ A checkpoint (``ckpt_best.safetensors`` / ``ckpt_last.safetensors`` in ``out_dir
 plain safetensors file, so any safetensors reader can open it:
 
 - tensors: ``model.<parameter name>`` (float32, also when training ran in bfloat16: the
-  values are exact) and ``optim.<param index>.<state name>`` (AdamW's ``exp_avg``,
+  values are exact; a weight shared by two names stored once, the metadata's ``tied`` naming
+  the other) and, in ckpt_last, ``optim.<param index>.<state name>`` (AdamW's ``exp_avg``,
   ``exp_avg_sq`` and, for bfloat16 parameters, the fp32 ``master`` weights);
 - ``__metadata__`` (string -> string, as the format requires): ``format`` ("minigrad-checkpoint"),
   ``version``, ``checksum`` (BLAKE2b of the tensor bytes), ``meta_checksum`` (BLAKE2b of every
@@ -170,9 +171,20 @@ def load_checkpoint(path: "str | os.PathLike[str]", required: tuple = REQUIRED_M
     return Checkpoint(path, tensors, meta)
 
 
-def check_shapes(ckpt: Checkpoint, expected: Mapping[str, tuple], prefix: str = "model.") -> None:
-    """Raise CheckpointError unless the `prefix` tensors are exactly `expected` (name -> shape)."""
-    have = {k: tuple(v.shape) for k, v in ckpt.section(prefix).items()}
+def model_state(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    """The model's tensors by state_dict name. A weight shared by two names (GPT's tied wte and
+    lm_head) is stored once; the checkpoint's ``tied`` entry (alias -> stored name) brings it
+    back under each of its names."""
+    state = ckpt.section("model.")
+    with ckpt.reading("tied"):
+        for alias, stored in dict(ckpt.meta.get("tied", {})).items():
+            state[alias] = state[stored]
+    return state
+
+
+def check_shapes(ckpt: Checkpoint, expected: Mapping[str, tuple]) -> None:
+    """Raise CheckpointError unless the model's tensors are exactly `expected` (name -> shape)."""
+    have = {k: tuple(v.shape) for k, v in model_state(ckpt).items()}
     missing = sorted(set(expected) - set(have))
     extra = sorted(set(have) - set(expected))
     wrong = [f"{k}: checkpoint {have[k]} vs model {tuple(expected[k])}" for k in sorted(expected)
@@ -188,15 +200,37 @@ def check_shapes(ckpt: Checkpoint, expected: Mapping[str, tuple], prefix: str = 
         raise CheckpointError(f"{ckpt.path.name}: does not match the model configuration: " + ", ".join(parts))
 
 
+def check_model_config(ckpt: Checkpoint, config) -> None:
+    """Before any model is built: the checkpoint holds exactly the tensors a GPT of `config` has.
+    A file whose config claims a huge model (n_layer 10**6, n_embd 10**6) fails here at once, from
+    the stored shapes, instead of after minutes of allocating it. The layer count is compared
+    first, so even the list of expected shapes is never built for an absurd one."""
+    from minigrad.models.hf_export import state_dict_shapes
+    layers = {k.split(".")[3] for k in ckpt.tensors if k.startswith("model.transformer.h.")}
+    if len(layers) != config.n_layer:
+        raise CheckpointError(f"{ckpt.path.name}: does not match the model configuration: it says "
+                              f"n_layer={config.n_layer} but holds the weights of {len(layers)} layers")
+    check_shapes(ckpt, state_dict_shapes(config))
+
+
 def _host(t) -> np.ndarray:
     """A Tensor or array as a NumPy array; bfloat16/float16 widened to float32 (exactly)."""
     a = t.numpy() if hasattr(t, "numpy") and not isinstance(t, np.ndarray) else np.asarray(t)
     return a.astype(np.float32) if a.dtype == np.float16 else a
 
 
-def model_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A module's state_dict() as ``model.<name>`` NumPy arrays (float32 or float64)."""
-    return {f"model.{k}": _host(v) for k, v in state_dict.items()}
+def model_tensors(state_dict: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A module's state_dict(keep_vars=True) as ``model.<name>`` NumPy arrays (float32 or float64),
+    each shared Parameter once: returns (tensors, tied) where tied maps a later name of a shared
+    Parameter to the first (GPT's lm_head.weight -> transformer.wte.weight)."""
+    tensors, tied, first = {}, {}, {}
+    for k, v in state_dict.items():
+        if id(v) in first:
+            tied[k] = first[id(v)]
+        else:
+            first[id(v)] = k
+            tensors[f"model.{k}"] = _host(v)
+    return tensors, tied
 
 
 def optimizer_tensors(state: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
@@ -246,12 +280,18 @@ def set_rng_state(state: dict, data_rng: np.random.Generator) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-def save_training_state(path: Path, model, optimizer, data_rng: np.random.Generator, **meta) -> None:
-    """ckpt_last / ckpt_best: the model's weights, the optimizer's state, the RNG states and `meta`
-    (train.py's config, the model config, the tokenizer, the iteration, the best val loss, ...)."""
-    otensors, oinfo = optimizer_tensors(optimizer.state_dict())
-    meta = dict(meta, optimizer=oinfo, rng=rng_state(data_rng), minigrad_version=minigrad.__version__)
-    save_checkpoint(path, {**model_tensors(model.state_dict()), **otensors}, meta)
+def save_training_state(path: Path, model, optimizer, data_rng: np.random.Generator,
+                        with_optimizer: bool = True, **meta) -> None:
+    """ckpt_last / ckpt_best: the model's weights (a tied weight once), the RNG states and `meta`
+    (train.py's config, the model config, the tokenizer, the iteration, the best val loss, ...),
+    and with_optimizer the optimizer's state: AdamW's two moments are twice the model's size, and
+    only a resume needs them (train.py keeps them in ckpt_last only)."""
+    tensors, tied = model_tensors(model.state_dict(keep_vars=True))    # the Parameters: ties visible
+    meta = dict(meta, tied=tied, rng=rng_state(data_rng), minigrad_version=minigrad.__version__)
+    if with_optimizer:
+        otensors, meta["optimizer"] = optimizer_tensors(optimizer.state_dict())
+        tensors.update(otensors)
+    save_checkpoint(path, tensors, meta)
 
 
 def resume_settings(ckpt: Checkpoint, cfg, given: set, fixed: Sequence[str],
@@ -314,7 +354,7 @@ def restore_training_state(ckpt: Checkpoint, model, optimizer, data_rng: np.rand
     """Load the weights, optimizer state and RNG states saved by save_training_state; returns
     (iteration, best val loss, evals without improvement)."""
     check_shapes(ckpt, {k: v.shape for k, v in model.state_dict().items()})
-    model.load_state_dict(ckpt.section("model."))
+    model.load_state_dict(model_state(ckpt))
     with ckpt.reading("optimizer"):
         optimizer.load_state_dict(optimizer_state_dict(ckpt))
     position = run_position(ckpt)

@@ -559,12 +559,18 @@ def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val
 # batches
 
 
+SHORT_SPLIT_ADVICE = {
+    "train": "use more text, a smaller --block_size or a smaller --val_fraction",
+    "val": "use more text, a smaller --block_size or a larger --val_fraction (or more --val_data)",
+}
+
+
 def get_batch(data: np.ndarray, batch_size: int, block_size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+              rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """`batch_size` random windows of `block_size + 1` tokens: x = (B, T) int64, y = x shifted by one."""
     if len(data) <= block_size:
-        raise DataError(f"the split has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}; "
-                        "use more text, a smaller --block_size or a smaller --val_fraction share")
+        raise DataError(f"the {split} split has {len(data)} tokens, fewer than block_size + 1 = "
+                        f"{block_size + 1}; {SHORT_SPLIT_ADVICE.get(split, SHORT_SPLIT_ADVICE['train'])}")
     ix = rng.integers(0, len(data) - block_size, size=batch_size)
     x = np.stack([np.asarray(data[i:i + block_size], dtype=np.int64) for i in ix])          # (B, T)
     y = np.stack([np.asarray(data[i + 1:i + 1 + block_size], dtype=np.int64) for i in ix])  # (B, T)
@@ -572,7 +578,7 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int,
 
 
 def fixed_batches(data: np.ndarray, n: int, batch_size: int, block_size: int,
-                  seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                  seed: int = 0, split: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
     """`n` batches drawn once with their own seed, so every eval sees the same windows."""
     rng = np.random.default_rng(seed)
-    return [get_batch(data, batch_size, block_size, rng) for _ in range(n)]
+    return [get_batch(data, batch_size, block_size, rng, split) for _ in range(n)]

@@ -92,6 +92,11 @@ def _fetch(url: str, tmp: Path, expect: Optional[Pin]) -> tuple[int, str]:
             raise DownloadError(f"the server sent an HTML page (Content-Type: {ctype}), not the file")
         length = r.headers.get("Content-Length")
         expected_len = int(length) if length and length.strip().isdigit() else None
+        chunked = "chunked" in (r.headers.get("Transfer-Encoding") or "").lower()
+        if expect is None and expected_len is None and not chunked:
+            # the body then ends when the connection closes, cut off or not: nothing to check it by
+            raise DownloadError("the server sent no Content-Length, so a cut-off download could not be "
+                                "told from a complete one")
         while True:
             block = r.read(_CHUNK)
             if not block:
@@ -125,6 +130,7 @@ def download(url: str, dest: "str | os.PathLike[str]", what: str, hint: str,
         if problem is None:
             return dest
         print(f"note: the cached {what} at {dest} is damaged ({problem}); downloading it again")
+    made = [p for p in reversed(dest.parents) if not p.exists()]     # removed again if it fails
     dest.parent.mkdir(parents=True, exist_ok=True)
     print(f"downloading {what} from {url} -> {dest}")
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
@@ -133,6 +139,7 @@ def download(url: str, dest: "str | os.PathLike[str]", what: str, hint: str,
     try:
         n, digest = _fetch(url, tmp, expect)
         os.replace(tmp, dest)
+        made = []
     except DownloadError as err:
         raise DownloadError(f"could not download {what} from {url}: {err}. {hint}") from None
     except http.client.HTTPException as err:       # IncompleteRead: the connection closed early
@@ -141,5 +148,10 @@ def download(url: str, dest: "str | os.PathLike[str]", what: str, hint: str,
         raise DownloadError(f"could not download {what} from {url} ({err}); are you offline? {hint}") from err
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in reversed(made):           # a failed download leaves no empty folders
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     _record_path(dest).write_text(f"{digest}  {n}  {url}\n", encoding="utf-8")
     return dest

@@ -41,13 +41,13 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 import numpy as np
 
 from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.models.hf_export import export_hf_gpt2, read_hf_gpt2, state_dict_shapes
+from minigrad.models.hf_export import export_hf_gpt2, read_hf_gpt2
 from minigrad.serialization import read_metadata
 from minigrad.tokenizer import BPETokenizer, ModelFileError
 from minigrad.tokenizer.hf_json import (bpe_tokenizer_json, char_tokenizer_json, read_tokenizer_json,
                                         write_tokenizer_files)
 
-from .checkpoint import FORMAT, CheckpointError, check_shapes, load_checkpoint
+from .checkpoint import FORMAT, CheckpointError, check_model_config, load_checkpoint, model_state
 from .data import GPT2_PINS, GPT2_URLS, CharTokenizer, download, gpt2_files, tokenizer_from_json, tokenizer_to_json
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -112,18 +112,13 @@ def read_checkpoint(path: PathLike) -> Pretrained:
         raise
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{ckpt.path.name}: invalid model configuration: {err}") from None
-    shapes = state_dict_shapes(config)
-    if config.tie_weights and "model.lm_head.weight" not in ckpt.tensors:
-        del shapes["lm_head.weight"]        # tied: a file may store the shared weight once
-    check_shapes(ckpt, shapes)
-    state = ckpt.section("model.")
-    if config.tie_weights:                  # one Parameter under two names: the same array twice
-        state["lm_head.weight"] = state["transformer.wte.weight"]
+    check_model_config(ckpt, config)        # before anything the config claims is allocated
+    state = model_state(ckpt)
     with ckpt.reading("tokenizer"):
         tok = tokenizer_from_json(ckpt.field("tokenizer", str))
-    if tok.vocab_size > config.vocab_size:
-        raise CheckpointError(f"{ckpt.path.name}: tokenizer has {tok.vocab_size} tokens but the model "
-                              f"only {config.vocab_size}")
+    if tok.vocab_size != config.vocab_size:     # train.py sizes the model by its tokenizer
+        raise CheckpointError(f"{ckpt.path.name}: its tokenizer has {tok.vocab_size} tokens but the model's "
+                              f"vocabulary has {config.vocab_size}: they do not belong together")
     return Pretrained(config, state, tok, ckpt.path)
 
 

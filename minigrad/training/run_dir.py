@@ -45,14 +45,17 @@ def _notice(msg: str) -> None:
     print(f"note: {msg}", file=sys.stderr)
 
 
-def prepare_out_dir(out_dir: "str | os.PathLike[str]") -> Path:
+def prepare_out_dir(out_dir: "str | os.PathLike[str]", resume: bool = False) -> Path:
     """Create `out_dir` if needed and make sure files can be written in it; then remove crash debris.
 
-    Raises SettingsError naming --out_dir when it is a file, cannot be created or is read-only.
+    Raises SettingsError naming --out_dir when it is a file, cannot be created or is read-only,
+    or, with `resume`, does not exist (a resume never creates the folder it failed to find).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SettingsError(f"--out_dir={out_dir} is a file, expected a folder for checkpoints and logs")
+    if resume and not out_dir.exists():
+        raise SettingsError(f"--resume: --out_dir={out_dir} does not exist, so there is no run to continue")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):     # the real test: can a file be created here?

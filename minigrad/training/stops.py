@@ -14,6 +14,7 @@ train.main) Ctrl-C keeps Python's default behaviour.
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import shlex
@@ -67,6 +68,10 @@ class RunGuard:
     `start()` installs the SIGINT and SIGTERM handlers; `close()` (or raising one of the stops)
     restores the previous ones. A handler left behind by an unexpected exception behaves like
     Python's default (KeyboardInterrupt), so it never swallows a Ctrl-C.
+
+    For the same span the garbage collector is told that everything alive at `start()` (the
+    model, the optimizer, the data: they live all run) is permanent (`gc.freeze`), so its
+    collections stop rescanning them: ~100 ms saved per ~60 GPU steps.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -82,9 +87,11 @@ class RunGuard:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
             self._active = True
+        gc.freeze()
         return self
 
     def close(self) -> None:
+        gc.unfreeze()                   # main() may run again in this process (tests)
         if self._active:
             for s, handler in self._previous.items():
                 signal.signal(s, handler)
