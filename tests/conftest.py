@@ -6,11 +6,22 @@
 - `shared_data` finds ../shared/data (or $MINIGRAD_DATA) and skips clearly when it is absent.
 - Tests marked `gpu` skip without CUDA.
 - skip_guard.py fails the session when, with the [test] extras and no CUDA, a test skips for any
-  reason but `gpu` or absent shared data (a skip must never hide a failure).
+  reason but `gpu` or absent shared data (a skip must never hide a failure). It is enforced in a
+  checkout run with PYTHONPATH=. too (the extras are then read from setup.py).
+- torch and triton count as installed when Python can find them (importlib.util.find_spec); one
+  that is installed but fails to import stops the session with the reason, instead of passing as
+  "not installed" (which drops the kernel test files without a skip anyone sees).
+- No test may leave behind state that changes later tests: TRITON_INTERPRET must still be "1" after
+  each test, and no kernel module may have been imported compiled for a GPU (as happens when one
+  is first imported while a test has TRITON_INTERPRET unset: every later kernel launch then looks
+  for a GPU driver). `_no_leaked_triton_state` fails the test that did it.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 
 # Tiny matmuls are far slower with a pool of BLAS threads fighting over 2 cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -19,23 +30,32 @@ from pathlib import Path
 
 import pytest
 
-try:
-    import torch
-    HAS_CUDA = torch.cuda.is_available()
-except ImportError:                      # core install: no torch, NumPy backend only
-    torch = None
-    HAS_CUDA = False
+
+def import_if_installed(name: str):
+    """The module `name`, or None when it is not installed (a core install has no torch or triton).
+    Installed but failing to import is an error that stops the session: it would otherwise pass
+    as "not installed" and the kernel test files would be dropped without a skip."""
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception as err:
+        raise RuntimeError(f"{name} is installed ({spec.origin}) but `import {name}` fails: "
+                           f"{type(err).__name__}: {err}. Fix the installation (pip install -e '.[test]') "
+                           f"or uninstall {name}; the tests will not run as if it were absent.") from err
+
+
+torch = import_if_installed("torch")
+HAS_CUDA = torch is not None and torch.cuda.is_available()
 
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import minigrad.backends  # noqa: E402
 
-try:
-    import triton  # noqa: F401,E402
-    HAS_TRITON = True
-except ImportError:
-    HAS_TRITON = False
+triton = import_if_installed("triton")       # after TRITON_INTERPRET: triton reads it when kernels load
+HAS_TRITON = triton is not None
 
 # A core install (numpy + regex: `pip install -e .`) still runs every test that needs neither
 # torch nor triton; the kernel test modules import both at the top, so they are not collected
@@ -74,8 +94,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a real CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "slow: long-running; still part of the default run")
     from skip_guard import SkipGuard, extras_installed   # tests/ is on sys.path
-    config.pluginmanager.register(
-        SkipGuard(enforce=extras_installed() and not HAS_CUDA, data_dir=shared_data_dir()), "skip_guard")
+    enforce = extras_installed(setup_py=REPO / "setup.py") and not HAS_CUDA
+    config.pluginmanager.register(SkipGuard(enforce=enforce, data_dir=shared_data_dir()), "skip_guard")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -85,3 +105,49 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# ---------------------------------------------------------------------------------------------
+# state a test must not leak (issue 21)
+
+INTERPRETING = HAS_TRITON and not HAS_CUDA
+_checked_kernel_modules: set[str] = set()
+
+
+def kernels_compiled_for_a_gpu() -> list[str]:
+    """Names of the loaded minigrad.kernels modules whose Triton kernels were built for a GPU
+    (triton.jit without TRITON_INTERPRET=1) rather than for the interpreter; each module is
+    looked at once, the first time it is seen loaded."""
+    from triton.runtime.jit import JITFunction, KernelInterface
+    found = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("minigrad.kernels.") or name in _checked_kernel_modules or module is None:
+            continue
+        _checked_kernel_modules.add(name)
+        for value in list(vars(module).values()):
+            while isinstance(value, KernelInterface) and not isinstance(value, JITFunction) \
+                    and isinstance(getattr(value, "fn", None), KernelInterface):
+                value = value.fn                   # autotune / heuristics wrappers
+            if isinstance(value, JITFunction):
+                found.append(name)
+                break
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_triton_state():
+    yield
+    if not INTERPRETING:
+        return
+    problems = []
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        problems.append(f"it left TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r} (put back to '1')")
+        os.environ["TRITON_INTERPRET"] = "1"
+    gpu = kernels_compiled_for_a_gpu()
+    if gpu:
+        problems.append(f"kernel modules were first imported without TRITON_INTERPRET=1 and are compiled "
+                        f"for a GPU: {', '.join(gpu)} (every later launch needs a GPU driver; import them "
+                        "in a subprocess instead)")
+    if problems:
+        pytest.fail("this test leaks Triton state to the tests after it: " + "; ".join(problems),
+                    pytrace=False)

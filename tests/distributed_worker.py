@@ -10,6 +10,8 @@ errors are reported exactly as a user sees them. `--fail=exit:K` / `--fail=hang:
 hook that lives here rather than in train.py: rank 1 exits (or sleeps) at its K-th optimizer
 step, right after launching that step's gradient all-reduces; `--fail=sigint:K` makes rank 1
 alone receive Ctrl-C there (the other ranks must still stop at the same step).
+`--separate_out_dir` gives every rank but 0 its own --out_dir (OUT_DIR.rank<R>), so a test can
+see that those ranks write nothing there (checkpoints and logs are rank 0's alone).
 """
 from __future__ import annotations
 
@@ -49,9 +51,12 @@ def main() -> None:
     summary_path, rest = sys.argv[1], sys.argv[2:]
     sep = rest.index("--")
     opts, argv = rest[:sep], rest[sep + 1:]
+    rank = os.environ.get("RANK", "0")
     for opt in opts:
-        if opt.startswith("--fail=") and os.environ.get("RANK") == "1":
+        if opt.startswith("--fail=") and rank == "1":
             inject_failure(opt.split("=", 1)[1])
+        if opt == "--separate_out_dir" and rank != "0":
+            argv = [f"{a}.rank{rank}" if a.startswith("--out_dir=") else a for a in argv]
     if summary_path == "-":
         sys.argv = [str(REPO / "train.py"), *argv]
         runpy.run_path(str(REPO / "train.py"), run_name="__main__")

@@ -11,29 +11,47 @@ and makes the exit status 1, even though every test "passed".
 It looks only at the tests that ran, so a partial run (`pytest tests/test_x.py`, `-k`, `-m gpu`)
 is judged on its own skips; it never re-runs anything. conftest.py registers it and decides
 whether it is enforced (`extras_installed()` and no CUDA); tests/test_skip_guard.py tests it.
+A checkout run without an install (PYTHONPATH=.) has no package metadata for minigrad: the
+`[test]` extra is then read from the checkout's setup.py, so that run is guarded too.
 """
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 
-def extras_installed(package: str = "minigrad") -> bool:
-    """True when every requirement of `package`'s `[test]` extra is installed."""
+def extra_from_setup_py(setup_py: Path, extra: str = "test") -> list[str]:
+    """The requirements of an extra written in a setup.py (extras_require={"test": [...]}, a
+    literal), read without running the file."""
+    tree = ast.parse(Path(setup_py).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require":
+            return list(ast.literal_eval(node.value).get(extra, []))
+    raise ValueError(f"{setup_py}: no extras_require literal found")
+
+
+def extras_installed(package: str = "minigrad", setup_py: Optional[Path] = None) -> bool:
+    """True when every requirement of `package`'s `[test]` extra is installed. The extra is read
+    from the package's metadata (pip install); without metadata, from `setup_py` when given (a
+    checkout run with PYTHONPATH=.), else nothing is known and the answer is False."""
     try:
-        requires = importlib.metadata.requires(package) or []
-    except importlib.metadata.PackageNotFoundError:     # not pip-installed: nothing to enforce
-        return False
+        requires = [r for r in importlib.metadata.requires(package) or []
+                    if re.search(r"""extra\s*==\s*["']test["']""", r)]
+    except importlib.metadata.PackageNotFoundError:
+        if setup_py is None or not Path(setup_py).is_file():
+            return False
+        requires = extra_from_setup_py(setup_py)
     for req in requires:
-        if re.search(r"""extra\s*==\s*["']test["']""", req):
-            name = re.match(r"[A-Za-z0-9_.\-]+", req).group()
-            try:
-                importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                return False
+        name = re.match(r"[A-Za-z0-9_.\-]+", req).group()
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return False
     return True
 
 

@@ -3,6 +3,8 @@
 - 2 ranks with batch B per rank give the losses of 1 rank with batch 2B, step for step;
 - rank 0's checkpoint resumes on 1 rank and continues that same curve;
 - a rank that dies, or hangs, makes the other exit with a clear error, not hang;
+- only rank 0 writes checkpoints and logs (the other ranks run with an out_dir of their own,
+  which must stay empty), also when Ctrl-C saves;
 - the bucketing and the overlap, in-process with a stand-in for the other rank.
 
 The multi-process runs use a tiny model on a small synthetic text; the reference runs are
@@ -61,7 +63,8 @@ def runs(tmp_path_factory, text):
     ref = train.main([*common, f"--out_dir={d / 'one'}", f"--batch_size={2 * B}", "--max_iters=30"])
     summary = d / "two.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
-           str(summary), "--", *common, f"--out_dir={d / 'two'}", f"--batch_size={B}", "--max_iters=20"]
+           str(summary), "--separate_out_dir", "--", *common, f"--out_dir={d / 'two'}", f"--batch_size={B}",
+           "--max_iters=20"]
     r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     two = json.loads(summary.read_text())
@@ -84,6 +87,19 @@ def test_two_ranks_with_batch_b_match_one_rank_with_batch_2b(runs):
     assert [r["step"] for r in rows] == [0, 10, 20]
     assert rows[-1]["tokens"] == 20 * 2 * B * 16
     assert runs["stdout"].count("step 20:") == 1             # only rank 0 prints
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_only_rank_0_writes_checkpoints_and_logs(runs):
+    """Rank 1 ran with its own out_dir (tests/distributed_worker.py --separate_out_dir): it made
+    the folder (each rank checks it can write there) but wrote nothing in it."""
+    d = runs["dir"]
+    assert (d / "two.rank1").is_dir() and _files(d / "two.rank1") == []
+    written = set(_files(d / "two"))
+    assert {"ckpt_best.safetensors", "ckpt_last.safetensors", "log.csv", "log.jsonl"} <= written
 
 
 def test_rank0_checkpoint_resumes_on_one_rank(runs):
@@ -144,8 +160,9 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
     for rank in (0, 1):
         env = dict(_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, WORKER, "-", "--fail=sigint:3", *args], cwd=REPO,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cmd = [sys.executable, WORKER, "-", "--fail=sigint:3", "--separate_out_dir", *args]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
     try:
         outs = [p.communicate(timeout=120) for p in procs]
     finally:
@@ -155,6 +172,7 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
     for rank, (p, (out, err)) in enumerate(zip(procs, outs)):
         assert p.returncode == 130, f"rank {rank}: {out[-1500:]}{err[-1500:]}"
     assert int(read_metadata(out_dir / "ckpt_last.safetensors")["iter_num"]) == 3
+    assert _files(tmp_path / "o.rank1") == []                 # rank 1 saved nothing of its own
 
 
 # ---------------------------------------------------------------------------------------------

@@ -115,7 +115,10 @@ def test_other_skips_fail_the_session_and_are_listed(tmp_path):
 def test_the_suite_enforces_it_with_the_test_extras_and_no_cuda(pytestconfig):
     from conftest import HAS_CUDA, HAS_TRITON, torch
     guard = pytestconfig.pluginmanager.get_plugin("skip_guard")
-    assert guard is not None and guard.enforce == (extras_installed() and not HAS_CUDA)
+    setup_py = TESTS_DIR.parent / "setup.py"
+    assert guard is not None and guard.enforce == (extras_installed(setup_py=setup_py) and not HAS_CUDA)
     assert extras_installed("a-package-that-does-not-exist") is False
+    # without metadata (a checkout run), the checkout's setup.py says what the extra is
+    assert extras_installed("a-package-that-does-not-exist", setup_py) == extras_installed(setup_py=setup_py)
     if torch is not None and HAS_TRITON:                    # the CI machine: pip install -e '.[test]'
         assert extras_installed(), "torch and triton are here but not every [test] extra"

@@ -2,8 +2,10 @@
 micro-batch loss, every training batch drawn, and at each optimizer step the learning rate
 of each param group, the gradients and their global L2 norm.
 
-It swaps train.GPT for a subclass (and train.get_batch for a recording wrapper) with pytest's
-monkeypatch, so the loop under test is train.py's own. Used by tests/test_train.py.
+It swaps train.GPT for a subclass (and train.get_batch for a recording wrapper) and wraps the
+optimizers' step methods with pytest's monkeypatch, so the loop under test is train.py's own
+(with --fast=true too: the multi-tensor AdamW's step is the one that runs; the subclass of GPT is
+not swapped for FastGPT, its modules are). Used by tests/test_train.py and test_guard_training.py.
 """
 from __future__ import annotations
 
@@ -14,8 +16,16 @@ import numpy as np
 
 import minigrad
 import train
-from minigrad.training.data import get_batch as real_get_batch
 from minigrad.models.gpt import GPT
+from minigrad.optim import AdamW
+from minigrad.training.data import get_batch as real_get_batch
+
+REAL_STEPS = {AdamW: AdamW.step}            # the optimizers' own steps (a spy wraps these)
+try:
+    from minigrad.fast.optim import MultiTensorAdamW
+    REAL_STEPS[MultiTensorAdamW] = MultiTensorAdamW.step
+except ModuleNotFoundError:                 # a checkout without the performance layer
+    pass
 
 
 @dataclass
@@ -46,22 +56,24 @@ def spy_on_training(monkeypatch) -> TrainRecord:
             return logits, loss
 
         def configure_optimizers(self, *args, **kwargs):
-            opt = super().configure_optimizers(*args, **kwargs)
-            names = {id(p): n for n, p in self.named_parameters()}
-            real_step = opt.step
-
-            def step(*a, **kw):
-                grads = {names[id(p)]: p.grad.numpy().astype(np.float64)
-                         for g in opt.param_groups for p in g["params"] if p.grad is not None}
-                rec.grads.append(grads)
-                rec.grad_norms.append(float(np.sqrt(sum((g ** 2).sum() for g in grads.values()))))
-                rec.lrs.append([g["lr"] for g in opt.param_groups])
-                return real_step(*a, **kw)
-
-            opt.step = step
             rec.model = self
-            return opt
+            return super().configure_optimizers(*args, **kwargs)
 
+    def spy_step(real_step):
+        def step(opt, *a, **kw):
+            names = {id(p): n for n, p in rec.model.named_parameters()}
+            grads = {names[id(p)]: p.grad.numpy().astype(np.float64)
+                     for g in opt.param_groups for p in g["params"] if p.grad is not None}
+            rec.grads.append(grads)
+            rec.grad_norms.append(float(np.sqrt(sum((g ** 2).sum() for g in grads.values()))))
+            rec.lrs.append([g["lr"] for g in opt.param_groups])
+            return real_step(opt, *a, **kw)
+        return step
+
+    # on the classes, not the instance: with --fast=true the AdamW becomes a MultiTensorAdamW
+    # (fast.accelerate), whose own step must still be the one that runs
+    for cls, real_step in REAL_STEPS.items():
+        monkeypatch.setattr(cls, "step", spy_step(real_step))
     monkeypatch.setattr(train, "GPT", SpyGPT)
     monkeypatch.setattr(train, "get_batch", get_batch)
     return rec
