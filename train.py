@@ -39,16 +39,18 @@ from minigrad.optim import cosine_with_warmup
 from minigrad.training.checkpoint import (CheckpointError, check_model_config, check_same_tokenizer,
                                           finished_run, load_checkpoint, restore_training_state,
                                           resume_settings, save_training_state)
-from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
+from minigrad.training.data import (DataError, fixed_batches, get_batch, prepare_data, tokenizer_from_json,
+                                    tokenizer_to_json)
 from minigrad.training.distributed import is_main_rank, setup_distributed
 from minigrad.training.threads import use_threads
 from minigrad.training.loss_readback import DeferredLosses
 from minigrad.training.presets import PRESETS
+from minigrad.training.pretrained import start_from
 from minigrad.training.progress import ProgressBar
 from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, open_wandb, prepare_out_dir,
                                        release_run_folder)
-from minigrad.training.settings import (TRAIN_RULES, parse_config, resolve_device_dtype, run_length,
-                                       validate_settings)
+from minigrad.training.settings import (TRAIN_RULES, parse_config, resolve_device_dtype, resume_or_init,
+                                       run_length, validate_settings)
 from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
 
 try:                                    # the performance layer: optional, train.py runs without it
@@ -65,7 +67,8 @@ class TrainConfig:
     out_dir: str = "out"                # checkpoints, log.jsonl, log.csv, loss.png
     data: str = "shakespeare"           # "shakespeare", "tinystories", a .txt file or a folder of .txt
     data_cache: str = "data"            # downloads, tokenizers and token memmaps are cached here
-    tokenizer: str = "char"             # "char", "bpe" (learned on the training split) or "gpt2"
+    tokenizer: str = "char"             # "char", "bpe" (learned on the training split), "gpt2" or a saved one's path
+    bpe_pattern: str = "gpt4"           # tokenizer=bpe: how text is split before merging ("gpt4" or "gpt2")
     vocab_size: int = 8000              # for tokenizer=bpe (char and gpt2 have their own)
     gpt2_dir: str = ""                  # a folder with GPT-2's vocab.json + merges.txt (else downloaded)
     val_data: str = ""                  # validation text (a file or folder) instead of a share of --data
@@ -119,15 +122,16 @@ class TrainConfig:
     seed: int = 1337
     dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others before it exits
     resume: bool = False                # continue from out_dir/ckpt_last.safetensors
+    init_from: str = "scratch"          # "scratch", "resume" (= --resume) or PATH: a HF GPT-2 folder or a checkpoint
     overwrite: bool = False             # start over in an out_dir that holds a run (replaces it)
-    preset: str = ""                    # the preset this config came from (informational)
+    preset: str = ""                    # apply a preset's settings first (training/presets.py); yours win
 
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "qkv_bias",
               "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
 # settings a resumed run must share with its checkpoint (the model, the data and its split)
-FIXED_ON_RESUME = MODEL_KEYS + ("data", "val_data", "text_field", "tokenizer", "vocab_size", "val_fraction",
-                                "split", "seed")
+FIXED_ON_RESUME = MODEL_KEYS + ("data", "val_data", "text_field", "tokenizer", "bpe_pattern", "vocab_size",
+                                "val_fraction", "split", "seed")
 # paths a resumed run takes from its own command line (or the defaults), never from the file
 FROM_COMMAND_LINE = ("out_dir", "data_cache", "gpt2_dir")
 
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
+    cfg = resume_or_init(cfg)                   # --init_from=resume is --resume; PATH with it is refused
     out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)   # writable, crash debris removed: before any work
     claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
     ckpt = None
@@ -148,10 +153,21 @@ def main(argv: list[str] | None = None) -> dict:
     threads = use_threads(cfg.threads)                   # None: a BLAS we cannot steer
     ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
 
+    # ---- fine-tuning (--init_from=PATH): the model's shape, its weights and its tokenizer come from PATH
+    tokenizer, weights = cfg.tokenizer, None
+    if cfg.init_from not in ("scratch", "resume"):
+        if ckpt is None:
+            pcfg, weights, tokenizer = start_from(cfg.init_from, dataclasses.asdict(cfg), given,
+                                                  gpt2_dir=cfg.gpt2_dir or None, cache_dir=cfg.data_cache,
+                                                  pad_vocab_multiple=cfg.pad_vocab_multiple)
+            cfg = dataclasses.replace(cfg, **{k: getattr(pcfg, k) for k in MODEL_KEYS})
+        else:
+            tokenizer = tokenizer_from_json(ckpt.field("tokenizer", str))    # resumed: the one it trains with
+
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
-        data = prepare_data(cfg.data, cfg.tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed,
-                            cfg.data_cache, cfg.gpt2_dir or None, cfg.split, cfg.val_data, cfg.text_field)
+        data = prepare_data(cfg.data, tokenizer, cfg.vocab_size, cfg.val_fraction, cfg.seed, cfg.data_cache,
+                            cfg.gpt2_dir or None, cfg.split, cfg.val_data, cfg.text_field, cfg.bpe_pattern)
     tok, tok_json = data.tokenizer, tokenizer_to_json(data.tokenizer)
     if ckpt is not None:
         check_same_tokenizer(ckpt, tok_json, cfg.data)
@@ -173,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ckpt is not None:
         check_model_config(ckpt, mcfg)                   # from the stored shapes, before allocating
     model = GPT(mcfg, device=device, dtype=dtype)
+    if weights is not None:
+        model.load_state_dict(weights)
     ddp.broadcast_parameters(model.parameters())         # every rank starts from rank 0's weights
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                            decay_embeddings=cfg.decay_embeddings)
@@ -180,7 +198,6 @@ def main(argv: list[str] | None = None) -> dict:
     if ckpt is not None:
         iter_num, best_val, bad_evals = restore_training_state(ckpt, model, optimizer, data_rng)
         print(f"resumed from {ckpt.path} at iteration {iter_num} (best val loss {best_val:.4f})")
-    ddp.seed_dropout_per_rank()
     clip, use_fast = clip_grad_norm_, cfg.fast and fast is not None
     if cfg.fast and fast is None:
         print("note: the performance layer (fast/) is not installed: running the readable path")
@@ -283,7 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
             bar.restart()
         if last:
             break
-        if ddp.any(guard.requested):            # Ctrl-C on any rank: all save this step, stop together
+        stop = ddp.agree_on_stop(guard.signum if guard.requested else 0)    # the same on every rank
+        if stop:                                # Ctrl-C/SIGTERM on any rank: all save this step, stop together
+            guard.signum = stop                 # and exit 128 + that signal, also where none arrived
             read_losses()
             if ddp.is_main:
                 save("ckpt_last.safetensors")
@@ -294,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         xs, ys = zip(*(ddp.local_rows(*get_batch(data.train, B, T, data_rng)) for _ in range(accum)))
+        ddp.seed_dropout_for_step(cfg.seed, iter_num)   # torchrun: each rank's masks from (seed, step, rank)
         # a graph replays the whole step (every micro-batch, clip, AdamW) and returns their mean loss
         micro_losses = [graphed(np.stack(xs), np.stack(ys))] if graphed else train_step(xs, ys)
         pending.add(iter_num, micro_losses)     # device scalars, read back later

@@ -8,8 +8,9 @@ With a summary path, it calls `train.main(argv)` and rank 0 dumps the returned s
 at full precision, which the log does not print). With `-`, it runs train.py as `__main__`, so
 errors are reported exactly as a user sees them. `--fail=exit:K` / `--fail=hang:K` is the test
 hook that lives here rather than in train.py: rank 1 exits (or sleeps) at its K-th optimizer
-step, right after launching that step's gradient all-reduces; `--fail=sigint:K` makes rank 1
-alone receive Ctrl-C there (the other ranks must still stop at the same step).
+step, right after launching that step's gradient all-reduces; `--fail=sigint:K` (`sigterm:K`)
+makes rank 1 alone receive Ctrl-C (SIGTERM) there (the other ranks must still stop at the same
+step); `--fail=stop_torchrun:K` sends SIGTERM to torchrun itself, which sends it on to every rank.
 `--separate_out_dir` gives every rank but 0 its own --out_dir (OUT_DIR.rank<R>), so a test can
 see that those ranks write nothing there (checkpoints and logs are rank 0's alone).
 """
@@ -38,8 +39,11 @@ def inject_failure(spec: str) -> None:
         if calls[0] == int(step):
             if mode == "exit":
                 os._exit(3)
-            if mode == "sigint":
-                os.kill(os.getpid(), signal.SIGINT)     # train.py's handler only asks to stop
+            if mode in ("sigint", "sigterm"):          # train.py's handler only asks to stop
+                os.kill(os.getpid(), signal.SIGINT if mode == "sigint" else signal.SIGTERM)
+                return real_average(self)
+            if mode == "stop_torchrun":                 # torchrun (our parent) passes it on to every rank
+                os.kill(os.getppid(), signal.SIGTERM)
                 return real_average(self)
             time.sleep(600)                       # "hang": the test kills us
         real_average(self)

@@ -5,6 +5,8 @@
 - a rank that dies, or hangs, makes the other exit with a clear error, not hang;
 - only rank 0 writes checkpoints and logs (the other ranks run with an out_dir of their own,
   which must stay empty), also when Ctrl-C saves;
+- a 2-rank run resumed with dropout repeats the uninterrupted run's losses bit for bit;
+- Ctrl-C or SIGTERM on one rank, or SIGTERM to torchrun, stops every rank at one step, saved;
 - the bucketing and the overlap, in-process with a stand-in for the other rank.
 
 The multi-process runs use a tiny model on a small synthetic text; the reference runs are
@@ -61,14 +63,18 @@ def runs(tmp_path_factory, text):
     d = tmp_path_factory.mktemp("ddp")
     common = [f"--data={text}", f"--data_cache={d / 'cache'}", *TINY]
     ref = train.main([*common, f"--out_dir={d / 'one'}", f"--batch_size={2 * B}", "--max_iters=30"])
-    summary = d / "two.json"
+    two, stdout = _torchrun(d / "two.json", [*common, f"--out_dir={d / 'two'}", f"--batch_size={B}",
+                                             "--max_iters=20"], "--separate_out_dir")
+    return {"dir": d, "common": common, "ref": ref, "two": two, "stdout": stdout}
+
+
+def _torchrun(summary, argv: list[str], *worker_opts: str) -> tuple[dict, str]:
+    """train.main(argv) on 2 ranks under torchrun: (rank 0's summary, the job's stdout)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
-           str(summary), "--separate_out_dir", "--", *common, f"--out_dir={d / 'two'}", f"--batch_size={B}",
-           "--max_iters=20"]
+           str(summary), *worker_opts, "--", *argv]
     r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    two = json.loads(summary.read_text())
-    return {"dir": d, "common": common, "ref": ref, "two": two, "stdout": r.stdout}
+    return json.loads(summary.read_text()), r.stdout
 
 
 def test_two_ranks_with_batch_b_match_one_rank_with_batch_2b(runs):
@@ -113,6 +119,26 @@ def test_rank0_checkpoint_resumes_on_one_rank(runs):
                                [ref["losses"][i] for i in range(20, 30)], rtol=5e-5)
 
 
+def test_two_rank_resume_with_dropout_repeats_the_uninterrupted_run_bit_for_bit(tmp_path, text):
+    """Each rank draws its own dropout masks; a 2-rank run stopped at step 4 and resumed on 2
+    ranks must draw the very masks of the uninterrupted run on every rank, so every loss after
+    the resume (the step losses and the last eval) is equal to the last bit."""
+    common = [f"--data={text}", f"--data_cache={tmp_path / 'cache'}", *TINY, f"--batch_size={B}",
+              "--dropout=0.1", "--eval_interval=4"]
+    straight, _ = _torchrun(tmp_path / "a.json", [*common, f"--out_dir={tmp_path / 'a'}", "--max_iters=8"])
+    first, _ = _torchrun(tmp_path / "b.json", [*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=4"])
+    resumed, _ = _torchrun(tmp_path / "c.json", [f"--out_dir={tmp_path / 'b'}",
+                                                 f"--data_cache={tmp_path / 'cache'}", "--resume", "--max_iters=8"])
+    assert first["iters"] == 4 and sorted(resumed["losses"], key=int) == ["4", "5", "6", "7"]
+    for i in range(4):
+        assert first["losses"][str(i)] == straight["losses"][str(i)], i
+    for i in range(4, 8):
+        assert resumed["losses"][str(i)] == straight["losses"][str(i)], i
+    assert resumed["evals"][-1]["step"] == straight["evals"][-1]["step"] == 8
+    assert resumed["evals"][-1]["val_loss"] == straight["evals"][-1]["val_loss"]
+    assert resumed["evals"][-1]["train_loss"] == straight["evals"][-1]["train_loss"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,10 +174,13 @@ def test_a_lost_rank_stops_the_others_with_a_clear_error(tmp_path, text, mode):
     assert waited < 90
 
 
-def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
-    """Ctrl-C reaches ranks at different steps. Rank 1 alone is interrupted during its 3rd step:
-    both ranks must agree to stop after that step, rank 0 saves ckpt_last at step 3, and both exit
-    130 (without the agreement rank 0 would wait in the next all-reduce until the timeout)."""
+@pytest.mark.parametrize("sig,code", [("sigint", 130), ("sigterm", 143)])
+def test_a_stop_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text, sig, code):
+    """Ctrl-C (SIGINT) or SIGTERM (a scheduler, a container stop, torchrun's shutdown) reaches
+    ranks at different steps. Rank 1 alone gets it during its 3rd step: both ranks must agree to
+    stop after that step, rank 0 saves ckpt_last at step 3, and both exit 128 + the signal (130,
+    143), rank 0 too, which got no signal itself (without the agreement rank 0 would wait in the
+    next all-reduce until the timeout)."""
     from minigrad.serialization import read_metadata
     port, out_dir = _free_port(), tmp_path / "o"
     args = ["--", f"--data={text}", f"--data_cache={tmp_path / 'cache'}", f"--out_dir={out_dir}",
@@ -160,7 +189,7 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
     for rank in (0, 1):
         env = dict(_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        cmd = [sys.executable, WORKER, "-", "--fail=sigint:3", "--separate_out_dir", *args]
+        cmd = [sys.executable, WORKER, "-", f"--fail={sig}:3", "--separate_out_dir", *args]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     try:
@@ -170,9 +199,34 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, text):
             p.kill()
             p.wait()
     for rank, (p, (out, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 130, f"rank {rank}: {out[-1500:]}{err[-1500:]}"
+        assert p.returncode == code, f"rank {rank}: {out[-1500:]}{err[-1500:]}"
     assert int(read_metadata(out_dir / "ckpt_last.safetensors")["iter_num"]) == 3
+    said = outs[0][1].strip().splitlines()                    # rank 0's stderr: the save and the resume command
+    assert any(line.startswith(f"{'SIGTERM' if sig == 'sigterm' else 'interrupted'}: saved ")
+               and line.endswith("at step 3; resume with:") for line in said), outs[0][1][-1500:]
+    assert "rank 1: stopped at step 3 with the others" in outs[1][1] and "resume with" not in outs[1][1]
     assert _files(tmp_path / "o.rank1") == []                 # rank 1 saved nothing of its own
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path, text):
+    """torchrun's own shutdown: stopped with SIGTERM (a scheduler, `docker stop`), it sends SIGTERM
+    to every rank and gives them 30 s. The ranks get it at moments of their own, agree on one
+    step, and rank 0 saves ckpt_last there and prints the resume command (once); rank 1 says at which
+    step it stopped."""
+    import re
+    from minigrad.serialization import read_metadata
+    out_dir = tmp_path / "o"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER, "-",
+           "--fail=stop_torchrun:3", "--", f"--data={text}", f"--data_cache={tmp_path / 'cache'}",
+           f"--out_dir={out_dir}", *TINY, f"--batch_size={B}", "--max_iters=100000",
+           "--eval_interval=100000", "--dist_timeout=30"]
+    r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    steps = re.findall(r"^SIGTERM: saved \S+ at step (\d+); resume with:$", r.stderr, re.MULTILINE)
+    steps += re.findall(r"^rank 1: stopped at step (\d+) with the others \(rank 0 saved the checkpoint\)$",
+                        r.stderr, re.MULTILINE)
+    assert len(steps) == 2 and steps[0] == steps[1], r.stderr[-3000:]
+    assert int(steps[0]) >= 3
+    assert int(read_metadata(out_dir / "ckpt_last.safetensors")["iter_num"]) == int(steps[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +338,11 @@ def test_a_world_of_one_needs_no_torch_and_changes_nothing():
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]     # a plain `python train.py` imports no torch
     ddp = Distributed()
     assert ddp.is_main and ddp.mean([1.0, 2.0]) == 1.5
+    assert ddp.agree_on_stop(0) == 0 and ddp.agree_on_stop(15) == 15
+    minigrad.manual_seed(5)
+    state = minigrad.get_rng_state()
+    ddp.seed_dropout_for_step(1337, 7)                       # one process keeps its single stream
+    assert minigrad.get_rng_state() == state
     x = np.arange(6).reshape(3, 2)
     np.testing.assert_array_equal(ddp.local_rows(x)[0], x)
     assert GradientReducer([], ddp).buckets == []

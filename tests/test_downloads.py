@@ -166,11 +166,31 @@ def test_damaged_cache_and_no_network_is_an_error_not_training_data(tmp_path):
 def test_pins_are_the_released_files(shared_data):
     """The pinned sizes and SHA-256s against the shared copies of the released files (vocab.bpe
     is GPT-2's merges.txt with its '#version: 0.2' first line, which the shared copy lacks)."""
-    def pin_of(raw: bytes) -> Pin:
-        return Pin(len(raw), hashlib.sha256(raw).hexdigest())
-    assert D.TINY_SHAKESPEARE_PIN == pin_of((shared_data / "tinyshakespeare.txt").read_bytes())
-    assert D.GPT2_PINS["vocab.json"] == pin_of((shared_data / "gpt2" / "vocab.json").read_bytes())
+    def pin_of(raw: bytes) -> tuple:
+        return len(raw), hashlib.sha256(raw).hexdigest()
+
+    def pinned(pin: Pin) -> tuple:
+        return pin.size, pin.sha256
+    assert pinned(D.TINY_SHAKESPEARE_PIN) == pin_of((shared_data / "tinyshakespeare.txt").read_bytes())
+    assert pinned(D.GPT2_PINS["vocab.json"]) == pin_of((shared_data / "gpt2" / "vocab.json").read_bytes())
     merges = (shared_data / "gpt2" / "merges.txt").read_bytes()
     if not merges.startswith(b"#version"):
         merges = b"#version: 0.2\n" + merges
-    assert D.GPT2_PINS["merges.txt"] == pin_of(merges)
+    assert pinned(D.GPT2_PINS["merges.txt"]) == pin_of(merges)
+
+
+def test_a_cached_merges_txt_without_its_version_line_is_the_released_file(tmp_path, shared_data, monkeypatch):
+    """Other tools drop merges.txt's '#version: 0.2' line; the merges are the same, so the cached copy
+    is used as it is (no download: offline it would fail), and a really damaged one still is not."""
+    body = (shared_data / "gpt2" / "merges.txt").read_bytes()
+    body = body[len(b"#version: 0.2\n"):] if body.startswith(b"#version") else body
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    (gpt2 / "merges.txt").write_bytes(body)
+    (gpt2 / "vocab.json").write_bytes((shared_data / "gpt2" / "vocab.json").read_bytes())
+    monkeypatch.setattr(D, "GPT2_URLS", {k: "http://127.0.0.1:9/unreachable" for k in D.GPT2_URLS})
+    vocab, merges = D.gpt2_files(None, tmp_path)
+    assert merges.read_bytes() == body
+    (gpt2 / "merges.txt").write_bytes(body.replace(b"h e", b"h f", 1))
+    with pytest.raises(D.DataError, match="could not download GPT-2's merges.txt"):
+        D.gpt2_files(None, tmp_path)

@@ -101,7 +101,9 @@ def test_finetune_config_takes_the_shape_from_the_weights(tmp_path, shared_data)
             finetune_config(pre, {**settings, key: value}, given={key})
         text = str(err.value)
         assert text == (f"--{key}={value} conflicts with the pretrained model in {pre.source} "
-                        f"({key}={have!r}); leave --{key} out: the model's shape comes from its weights")
+                        f"({key}={have!r}); leave --{key} out: the model's shape comes from its weights"
+                        + (" (a smaller block_size is allowed)" if key == "block_size" else ""))
+    assert finetune_config(pre, {**settings, "block_size": 16}, given={"block_size"}).block_size == 16
 
 
 @pytest.fixture

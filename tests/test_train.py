@@ -180,9 +180,12 @@ def test_help_lists_every_setting_and_exits(capsys):
         train.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("out_dir", "data", "tokenizer", "n_layer", "learning_rate", "patience", "resume"):
+    for name in ("out_dir", "data", "tokenizer", "n_layer", "learning_rate", "patience", "resume", "init_from",
+                 "threads", "epochs", "val_data", "bpe_pattern"):
         assert f"--{name}=" in out
     assert "presets:" in out and "shakespeare-char" in out
+    preset_line = next(line for line in out.splitlines() if line.strip().startswith("--preset="))
+    assert "apply" in preset_line and "informational" not in preset_line     # it does something
 
 
 def test_same_run_on_the_triton_backend_matches_numpy(tmp_path, small_text):

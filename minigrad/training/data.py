@@ -69,7 +69,8 @@ GPT2_URLS = {
 }
 GPT2_PINS = {
     "vocab.json": Pin(1_042_301, "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
-    "merges.txt": Pin(456_318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
+    "merges.txt": Pin(456_318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+                      header=b"#version: 0.2\n"),
 }
 # Text with more bytes that are not UTF-8 than this share is not text (a binary file, or a
 # wrong encoding such as UTF-16); below it, each bad byte becomes U+FFFD with a warning.
@@ -322,6 +323,57 @@ def tokenizer_from_json(s: str):
     return tok
 
 
+def tokenizer_in_folder(folder: Path) -> tuple[object, Optional[Path]]:
+    """(tokenizer, the file it came from) saved in `folder`: the first of minigrad_tokenizer.json
+    (exact, any kind), tokenizer.json (ours or Hugging Face's byte-level BPE, or our character
+    form), vocab.json + merges.txt (GPT-2's form); (None, None) when it holds none of them."""
+    for name in ("minigrad_tokenizer.json", "tokenizer.json", "vocab.json"):
+        if (folder / name).is_file() and (name != "vocab.json" or (folder / "merges.txt").is_file()):
+            return load_tokenizer(folder / name), folder / name
+    return None, None
+
+
+def load_tokenizer(path: "str | os.PathLike[str]"):
+    """A saved tokenizer, with `.kind` set: a folder (see `tokenizer_in_folder`), our BPE model
+    file (``python -m tokenizer train``, ``BPETokenizer.save``: any name but .json), a JSON file in
+    train.py's form (``minigrad_tokenizer.json``, a token cache's tokenizer.json) or a Hugging Face
+    ``tokenizer.json``, or GPT-2's ``vocab.json`` (its ``merges.txt`` beside it). Raises
+    ModelFileError (a ValueError) naming the file when it is none of these."""
+    from minigrad.tokenizer import BPETokenizer, ModelFileError
+    from minigrad.tokenizer.hf_json import read_tokenizer_json
+    path = Path(path).expanduser()
+    if path.is_dir():
+        tok, _ = tokenizer_in_folder(path)
+        if tok is None:
+            raise ModelFileError(f"{path}: holds no tokenizer (minigrad_tokenizer.json, tokenizer.json, or "
+                                 "vocab.json + merges.txt)")
+        return tok
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such tokenizer file or folder")
+    if path.name == "vocab.json":
+        tok = BPETokenizer.from_gpt2_files(path, path.with_name("merges.txt"))
+        tok.kind = "gpt2"
+        return tok
+    if path.suffix != ".json":
+        tok = BPETokenizer.load(path)
+        tok.kind = "bpe"
+        return tok
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(d, dict) and "kind" in d:                        # train.py's own form
+        try:
+            return tokenizer_from_json(json.dumps(d))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"{path}: not a minigrad tokenizer file ({type(err).__name__}: {err})") from None
+    tok = read_tokenizer_json(path)                                 # a tokenizers-library file
+    if isinstance(tok, list):
+        return CharTokenizer(tok)
+    tok.kind = "bpe"
+    return tok
+
+
 def _sha(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -348,11 +400,13 @@ def gpt2_files(gpt2_dir: Optional[str], cache_dir: "str | os.PathLike[str]" = "d
 
 
 def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str], vocab_size: int,
-                    gpt2_dir: Optional[str] = None, cache_dir: "str | os.PathLike[str]" = "data"):
+                    gpt2_dir: Optional[str] = None, cache_dir: "str | os.PathLike[str]" = "data",
+                    pattern: str = "gpt4"):
     """A tokenizer of `kind` ('char', 'bpe', 'gpt2') with `.kind` set.
 
-    'bpe' learns `vocab_size` tokens (``<|endoftext|>`` included) from `train_docs` only and
-    caches the model file under <cache>/tokenizers/. 'char' takes its characters from
+    'bpe' learns `vocab_size` tokens (``<|endoftext|>`` included) from `train_docs` only, splitting
+    text with `pattern` ('gpt4' or 'gpt2': tokenizer/patterns.py), and caches the model file
+    under <cache>/tokenizers/. 'char' takes its characters from
     `all_docs` (both splits), so validation text never holds an unknown character.
     """
     from minigrad.tokenizer import BPETokenizer
@@ -364,14 +418,14 @@ def build_tokenizer(kind: str, train_docs: Sequence[str], all_docs: Sequence[str
         tok.kind = "gpt2"
         return tok
     if kind == "bpe":
-        key = _sha("bpe", vocab_size, "gpt4", *train_docs)
-        path = Path(cache_dir) / "tokenizers" / f"bpe-{vocab_size}-{key}.model"
+        key = _sha("bpe", vocab_size, pattern, *train_docs)
+        path = Path(cache_dir) / "tokenizers" / f"bpe-{vocab_size}-{pattern}-{key}.model"
         if path.is_file():
             tok = BPETokenizer.load(path)
         else:
             print(f"training a BPE tokenizer with {vocab_size} tokens on the training split")
             tok = BPETokenizer.train(list(train_docs), vocab_size, special_tokens=[ENDOFTEXT],
-                                     verbose=False)
+                                     pattern=pattern, verbose=False)
             _save_bpe_model(tok, path)
         tok.kind = "bpe"
         return tok
@@ -454,6 +508,21 @@ def _hash_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _ready_tokenizer(tokenizer):
+    """None for a kind to build ('char', 'bpe', 'gpt2'); else the tokenizer object given, or the
+    one saved at the path given (a DataError naming --tokenizer when it cannot be read)."""
+    if not isinstance(tokenizer, str):
+        return tokenizer
+    if tokenizer in TOKENIZERS:
+        return None
+    try:
+        return load_tokenizer(tokenizer)
+    except (ValueError, OSError) as err:             # ModelFileError is a ValueError
+        raise DataError(f"--tokenizer={tokenizer}: {err}; expected char, bpe, gpt2 or the path of a saved "
+                        "tokenizer (a model file from `python -m tokenizer train`, a tokenizer.json, or a "
+                        "folder holding one)") from None
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -499,26 +568,30 @@ def _checked_cache(out: Path) -> tuple[object, dict]:
     return tok, meta
 
 
-def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val_fraction: float = 0.1,
+def prepare_data(data: str, tokenizer="char", vocab_size: int = 8000, val_fraction: float = 0.1,
                  seed: int = 1337, cache_dir: "str | os.PathLike[str]" = "data",
                  gpt2_dir: Optional[str] = None, split: str = "auto", val_data: str = "",
-                 text_field: str = "text") -> PreparedData:
+                 text_field: str = "text", bpe_pattern: str = "gpt4") -> PreparedData:
     """Resolve, read, split, tokenise and cache `data`; returns memmaps and the tokenizer.
 
+    `tokenizer`: a kind ('char', 'bpe' with `vocab_size` and `bpe_pattern`, 'gpt2'), the path of
+    a saved tokenizer (`load_tokenizer`), or a tokenizer object (a pretrained model's).
     `val_data` (a file or folder) is the validation text as it is, instead of a share of `data`;
     `text_field` names the text of each line of a ``.jsonl`` file.
     The cache key is computed before any text is read (the files' bytes, the tokenizer kind and
     size or GPT-2's files, the split settings), so a second run only hashes the files and maps
     ``train.bin`` / ``val.bin``; the tokenizer comes back from ``tokenizer.json`` beside them.
     """
-    if tokenizer not in TOKENIZERS:
-        raise DataError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    ready = _ready_tokenizer(tokenizer)              # a saved or given tokenizer: nothing to build
     cache_dir = Path(cache_dir)
     src = resolve_sources(data, cache_dir, val_data)
     all_files = src.files + (src.val_files or [])
-    tok_id: tuple = (tokenizer, vocab_size if tokenizer == "bpe" else "")
-    if tokenizer == "gpt2":
+    if ready is not None:
+        tok_id: tuple = ("ready", _sha256(tokenizer_to_json(ready)))
+    elif tokenizer == "gpt2":
         tok_id = ("gpt2", _hash_files(gpt2_files(gpt2_dir, cache_dir)))
+    else:
+        tok_id = (tokenizer, (vocab_size, bpe_pattern) if tokenizer == "bpe" else "")
     key = _sha(CACHE_VERSION, _hash_files(all_files), len(src.files), *tok_id, split, val_fraction, seed,
                text_field)
     out = cache_dir / "tokens" / key
@@ -535,8 +608,8 @@ def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val
                 raise DataError(f"no validation text found in {[str(f) for f in src.val_files]}")
         else:
             train_docs, val_docs, mode = split_documents(docs, val_fraction, seed, split)
-        tok = build_tokenizer(tokenizer, train_docs, list(train_docs) + list(val_docs), vocab_size,
-                              gpt2_dir, cache_dir)
+        tok = ready or build_tokenizer(tokenizer, train_docs, list(train_docs) + list(val_docs), vocab_size,
+                                       gpt2_dir, cache_dir, bpe_pattern)
         out.mkdir(parents=True, exist_ok=True)
         meta_path.unlink(missing_ok=True)                # unfinished until meta.json is back
         train_ids = encode_documents(tok, train_docs)
@@ -545,7 +618,8 @@ def prepare_data(data: str, tokenizer: str = "char", vocab_size: int = 8000, val
         _write_bin(train_bin, train_ids)
         _write_bin(val_bin, val_ids)
         _write_text(tok_path, tok_json)
-        meta = {"data": data, "source": src.name, "tokenizer": tokenizer, "vocab_size": tok.vocab_size,
+        meta = {"data": data, "source": src.name, "tokenizer": getattr(tok, "kind", "bpe"),
+                "vocab_size": tok.vocab_size,
                 "split": mode, "val_fraction": val_fraction, "train_docs": len(train_docs),
                 "val_docs": len(val_docs), "train_tokens": int(train_ids.size), "val_tokens": int(val_ids.size),
                 "tokenizer_sha256": _sha256(tok_json)}

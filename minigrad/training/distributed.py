@@ -43,8 +43,11 @@ keeps the same data RNG, draws the *global* batch of N*B windows each micro-step
 its own rows [rank*B, (rank+1)*B) (`local_rows`). The ranks therefore see different data, the
 data RNG state is the same on every rank, and a checkpoint (written by rank 0) is rank-agnostic:
 it resumes on any number of ranks, continuing the same curve when batch_size * ranks is kept.
-Dropout masks differ per rank: ranks > 0 reseed minigrad's generator from its state and their
-rank (`seed_dropout_per_rank`), so rank 0 continues the checkpoint's stream exactly.
+Dropout masks differ per rank, and a resumed run must draw the very masks the uninterrupted run
+would have, on every rank. A rank's generator state is its own, and rank 0 writes the checkpoint
+alone; rather than gathering every rank's state into it, each rank reseeds minigrad's generator
+before every step from (seed, step, rank) alone (`seed_dropout_for_step`), so there is nothing
+per rank to save: a resume on as many ranks repeats the uninterrupted run bit for bit.
 
 What it deliberately does not do: sharded optimizer state (ZeRO/FSDP), tensor or pipeline
 parallelism, elastic membership changes (a lost rank ends the run; resume from the checkpoint).
@@ -161,19 +164,22 @@ class Distributed:
         total, count = local.tolist()
         return total / count
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when `flag` is True on at least one. Ctrl-C reaches the ranks at
-        different steps; deciding together keeps them stopping at the same one (a rank that left
-        the loop alone would leave the others waiting in the next all-reduce until the timeout)."""
+    def agree_on_stop(self, signum: int) -> int:
+        """The stop signal any rank received (this rank's `signum`, 0 for none), the same number on
+        every rank. Ctrl-C reaches the ranks at different steps, and SIGTERM may reach one rank
+        only; deciding together keeps them stopping at the same step (a rank that left the loop
+        alone would leave the others waiting in the next all-reduce until the timeout) and
+        exiting with the same code, 128 + the signal, also on ranks that got none. SIGTERM (15)
+        outranks Ctrl-C (2) when both arrive: the larger number wins."""
         if self.world_size == 1:
-            return bool(flag)
+            return int(signum)
         import torch
         import torch.distributed as dist
-        local = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64,
+        local = torch.tensor([float(signum)], dtype=torch.float64,
                              device="cuda" if self.backend == "nccl" else "cpu")
         with self._collective("agreeing on a stop request across ranks"):
             dist.all_reduce(local, op=dist.ReduceOp.MAX)
-        return bool(local.item())
+        return int(local.item())
 
     def broadcast_parameters(self, params: Iterable[Tensor]) -> None:
         """Give every rank rank 0's parameter values (in place)."""
@@ -210,12 +216,15 @@ class Distributed:
         if self.local_rank == 0:
             self.barrier("waiting for the other ranks after preparing the data")
 
-    def seed_dropout_per_rank(self) -> None:
-        """Ranks > 0 reseed minigrad's generator from (its current state, rank): each rank draws
-        its own dropout masks, and rank 0's stream (the one checkpoints save) is untouched."""
-        if self.rank > 0:
-            draw = int(minigrad.random.default_generator().integers(0, 2 ** 62))
-            minigrad.manual_seed([draw, self.rank])
+    def seed_dropout_for_step(self, seed: int, step: int) -> None:
+        """Before optimizer step `step`, on every rank of a job of several: seed minigrad's
+        generator (dropout's mask seeds) from (seed, step, rank). Each rank draws masks of its
+        own, and they depend on nothing a checkpoint would have to hold per rank, so a run
+        resumed at any step on as many ranks draws exactly the uninterrupted run's masks.
+        (A run resumed on another number of ranks trains on other row splits, so its masks
+        differ anyway.) A world of one keeps its single stream, which the checkpoint saves."""
+        if self.world_size > 1:
+            minigrad.manual_seed([seed, step, self.rank])
 
     def gradient_reducer(self, params: Iterable[Tensor], bucket_cap_bytes: int = BUCKET_CAP_BYTES
                          ) -> "GradientReducer":

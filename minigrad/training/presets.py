@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "valyrian": dict(
         tokenizer="bpe", vocab_size=500, n_layer=4, n_head=4, n_embd=128, block_size=64,
         dropout=0.2, batch_size=32, max_iters=3000, learning_rate=1e-3, min_lr=1e-4,
-        eval_interval=200),
+        eval_interval=200, patience=5),        # a small corpus overfits early: stop when val stalls
     # GPT-2 small (124M) for throughput work: nanoGPT's train_gpt2.py hyperparameters
     "gpt2-124m": dict(
         tokenizer="gpt2", n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=True,

@@ -43,12 +43,12 @@ import numpy as np
 from minigrad.models.gpt import GPT, GPTConfig
 from minigrad.models.hf_export import export_hf_gpt2, read_hf_gpt2
 from minigrad.serialization import read_metadata
-from minigrad.tokenizer import BPETokenizer, ModelFileError
-from minigrad.tokenizer.hf_json import (bpe_tokenizer_json, char_tokenizer_json, read_tokenizer_json,
-                                        write_tokenizer_files)
+from minigrad.tokenizer import BPETokenizer
+from minigrad.tokenizer.hf_json import bpe_tokenizer_json, char_tokenizer_json, write_tokenizer_files
 
 from .checkpoint import FORMAT, CheckpointError, check_model_config, load_checkpoint, model_state
-from .data import GPT2_PINS, GPT2_URLS, CharTokenizer, download, gpt2_files, tokenizer_from_json, tokenizer_to_json
+from .data import (GPT2_PINS, GPT2_URLS, CharTokenizer, download, gpt2_files, tokenizer_from_json,
+                   tokenizer_in_folder, tokenizer_to_json)
 
 PathLike = Union[str, "os.PathLike[str]"]
 HF_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -91,7 +91,12 @@ def load_pretrained(path: PathLike, *, which: str = "best", gpt2_dir: Optional[s
             raise FileNotFoundError(f"{label}: neither a Hugging Face GPT-2 folder (config.json + "
                                     "model.safetensors) nor a train.py out_dir (ckpt_best.safetensors "
                                     "or ckpt_last.safetensors)")
-        return read_checkpoint(p / f"ckpt_{which}.safetensors")
+        chosen = p / f"ckpt_{which}.safetensors"
+        if which == "best" and not chosen.is_file() and (p / "ckpt_last.safetensors").is_file():
+            print(f"note: {p} has no ckpt_best.safetensors (val loss never improved after step 0); "
+                  "using ckpt_last.safetensors")
+            chosen = p / "ckpt_last.safetensors"
+        return read_checkpoint(chosen)
     if not p.is_file():
         raise FileNotFoundError(f"{label}: no such file or folder (expected a Hugging Face GPT-2 "
                                 "folder, a minigrad checkpoint or a train.py out_dir)")
@@ -143,23 +148,9 @@ def folder_tokenizer(folder: PathLike, *, gpt2_dir: Optional[str] = None, cache_
     """(tokenizer, the file it came from) for a Hugging Face model folder, in the order of the
     module docstring; (None, None) when the folder has none and gpt2_fallback is False."""
     folder = Path(folder)
-    ours, hf_json = folder / "minigrad_tokenizer.json", folder / "tokenizer.json"
-    vocab, merges = folder / "vocab.json", folder / "merges.txt"
-    if ours.is_file():
-        try:
-            return tokenizer_from_json(ours.read_text(encoding="utf-8")), ours
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{ours}: not a minigrad tokenizer file ({type(err).__name__}: {err})") from None
-    if hf_json.is_file():
-        tok = read_tokenizer_json(hf_json)
-        if isinstance(tok, list):
-            return CharTokenizer(tok), hf_json
-        tok.kind = "bpe"
-        return tok, hf_json
-    if vocab.is_file() and merges.is_file():
-        tok = BPETokenizer.from_gpt2_files(vocab, merges)
-        tok.kind = "gpt2"
-        return tok, vocab.parent
+    tok, source = tokenizer_in_folder(folder)
+    if tok is not None:
+        return tok, source
     if gpt2_dir:
         vocab, merges = gpt2_files(gpt2_dir)
     elif gpt2_fallback:
@@ -178,22 +169,42 @@ def folder_tokenizer(folder: PathLike, *, gpt2_dir: Optional[str] = None, cache_
 
 def finetune_config(pre: Pretrained, settings: Mapping[str, Any], given: Iterable[str]) -> GPTConfig:
     """The model config a run that starts from `pre` trains: the pretrained config, with the
-    settings in FREE_WHEN_FINETUNING (dropout) taken from `settings` when named in `given`. Any
-    other model setting named in `given` (the settings typed on the command line) must equal
-    the pretrained model's, else a one-line ValueError names it."""
+    settings in FREE_WHEN_FINETUNING (dropout) taken from `settings` when named in `given`, and a
+    smaller block_size (the learned positions beyond it are dropped, as nanoGPT's
+    crop_block_size: fine-tuning GPT-2 with a shorter context). Any other model setting named in
+    `given` (the settings typed on the command line) must equal the pretrained model's, else a
+    one-line ValueError names it."""
     config = pre.config
     given = set(given)
     changes = {}
     for key, value in settings.items():
         if key not in given or not hasattr(config, key):
             continue
-        if key in FREE_WHEN_FINETUNING:
+        if key in FREE_WHEN_FINETUNING or (key == "block_size" and value <= config.block_size):
             changes[key] = value
         elif getattr(config, key) != value:
             raise ValueError(f"--{key}={value} conflicts with the pretrained model in {pre.source} "
                              f"({key}={getattr(config, key)!r}); leave --{key} out: the model's shape "
-                             "comes from its weights")
+                             "comes from its weights" + (" (a smaller block_size is allowed)"
+                                                         if key == "block_size" else ""))
     return dataclasses.replace(config, **changes) if changes else config
+
+
+def start_from(init_from: str, settings: Mapping[str, Any], given: Iterable[str], *, gpt2_dir: Optional[str],
+               cache_dir: PathLike, pad_vocab_multiple: int) -> tuple[GPTConfig, dict, Any]:
+    """train.py --init_from=PATH: (the model config to train, the weights to start from, the
+    tokenizer the data must be tokenised with), from a Hugging Face GPT-2 folder or a minigrad
+    checkpoint (`load_pretrained`), the config as `finetune_config` allows; a smaller block_size
+    keeps the first block_size rows of the learned position table."""
+    pre = load_pretrained(init_from, gpt2_dir=gpt2_dir, cache_dir=cache_dir, pad_vocab_multiple=pad_vocab_multiple,
+                          name=f"--init_from={init_from}", script="train.py")
+    config = finetune_config(pre, settings, given)
+    state = dict(pre.state_dict)
+    if "transformer.wpe.weight" in state:
+        state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:config.block_size]   # (T, C)
+    print(f"starting from {pre.source}: {config.n_layer} layers, {config.n_embd} dims, vocabulary "
+          f"{config.vocab_size}, context {config.block_size}")
+    return config, state, pre.tokenizer
 
 
 def export_pretrained(model: GPT, tok, folder: PathLike) -> Path:

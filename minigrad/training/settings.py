@@ -160,6 +160,10 @@ def one_of(*choices: str) -> Rule:
     return Rule(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
 TEXT = Rule(lambda v: isinstance(v, str), "text")
 FLAG = Rule(lambda v: isinstance(v, bool), "true or false")
 POSITIVE = int_at_least(1)
@@ -172,7 +176,12 @@ SEED = Rule(lambda v: _is_int(v) and 0 <= v < 2 ** 63, "an integer in [0, 2**63)
 # train.py's TrainConfig, field by field; a field without a rule here gets its type's rule
 # (`BY_TYPE`), so a new setting is at least type-checked.
 TRAIN_RULES: dict[str, Rule] = {
-    "out_dir": TEXT, "data": TEXT, "data_cache": TEXT, "tokenizer": one_of("char", "bpe", "gpt2"),
+    "out_dir": TEXT, "data": TEXT, "data_cache": TEXT,
+    "tokenizer": Rule(lambda v: isinstance(v, str) and (v in ("char", "bpe", "gpt2") or _exists(v)),
+                      "char, bpe, gpt2 or the path of a saved tokenizer"),
+    "bpe_pattern": one_of("gpt2", "gpt4"), "init_from": Rule(
+        lambda v: isinstance(v, str) and (v in ("scratch", "resume") or _exists(v)),
+        "scratch, resume or the path of a Hugging Face GPT-2 folder or a minigrad checkpoint"),
     # BPE: 256 byte tokens + <|endoftext|> at least; token ids are stored as uint16
     "vocab_size": Rule(lambda v: _is_int(v) and 257 <= v <= 65536, "an integer in [257, 65536]"),
     "gpt2_dir": TEXT, "val_fraction": real_in(0, 1, lo_open=True),
@@ -217,6 +226,7 @@ def validate_settings(cfg, rules: dict[str, Rule]) -> None:
         if rule is not None and not rule.ok(getattr(cfg, f.name)):
             bad.append(f"--{f.name} must be {rule.expected}, got {getattr(cfg, f.name)!r}")
     names = {f.name for f in dataclasses.fields(cfg)}
+
     if not bad and {"n_embd", "n_head"} <= names:
         if cfg.n_embd % cfg.n_head:
             bad.append(f"--n_embd ({cfg.n_embd}) must be a multiple of --n_head ({cfg.n_head})")
@@ -225,6 +235,16 @@ def validate_settings(cfg, rules: dict[str, Rule]) -> None:
                        f"{cfg.n_embd // cfg.n_head}")
     if bad:
         raise SettingsError("invalid setting" + ("s: " if len(bad) > 1 else ": ") + "; ".join(bad))
+
+
+def resume_or_init(cfg):
+    """`cfg` with resume set for nanoGPT's spelling of it (--init_from=resume); --resume together
+    with --init_from=PATH (a new run from pretrained weights) is a SettingsError. Checked on the
+    command line's settings only: a resumed fine-tuning run keeps its PATH in its saved config."""
+    if cfg.resume and cfg.init_from not in ("scratch", "resume"):
+        raise SettingsError(f"--init_from={cfg.init_from} starts a new run from pretrained weights and --resume "
+                            "continues one: give one of them")
+    return dataclasses.replace(cfg, resume=cfg.resume or cfg.init_from == "resume")
 
 
 def run_length(cfg, given: set, train_tokens: int, tokens_per_iter: int):

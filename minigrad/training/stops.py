@@ -130,11 +130,14 @@ def run(main: Callable[[], object], errors: tuple = (ValueError, OSError)) -> No
     130 with the resume command; Ctrl-C before the loop (or a second one) 130 without; a broken
     process group (a peer died or stalled: DistributedError) exits 1 with its message; the expected
     `errors` (bad settings, data, checkpoints, a diverged run) print one line and exit 1."""
-    from .distributed import DistributedError
+    from .distributed import DistributedError, torchrun_env
     try:
         main()
     except TrainingInterrupted as stop:
-        print(f"\n{stop}", file=sys.stderr)
+        env = torchrun_env()            # the rank that saved says so and how to resume, once per job
+        print(f"\n{stop}" if env is None or env[0] == 0 else
+              f"rank {env[0]}: stopped at step {stop.step} with the others (rank 0 saved the checkpoint)",
+              file=sys.stderr)
         _exit(stop.exit_code)
     except KeyboardInterrupt:
         print("\ninterrupted without saving (Ctrl-C before the training loop, or a second signal)",
