@@ -68,7 +68,8 @@ def load_model(cfg: SampleConfig, device: str, dtype: str) -> tuple[GPT, object]
     if cfg.hf:
         pre = load_pretrained(cfg.hf, gpt2_dir=cfg.gpt2_dir or None, name=f"--hf={cfg.hf}")
     else:
-        pre = read_checkpoint(Path(cfg.ckpt) if cfg.ckpt else Path(cfg.out_dir) / f"ckpt_{cfg.which}.safetensors")
+        pre = read_checkpoint(cfg.ckpt) if cfg.ckpt else load_pretrained(cfg.out_dir, which=cfg.which,
+                                                                         name=f"--out_dir={cfg.out_dir}")
     model = GPT(pre.config, device=device, dtype=dtype)
     model.load_state_dict(pre.state_dict)
     return model.eval(), pre.tokenizer
