@@ -39,19 +39,18 @@ from minigrad.optim import cosine_with_warmup
 from minigrad.training.checkpoint import (CheckpointError, check_model_config, check_same_tokenizer,
                                           finished_run, load_checkpoint, restore_training_state,
                                           resume_settings, save_training_state)
-from minigrad.training.data import (DataError, fixed_batches, get_batch, prepare_data, tokenizer_from_json,
-                                    tokenizer_to_json)
+from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
 from minigrad.training.distributed import is_main_rank, setup_distributed
-from minigrad.training.threads import use_threads
 from minigrad.training.loss_readback import DeferredLosses
 from minigrad.training.presets import PRESETS
 from minigrad.training.pretrained import start_from
 from minigrad.training.progress import ProgressBar
-from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, open_wandb, prepare_out_dir,
+from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, prepare_out_dir,
                                        release_run_folder)
 from minigrad.training.settings import (TRAIN_RULES, parse_config, resolve_device_dtype, resume_or_init,
                                        run_length, validate_settings)
 from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
+from minigrad.training.threads import use_threads
 
 try:                                    # the performance layer: optional, train.py runs without it
     import minigrad.fast as fast
@@ -154,15 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
 
     # ---- fine-tuning (--init_from=PATH): the model's shape, its weights and its tokenizer come from PATH
-    tokenizer, weights = cfg.tokenizer, None
-    if cfg.init_from not in ("scratch", "resume"):
-        if ckpt is None:
-            pcfg, weights, tokenizer = start_from(cfg.init_from, dataclasses.asdict(cfg), given,
-                                                  gpt2_dir=cfg.gpt2_dir or None, cache_dir=cfg.data_cache,
-                                                  pad_vocab_multiple=cfg.pad_vocab_multiple)
-            cfg = dataclasses.replace(cfg, **{k: getattr(pcfg, k) for k in MODEL_KEYS})
-        else:
-            tokenizer = tokenizer_from_json(ckpt.field("tokenizer", str))    # resumed: the one it trains with
+    cfg, weights, tokenizer = start_from(cfg, given, ckpt, MODEL_KEYS)   # else (cfg, None, cfg.tokenizer)
 
     # ---- data: text -> documents -> train/val split -> tokenizer -> cached uint16 memmaps
     with ddp.local_rank0_first():       # one process per machine tokenises; the others read its cache
@@ -212,8 +203,6 @@ def main(argv: list[str] | None = None) -> dict:
     tokens_per_iter = B * T * accum                  # all ranks together
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
-    wandb = open_wandb(cfg.wandb_project, out_dir.name, dataclasses.asdict(cfg)) \
-        if cfg.wandb_log and ddp.is_main else None
 
     def train_step(xs, ys) -> list:
         """One optimizer step over the micro-batches xs[i], ys[i] (B, T); returns their losses."""
@@ -253,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
     bar = ProgressBar(cfg.max_iters, cfg.progress and sys.stderr.isatty() and ddp.is_main, cfg.log_interval,
                       tokens_per_iter)
     start_iter, stopped_early = iter_num, False
-    run_log = RunLog(out_dir, cfg.plot, writer=ddp.is_main)     # log.jsonl/csv, steps.csv, loss.png
+    run_log = RunLog(out_dir, cfg.plot, ddp.is_main, cfg.wandb_log and cfg.wandb_project,   # log.jsonl/csv,
+                     dataclasses.asdict(cfg))                    # steps.csv, loss.png (and wandb)
     guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
     # a loss read makes the host wait for the GPU: read them every log_interval steps (and before
     # every checkpoint), not every step; on the CPU (or a graph's one output) every step
@@ -276,8 +266,6 @@ def main(argv: list[str] | None = None) -> dict:
                    "val_ppl": math.exp(min(ev["val"], 50.0)), "train_ppl": math.exp(min(ev["train"], 50.0)),
                    "lr": lr, "tokens_per_s": tps, "tokens": iter_num * tokens_per_iter, "time": time.time()}
             evals.append(row)
-            if wandb is not None:
-                wandb.log(row, step=iter_num)
             improved = ev["val"] < best_val
             if improved:
                 best_val, bad_evals = ev["val"], 0
@@ -326,8 +314,6 @@ def main(argv: list[str] | None = None) -> dict:
     read_losses()                       # an early stop leaves none pending; this is the safety net
     guard.close()
     run_log.close(losses)               # the steps since the last eval, and loss.png once more
-    if wandb is not None:
-        wandb.finish()
     ddp.close()
     release_run_folder(out_dir)
     final = evals[-1] if evals else {}

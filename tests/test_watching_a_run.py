@@ -219,3 +219,18 @@ def test_threads_setting_steers_the_blas_library(tmp_path):
             _run(tmp_path, "--threads=x", "--overwrite=true")
     finally:
         T.set_blas_threads(before)
+
+
+def test_wandb_gets_every_eval_row_and_is_finished(tmp_path, monkeypatch):
+    import sys
+    import types
+    calls = []
+    fake = types.SimpleNamespace(init=lambda **kw: calls.append(("init", kw["project"], kw["name"])),
+                                 log=lambda row, step: calls.append(("log", step, row["val_loss"])),
+                                 finish=lambda: calls.append(("finish",)))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    s = _run(tmp_path, "--max_iters=4", "--eval_interval=2", "--wandb_log=true", "--wandb_project=p")
+    assert calls == [("init", "p", "out")] + [("log", r["step"], r["val_loss"]) for r in s["evals"]] + [("finish",)]
+    calls.clear()
+    _run(tmp_path, "--max_iters=2", "--eval_interval=2", "--overwrite=true")       # off by default
+    assert calls == []

@@ -190,21 +190,27 @@ def finetune_config(pre: Pretrained, settings: Mapping[str, Any], given: Iterabl
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def start_from(init_from: str, settings: Mapping[str, Any], given: Iterable[str], *, gpt2_dir: Optional[str],
-               cache_dir: PathLike, pad_vocab_multiple: int) -> tuple[GPTConfig, dict, Any]:
-    """train.py --init_from=PATH: (the model config to train, the weights to start from, the
-    tokenizer the data must be tokenised with), from a Hugging Face GPT-2 folder or a minigrad
-    checkpoint (`load_pretrained`), the config as `finetune_config` allows; a smaller block_size
-    keeps the first block_size rows of the learned position table."""
-    pre = load_pretrained(init_from, gpt2_dir=gpt2_dir, cache_dir=cache_dir, pad_vocab_multiple=pad_vocab_multiple,
-                          name=f"--init_from={init_from}", script="train.py")
-    config = finetune_config(pre, settings, given)
+def start_from(cfg, given: Iterable[str], ckpt, model_keys: Iterable[str]):
+    """train.py's starting point: (cfg, the weights to load or None, the tokenizer setting for
+    prepare_data). With --init_from=PATH (a Hugging Face GPT-2 folder or a minigrad checkpoint,
+    read by `load_pretrained`) a new run takes the model settings from PATH (as `finetune_config`
+    allows: dropout, a smaller block_size, whose learned position rows beyond it are dropped),
+    its weights and its tokenizer; a resumed one (`ckpt`) keeps the tokenizer its checkpoint
+    holds. Otherwise nothing changes: (cfg, None, cfg.tokenizer)."""
+    if cfg.init_from in ("scratch", "resume"):
+        return cfg, None, cfg.tokenizer
+    if ckpt is not None:
+        return cfg, None, tokenizer_from_json(ckpt.field("tokenizer", str))
+    pre = load_pretrained(cfg.init_from, gpt2_dir=cfg.gpt2_dir or None, cache_dir=cfg.data_cache,
+                          pad_vocab_multiple=cfg.pad_vocab_multiple, name=f"--init_from={cfg.init_from}",
+                          script="train.py")
+    config = finetune_config(pre, dataclasses.asdict(cfg), given)
     state = dict(pre.state_dict)
     if "transformer.wpe.weight" in state:
         state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:config.block_size]   # (T, C)
     print(f"starting from {pre.source}: {config.n_layer} layers, {config.n_embd} dims, vocabulary "
           f"{config.vocab_size}, context {config.block_size}")
-    return config, state, pre.tokenizer
+    return dataclasses.replace(cfg, **{k: getattr(config, k) for k in model_keys}), state, pre.tokenizer
 
 
 def export_pretrained(model: GPT, tok, folder: PathLike) -> Path:

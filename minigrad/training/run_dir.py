@@ -219,13 +219,16 @@ def read_step_losses(out_dir: "str | os.PathLike[str]") -> dict[int, float]:
 
 class RunLog:
     """What a run leaves for the people watching it, kept current as it goes: after every eval a
-    row in log.jsonl / log.csv, each step's training loss since the last eval in steps.csv, and
-    loss.png redrawn; `close` (the end of a run, or Ctrl-C) writes the steps since the last eval
-    and draws once more. Only the `writer` (rank 0 under torchrun) writes."""
+    row in log.jsonl / log.csv (and Weights & Biases with `wandb_project`), each step's training
+    loss since the last eval in steps.csv, and loss.png redrawn; `close` (the end of a run, or
+    Ctrl-C) writes the steps since the last eval and draws once more. Only the `writer` (rank 0
+    under torchrun) writes."""
 
-    def __init__(self, out_dir: Path, plot: bool, writer: bool = True):
+    def __init__(self, out_dir: Path, plot: bool, writer: bool = True, wandb_project: Optional[str] = None,
+                 config: Optional[dict] = None):
         self.out_dir, self.plot, self.writer = out_dir, plot, writer
         self.written = -1                           # the newest step already in steps.csv
+        self.wandb = open_wandb(wandb_project, out_dir.name, config or {}) if writer and wandb_project else None
 
     def _new_steps(self, losses: dict) -> dict:
         new = {s: v for s, v in losses.items() if s > self.written}
@@ -233,12 +236,17 @@ class RunLog:
         return new
 
     def eval(self, row: dict, losses: dict) -> None:
+        if self.wandb is not None:
+            self.wandb.log(row, step=row["step"])
         if self.writer:
             append_logs(self.out_dir, row, self._new_steps(losses))
             if self.plot:
                 plot_losses(self.out_dir)
 
     def close(self, losses: dict) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
         if self.writer:
             _append_steps(self.out_dir, self._new_steps(losses))
             if self.plot:
