@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import train
 from minigrad.training.checkpoint import CheckpointError, load_checkpoint
 from minigrad.training.run_dir import read_log
 from minigrad.training.settings import SettingsError
-from test_train_faults import REPO, TINY, tiny_text
+from test_train_faults import TINY, signal_a_training_run, tiny_text
 
 
 def _run(tmp_path: Path, *extra: str, out: str = "out") -> dict:
@@ -69,25 +68,12 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
 
 
 def test_sigterm_saves_the_current_step_and_exits_143(tmp_path):
-    text = tiny_text(tmp_path)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    cmd = [sys.executable, "-u", "train.py", f"--data={text}", f"--out_dir={out}", f"--data_cache={cache}",
-           *TINY, "--max_iters=100000", "--eval_interval=100000", "--log_interval=1"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 60
-        for line in proc.stdout:                       # wait until training steps are running
-            if line.startswith("iter 3:") or time.time() > deadline:
-                break
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    code, err = signal_a_training_run(tmp_path, signal.SIGTERM)
+    assert code == 143, err
     assert "Traceback" not in err and "SIGTERM: finishing this step" in err
     m = re.search(r"SIGTERM: saved (\S+) at step (\d+); resume with:\n\s+python train.py", err)
     assert m, err
-    assert load_checkpoint(out / "ckpt_last.safetensors").meta["iter_num"] == int(m.group(2)) >= 3
+    assert load_checkpoint(tmp_path / "out" / "ckpt_last.safetensors").meta["iter_num"] == int(m.group(2)) >= 3
 
 
 def test_resume_with_another_seed_is_refused(tmp_path):

@@ -54,22 +54,30 @@ def resave(path: Path, **changes) -> None:
 # Ctrl-C
 
 
-def test_ctrl_c_saves_the_current_step_exits_130_and_the_printed_command_resumes(tmp_path):
+def signal_a_training_run(tmp_path, signum: int) -> tuple[int, str]:
+    """Start `python train.py` on the tiny text (out/ and cache/ under tmp_path), send it `signum`
+    once iteration 3 is logged; returns (exit code, stderr)."""
     text = tiny_text(tmp_path)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    cmd = [sys.executable, "-u", "train.py", f"--data={text}", f"--out_dir={out}", f"--data_cache={cache}",
-           *TINY, "--max_iters=100000", "--eval_interval=100000", "--log_interval=1"]
+    cmd = [sys.executable, "-u", "train.py", f"--data={text}", f"--out_dir={tmp_path / 'out'}",
+           f"--data_cache={tmp_path / 'cache'}", *TINY, "--max_iters=100000", "--eval_interval=100000",
+           "--log_interval=1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
         for line in proc.stdout:                       # wait until training steps are running
             if line.startswith("iter 3:") or time.time() > deadline:
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_saves_the_current_step_exits_130_and_the_printed_command_resumes(tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code, err = signal_a_training_run(tmp_path, signal.SIGINT)
+    assert code == 130, err
     assert "Traceback" not in err
     m = re.search(r"saved (\S+) at step (\d+); resume with:\n\s+(python train.py .*)", err)
     assert m, err
