@@ -45,10 +45,14 @@ def _ms_per_step(threads: int, steps: int, data: str, cache: str) -> float:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"train.py failed: {r.stderr[-2000:]}")
-    # "iter N: ... | 62 ms/iter | ..." is the mean since the last eval; take per-interval means
-    means = [(int(n), float(ms)) for n, ms in re.findall(r"^iter (\d+): .*\| (\d+) ms/iter", r.stdout, re.MULTILINE)]
-    per_interval = [(n2 * m2 - n1 * m1) / (n2 - n1) for (n1, m1), (n2, m2) in zip(means, means[1:])]
-    return statistics.median(per_interval)
+    return statistics.median(interval_ms(r.stdout))
+
+
+def interval_ms(stdout: str) -> list[float]:
+    """ms per step within each logging interval after the first, from train.py's progress lines
+    ("iter N: ... | 62 ms/iter | ...", each the mean since the last eval, which is at step 0 only)."""
+    means = [(int(n), float(ms)) for n, ms in re.findall(r"^iter (\d+): .*\| (\d+) ms/iter", stdout, re.MULTILINE)]
+    return [(n2 * m2 - n1 * m1) / (n2 - n1) for (n1, m1), (n2, m2) in zip(means, means[1:])]
 
 
 def main(argv=None) -> int:
