@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
 import pytest
 
+from minigrad.serialization import read_metadata
 from minigrad.training.checkpoint import (Checkpoint, CheckpointError, check_shapes, load_checkpoint,
                                save_checkpoint)
 
@@ -93,7 +95,7 @@ def test_missing_file_version_and_metadata(tmp_path):
         load_checkpoint(path)
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = raw[8:8 + n].replace(b'"version":"1"', b'"version":"9"')
+    header = raw[8:8 + n].replace(b'"version":"2"', b'"version":"9"')
     path.write_bytes(raw[:8] + header + raw[8 + n:])
     with pytest.raises(CheckpointError, match="version '9'"):
         load_checkpoint(path)
@@ -139,3 +141,29 @@ def test_a_tied_entry_naming_a_missing_tensor_is_a_checkpoint_error(tmp_path):
     path = save_checkpoint(tmp_path / "ck.safetensors", _tensors(), {**META, "tied": {"lm_head.weight": "nope"}})
     with pytest.raises(CheckpointError, match=r"ck.safetensors: metadata field 'tied' is incomplete or malformed"):
         model_state(load_checkpoint(path))
+
+
+def test_a_version_1_checkpoint_with_both_tied_names_still_resumes_and_samples(tmp_path, monkeypatch):
+    """Version 1 files stored lm_head.weight beside transformer.wte.weight, had no 'tied' entry and
+    kept the optimizer state in ckpt_best too: they load, resume and sample as before."""
+    import sample
+    import train
+    from minigrad.training import checkpoint as C
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(400)), encoding="utf-8")
+    args = [f"--data={text}", f"--out_dir={tmp_path / 'out'}", f"--data_cache={tmp_path / 'c'}", "--n_layer=1",
+            "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--eval_interval=2",
+            "--eval_iters=1", "--sample_tokens=0", "--plot=false", "--progress=false"]
+    train.main([*args, "--max_iters=2"])
+    for name in ("ckpt_last.safetensors", "ckpt_best.safetensors"):           # rewrite both as version 1
+        ck = load_checkpoint(tmp_path / "out" / name)
+        tensors = dict(ck.tensors, **{"model.lm_head.weight": ck.tensors["model.transformer.wte.weight"]})
+        meta = {k: v for k, v in ck.meta.items() if k != "tied"}
+        monkeypatch.setattr(C, "VERSION", 1)
+        save_checkpoint(tmp_path / "out" / name, tensors, meta)
+        monkeypatch.setattr(C, "VERSION", 2)
+        assert read_metadata(tmp_path / "out" / name)["version"] == "1"
+    assert sample.main([f"--ckpt={tmp_path / 'out' / 'ckpt_last.safetensors'}", "--max_new_tokens=5",
+                        "--device=cpu", "--stream=false"], out=open(os.devnull, "w"))
+    s = train.main([f"--out_dir={tmp_path / 'out'}", f"--data_cache={tmp_path / 'c'}", "--resume", "--max_iters=4"])
+    assert s["iters"] == 4 and read_metadata(tmp_path / "out" / "ckpt_last.safetensors")["version"] == "2"

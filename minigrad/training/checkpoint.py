@@ -48,7 +48,8 @@ import minigrad
 from minigrad.serialization import SafetensorsError, load_numpy_file, read_metadata, save_file
 
 FORMAT = "minigrad-checkpoint"
-VERSION = 1
+VERSION = 2          # 2: a tied weight stored once ('tied' metadata); ckpt_best without optimizer state
+READABLE_VERSIONS = (1, 2)   # version 1 files (every tensor under each name) still load
 REQUIRED_META = ("train_config", "model_config", "tokenizer", "iter_num")
 _RESERVED = ("format", "version", "checksum", "meta_checksum")
 
@@ -142,8 +143,9 @@ def load_checkpoint(path: "str | os.PathLike[str]", required: tuple = REQUIRED_M
             raise fail(f"not a minigrad training checkpoint (metadata format={md.get('format')!r}, "
                        f"expected {FORMAT!r}); a Hugging Face GPT-2 export is read with "
                        "sample.py --hf=FILE instead")
-        if md.get("version") != str(VERSION):
-            raise fail(f"checkpoint format version {md.get('version')!r}; this code reads version {VERSION}")
+        if md.get("version") not in [str(v) for v in READABLE_VERSIONS]:
+            raise fail(f"checkpoint format version {md.get('version')!r}; this code reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))} (a newer minigrad wrote it?)")
         tensors = load_numpy_file(path)
     except (SafetensorsError, OSError) as err:
         msg = str(err).replace(f"{path}: ", "")
