@@ -33,7 +33,7 @@ test: $(STAMP_TEST)
 	$(PY) -m pytest -q
 
 train: $(STAMP_TRAIN)
-	$(PY) train.py $(if $(DATA),--data=$(DATA),) $(ARGS)
+	$(PY) train.py $(if $(DATA),--data="$(DATA)",) $(ARGS)
 
 bench: $(STAMP_TEST)
 	$(PY) -m benchmarks.run_all
