@@ -23,7 +23,9 @@ Reported, after `--warmup` steps (compilation and autotuning happen there):
   - kernel launches per step (counted in the stub launcher; must be equal in every step),
     by phase and kernel, and host us per launch = ms/step / launches, with the launches that
     exist only because storage is host memory (to_numpy/from_numpy copies) counted apart;
-    device syncs (to_numpy) and uploads (from_numpy) per step; torch.zeros calls (on a GPU
+    device syncs (to_numpy, .item(), .tolist(), and each blocking upload: Backend.from_numpy is
+    a copy from pageable memory, which waits for the stream on a GPU) and uploads per step
+    (blocking, and FastOps.upload_ids's pinned non-blocking ones); torch.zeros calls (on a GPU
     each is also a torch fill kernel, not counted as a launch);
   - from `--timed_steps` separate steps with plain timers around them: Triton's launch entry
     points (JITFunction.run by kernel, Autotuner.run, Heuristics.run) and torch.empty & co;
@@ -100,19 +102,29 @@ def _prepare(case: str, tiny: bool, autotune: bool = True, fast: bool = True):
     syncs = collections.Counter()
     backend_cls = triton_backend.TritonBackend
 
+    inside = []                      # open transfer calls: one counts once, not its inner ones
+
     def transfer(name, method):
         """Count calls, and the launches inside them: with host storage, the backend copies with
         a kernel where a GPU does a plain host<->device transfer (contiguous int64/fp32 data)."""
         def wrapper(self, *args, **kwargs):
             n = gpu.launches
+            inside.append(name)
             try:
                 return method(self, *args, **kwargs)
             finally:
-                syncs[name] += 1
-                syncs["host-storage launches"] += gpu.launches - n
+                inside.pop()
+                if not inside:
+                    syncs[name] += 1
+                    syncs["host-storage launches"] += gpu.launches - n
         return wrapper
-    backend_cls.to_numpy = transfer("to_numpy", backend_cls.to_numpy)      # .cpu() on a GPU: a sync
+    # .cpu() on a GPU: a sync. from_numpy is host.to(device) from pageable memory, which torch
+    # makes wait for the stream (a sync too); FastOps.upload_ids goes through pinned memory and a
+    # non-blocking copy on a GPU (on the stub it falls back to from_numpy, counted as itself)
+    from minigrad.fast.triton_ops import TritonFastOps
+    backend_cls.to_numpy = transfer("to_numpy", backend_cls.to_numpy)
     backend_cls.from_numpy = transfer("from_numpy", backend_cls.from_numpy)
+    TritonFastOps.upload_ids = transfer("upload_ids", TritonFastOps.upload_ids)
 
     original_range = tensor_shape.value_range
 
@@ -250,8 +262,10 @@ def time_steps(s: dict, gpu, steps: int) -> dict:
     n = last["launches"]
     return {"ms": ms, "step_ms": totals, "launches": [c["launches"] for c in counts],
             "launches_per_step": n, "us_per_launch": 1000 * ms["median"] / max(1, n),
-            "syncs_per_step": last["to_numpy"] + last["torch.item"] + last["torch.tolist"],
-            "uploads_per_step": last["from_numpy"],
+            "syncs_per_step": last["to_numpy"] + last["torch.item"] + last["torch.tolist"] + last["from_numpy"],
+            "uploads_per_step": last["from_numpy"] + last["upload_ids"],
+            "blocking_uploads_per_step": last["from_numpy"],
+            "nonblocking_uploads_per_step": last["upload_ids"],
             "torch_zeros_per_step": last["torch.zeros"],
             "host_storage_launches_per_step": last["host-storage launches"],
             "phases": {p: {"ms": float(np.median(phase_ms[p])), "launches": phase_n[p][-1]} for p in PHASES},
@@ -498,9 +512,11 @@ def report(r: dict) -> str:
              f"{sorted(set(t['launches']))}); {t['us_per_launch']:.1f} us of host time per launch",
              f"  of which {t['host_storage_launches_per_step']} only because storage is host memory "
              "(copies in to_numpy/from_numpy that a GPU does as plain transfers)",
-             f"device syncs per step (to_numpy, .item(), .tolist()): {t['syncs_per_step']}; host->device uploads "
-             f"(from_numpy): {t['uploads_per_step']}; torch.zeros: {t['torch_zeros_per_step']} (on a GPU "
-             "each is also a torch fill kernel, not counted above)",
+             f"device syncs per step (to_numpy, .item(), .tolist(), blocking from_numpy uploads): "
+             f"{t['syncs_per_step']}; host->device uploads: {t['uploads_per_step']} (blocking from_numpy "
+             f"{t['blocking_uploads_per_step']}, pinned non-blocking upload_ids {t['nonblocking_uploads_per_step']}); "
+             f"torch.zeros: {t['torch_zeros_per_step']} (on a GPU each is also a torch fill kernel, not "
+             "counted above)",
              f"Python GC during the {ms['n']} steps: {pauses or 'none'} (a gen2 pause is the slow outlier "
              "step; gc.freeze() after warmup avoids it)"]
     def kernels(phase):
@@ -572,6 +588,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     os.environ["TRITON_INTERPRET"] = "0"                       # before any kernel is decorated
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")     # Triton's default; silences 3.9's note
+    os.environ["MINIGRAD_AUTOTUNE_CACHE"] = "off"              # the stub's "timings" are constants
     sys.path.insert(0, str(REPO))
     try:
         import torch

@@ -23,6 +23,7 @@ from minigrad import Tensor, nn
 from minigrad.models import gpt
 
 from . import functional as FF
+from .ops import fast_ops
 
 
 class FusedLinear(nn.Linear):
@@ -77,11 +78,13 @@ class FastGPT(gpt.GPT):
     def forward(self, idx, targets=None, ignore_index: int = -100, last_only: bool = False,
                 kv_cache=None, return_logits: bool = True):
         """GPT.forward. A training step (targets given, return_logits=False, no cache) checks its
-        ids on the host, runs the transformer, and computes the loss and its gradient in one pass
-        over the lm_head output, overwriting it (FF.cross_entropy_in_place): no copy of a sliced
-        vocabulary, no softmax buffer, no second pass in backward."""
+        ids on the host, uploads host idx and targets together without waiting for the GPU, runs
+        the transformer, and computes the loss and its gradient in one pass over the lm_head
+        output, overwriting it (FF.cross_entropy_in_place): no copy of a sliced vocabulary, no
+        softmax buffer, no second pass in backward."""
         if targets is None or return_logits or kv_cache is not None:
             return super().forward(idx, targets, ignore_index, last_only, kv_cache, return_logits)
+        idx, targets = self._upload_batch(idx, targets)
         idx = self._check_idx(idx, max_len=self.config.block_size)
         B, T = idx.shape
         if not isinstance(targets, Tensor):
@@ -93,6 +96,22 @@ class FastGPT(gpt.GPT):
         logits = self.lm_head(x).reshape(B * T, self.config.padded_vocab_size)
         loss = FF.cross_entropy_in_place(logits, flat, self.config.vocab_size, ignore_index)
         return None, loss
+
+    def _upload_batch(self, idx, targets):
+        """Host batches (train.py's NumPy idx and targets, integer (B, T) each) as two views of
+        one device array, uploaded together without making the host wait for the GPU (FastOps.
+        upload_ids: pinned memory, a non-blocking copy) and carrying their host-checked ranges.
+        Anything else comes back as it is, for the checks that say what is wrong with it."""
+        if isinstance(idx, Tensor) or isinstance(targets, Tensor):
+            return idx, targets
+        x, y = np.asarray(idx), np.asarray(targets)
+        if x.ndim != 2 or x.shape != y.shape or x.size == 0 or x.dtype.kind not in "iu" \
+                or y.dtype.kind not in "iu":
+            return idx, targets
+        backend = self.transformer.wte.weight.backend
+        both = Tensor._wrap(fast_ops(backend).upload_ids(np.stack([x, y])), backend)   # (2, B, T)
+        return (FF.with_known_range(both[0], int(x.min()), int(x.max())),
+                FF.with_known_range(both[1], int(y.min()), int(y.max())))
 
     def _check_idx(self, idx, what: str = "idx", max_len: Optional[int] = None) -> Tensor:
         """GPT._check_idx, except that a Tensor carrying a range checked on the host (FF.host_ids,

@@ -213,6 +213,28 @@ class FastOps:
             out.append(b.binary("mul", x, c))
         return total, out
 
+    def clip_by_total_norm_(self, xs: Sequence[Array], max_norm: float) -> Array:
+        """clip_by_total_norm, the scaled values written back into xs (which must not overlap):
+        the CUDA-graph step clips its fixed gradient buffers, whose addresses never change.
+        Returns the norm."""
+        total, scaled = self.clip_by_total_norm(xs, max_norm)
+        for x, y in zip(xs, scaled):
+            self.b.copy_(x, y)
+        return total
+
+    # ------------------------------------------------------------------ gradients and uploads
+    def add_(self, dst: Array, src: Array) -> None:
+        """dst += src in place (same shape and dtype): accumulating a gradient into a fixed
+        buffer (fast/cuda_graph.py's StaticGrads)."""
+        self.b.copy_(dst, self.b.binary("add", dst, src))
+
+    def upload_ids(self, host: np.ndarray) -> Array:
+        """Host token ids (any int array) as an int64 device array. On a GPU through pinned
+        staging memory and a non-blocking copy: the host goes on queueing work instead of waiting
+        for the GPU to drain its queue (Backend.from_numpy of pageable memory is a synchronous
+        copy). The caller may reuse `host` at once."""
+        return self.b.from_numpy(np.ascontiguousarray(host, dtype=np.int64), "int64")
+
     # ------------------------------------------------------------------ CUDA graphs
     def cuda_graph_check(self) -> None:
         """Raise (NotImplementedError or RuntimeError, saying why) unless cuda_graph() works here."""

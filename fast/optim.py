@@ -4,7 +4,8 @@ The readable AdamW (minigrad/optim/adamw.py) updates one parameter at a time wit
 arithmetic: ~10 launches per parameter on the GPU, ~1500 for GPT-2 124M. `MultiTensorAdamW` does
 the same update for every parameter of a group in one launch (kernels/adamw.py walks a table of
 pointers), and `clip_grad_norm_` clips every gradient in three (a multi-tensor sum of squares, the
-norm and coefficient, a multi-tensor scaled copy).
+norm and coefficient, a multi-tensor scaled copy, or an in-place scaling of the CUDA-graph step's
+fixed gradient buffers).
 
 The step's scalars (lr, bias corrections) live in a small device array, written by
 `prepare_step` before `apply_step` launches the updates: apply_step's launches are then identical
@@ -113,6 +114,10 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     if any(p.grad.device != device for p in live):
         return _readable_clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite)  # says why
     b = live[0].grad.backend
+    if all(getattr(p.grad, "_static_grad", False) for p in live):
+        # the CUDA-graph step's fixed gradient buffers (fast/cuda_graph.py StaticGrads): scaled
+        # in place, so the buffers (and AdamW's pointer tables over them) never move
+        return Tensor._wrap(fast_ops(b).clip_by_total_norm_([p.grad.data for p in live], float(max_norm)), b)
     total, scaled = fast_ops(b).clip_by_total_norm([p.grad.data for p in live], float(max_norm))
     for p, g in zip(live, scaled):
         p.grad = Tensor._wrap(g, b)

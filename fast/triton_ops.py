@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from minigrad.kernels import adamw as _adamw
@@ -21,6 +22,7 @@ from minigrad.kernels import attention as _attention
 from minigrad.kernels import copy as _copy
 from minigrad.kernels import cross_entropy as _ce
 from minigrad.kernels import dropout as _dropout
+from minigrad.kernels import elementwise as _ew
 from minigrad.kernels import matmul_auto as _mm
 from minigrad.kernels import multi_tensor as _multi
 
@@ -121,6 +123,26 @@ class TritonFastOps(FastOps):
         total, _, out = _multi.clip_by_total_norm([self._contig(x) for x in xs], max_norm)
         return total, out
 
+    def clip_by_total_norm_(self, xs, max_norm):
+        total, _, _ = _multi.clip_by_total_norm(list(xs), max_norm, in_place=True)
+        return total
+
+    # ------------------------------------------------------------------ gradients and uploads
+    def add_(self, dst, src):
+        _ew.add_(dst, src)
+
+    def upload_ids(self, host):
+        host = np.ascontiguousarray(host, dtype=np.int64)
+        device = self.b.storage_device
+        if device.type != "cuda":               # the interpreter: storage is host memory already
+            return self.b.from_numpy(host, "int64")
+        # Pinned staging from torch's caching host allocator: a block is handed out again only
+        # once the copies that read it have run (torch records an event on the stream for each
+        # non-blocking copy), so a new host batch never overwrites one still in flight.
+        staging = torch.empty(host.shape, dtype=torch.int64, pin_memory=True)
+        np.copyto(staging.numpy(), host)
+        return staging.to(device, non_blocking=True)
+
     # ------------------------------------------------------------------ CUDA graphs
     def cuda_graph_check(self):
         if self.b.storage_device.type != "cuda":
@@ -144,8 +166,14 @@ class _CudaGraph:
 
     def capture(self, fn):
         torch.cuda.synchronize()                  # warm-up work must be done before capturing
-        with torch.cuda.graph(self.graph):
-            out = fn()
+        stream = torch.cuda.current_stream()
+        try:
+            with torch.cuda.graph(self.graph):
+                out = fn()
+        finally:
+            # torch.cuda.graph leaves its side stream current when capture_end raises (a failed
+            # capture): everything after would run on it, unordered with the default stream
+            torch.cuda.set_stream(stream)
         # the multi-tensor kernels read pointer tables: keep every one alive as long as the graph
         self.keep = _multi.live_tables()
         return out

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value, cdiv
+from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value, cdiv, interpreting
 from .multi_tensor import pointer_table
 
 BLOCK = 1024
@@ -252,9 +252,10 @@ def adamw_step_multi_dev_(params: Sequence[torch.Tensor], grads: Sequence[torch.
     is None or a list with None entries for parameters without master weights. The pointer
     tables are cached by address (kernels/multi_tensor.py), so repeated calls on the same
     tensors upload nothing. `multi_chunk` (a multiple of BLOCK) overrides the elements per
-    program (tests)."""
+    program (tests); by default MULTI_CHUNK, one BLOCK in the interpreter (whose programs loop in
+    Python)."""
     masters = [None] * len(params) if masters is None else masters
-    chunk = multi_chunk if multi_chunk is not None else MULTI_CHUNK
+    chunk = multi_chunk if multi_chunk is not None else (BLOCK if interpreting() else MULTI_CHUNK)
     _check_multi(params, grads, exp_avgs, exp_avg_sqs, hyper, masters, chunk)
     for (p_dtype, g_dtype, s_dtype, has_master, device), members in _groups(params, grads, exp_avgs,
                                                                             masters).items():

@@ -68,9 +68,18 @@ live registers in the loops (the dk/dv kernel already holds two accumulators). O
 is what makes the mask equal kernels/dropout.py's; FlashAttention's 4 numbers per Philox call
 (tl.randint4x) would cost a quarter but give a different mask. Its GPU cost is not measured here.
 
-Precision: float32, bfloat16 and float16 inputs, float32 accumulation and softmax statistics;
-tl.dot on float32 inputs uses TF32 on the GPU (tl.dot's default). float64 is not supported
-(clear error; the NumPy backend is the float64 path).
+Precision: float32, bfloat16 and float16 inputs, float32 accumulation and softmax statistics.
+float32 inputs multiply in IEEE float32 by default (tests hold o, lse and the gradients to ~1e-4
+of a float64 reference); `ALLOW_TF32 = True` or MINIGRAD_TF32=1 switches the five products to TF32
+tensor cores (~1e-3 relative per product: tests allow (2e-2, 1e-2)). 16-bit inputs multiply in
+their own precision (bf16 (6e-2, 3e-2), fp16 (1e-2, 1e-2) against float64). float64 is not
+supported (clear error; the NumPy backend is the float64 path).
+
+Autotuning (GPU, AUTOTUNE on, MINIGRAD_AUTOTUNE not 0): the block sizes are timed once per
+(T, S) bucket, each rounded up to a power of two, with the head dim and the constexpr switches
+(`_tune_key`), not per exact length: decoding with a KV cache grows S by one every token, and a
+key holding S (or the cache's strides) re-ran the autotuner at every step, seconds each on a
+GPU. Queries of at most SHORT_QUERY rows (decoding) use a fixed config and never autotune.
 
 Limits: head dim D <= 256 (<= 128 recommended: larger tiles spill registers); B * H <= 65535
 (grid axis 1); head dims that are not a power of two load with element masks, which stops
@@ -92,9 +101,12 @@ import triton.language as tl
 from .attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
 from .attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
 from .dropout import check_seed_offset, philox_key
-from .helpers import INT32_LIMIT, _cast_value, cdiv, interpreting, launch_tuned, next_power_of_2
+from .helpers import (INT32_LIMIT, _cast_value, autotune_enabled, cdiv, fp32_dot_precision, interpreting,
+                      launch_tuned, next_power_of_2)
 
-AUTOTUNE = True            # on the GPU pick block sizes by timing; the interpreter uses fixed ones
+AUTOTUNE = True            # on the GPU pick block sizes by timing (not MINIGRAD_AUTOTUNE=0, not the interpreter)
+ALLOW_TF32 = False         # float32 inputs: IEEE float32 products (False), TF32 (True or MINIGRAD_TF32=1)
+SHORT_QUERY = 16           # T <= this (decoding): a fixed config, never autotuned
 LOG2E = 1.4426950408889634
 
 
@@ -103,7 +115,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
                stride_kn, stride_vn, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
                rng_rows, dropout_p, seed,
                MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
-               HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
+               HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, DOT: tl.constexpr,
                BLOCK_N: tl.constexpr):
     """Online-softmax sweep over key blocks [lo, hi). MASKED: build causal/tail masks.
     HAS_DROPOUT: the statistics m, l see every p; only the p @ v product drops entries."""
@@ -114,7 +126,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n                                               # key indices
         k = _load_tile(k_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
-        qk = _dot(q, tl.trans(k), UPCAST) * qk_scale                          # (BLOCK_M, BLOCK_N) log2 units
+        qk = _dot(q, tl.trans(k), DOT) * qk_scale                             # (BLOCK_M, BLOCK_N) log2 units
         if HAS_BIAS:
             bias = tl.load(bias_ptrs, mask=(offs_m[:, None] < T) & (cols[None, :] < S), other=0.0)
             qk += bias.to(tl.float32) * 1.4426950408889634
@@ -134,7 +146,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
         if HAS_DROPOUT:   # keep[i, j] = rand(seed, flat (b, h, i, j)) >= p, as kernels/dropout.py
             kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
             p = tl.where(kept, p, 0.0)
-        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, UPCAST)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, DOT)
         m_i = m_new
         k_ptrs += BLOCK_N * stride_kn
         v_ptrs += BLOCK_N * stride_vn
@@ -159,7 +171,7 @@ def _attention_fwd_kernel(
     dropout_scale,                 # 1 / (1 - p), 0 when p == 1 (never inf)
     seed,                          # Philox key of the dropout mask
     seed_offset_ptr,               # (1,) int64 added to the key (CUDA-graph replays), if HAS_SEED_OFFSET
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT: tl.constexpr,
     HAS_DROPOUT: tl.constexpr,     # False compiles the Philox draws out entirely
     HAS_SEED_OFFSET: tl.constexpr,
     INDEX64: tl.constexpr,         # dropout counters need int64 (B * H * T * S near 2**31)
@@ -205,11 +217,11 @@ def _attention_fwd_kernel(
     acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                                stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
                                rng_rows, dropout_p, seed,
-                               False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
+                               False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, DOT, BLOCK_N)
     acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                                stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
                                rng_rows, dropout_p, seed,
-                               True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
+                               True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, DOT, BLOCK_N)
 
     # Fully masked rows have l = 0: divide by 1 instead, giving o = 0 and lse = -inf.
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -252,8 +264,15 @@ _attention_bwd_dkdv_autotuned = triton.autotune(_DKDV_CONFIGS, key=_KEY)(_attent
 _attention_bwd_dq_autotuned = triton.autotune(_DQ_CONFIGS, key=_KEY)(_attention_bwd_dq_kernel)
 
 
-def _use_autotune() -> bool:
-    return AUTOTUNE and not interpreting()
+def _use_autotune(T: int) -> bool:
+    return AUTOTUNE and T > SHORT_QUERY and autotune_enabled()
+
+
+def _tune_key(T: int, S: int) -> tuple:
+    """What the autotuner's pick may depend on: T and S rounded up to powers of two (so a growing
+    KV cache re-tunes at most once per doubling, and never below SHORT_QUERY rows), and the
+    constexprs (head dim, causal, bias, dropout), which launch_tuned adds from meta itself."""
+    return (next_power_of_2(T), next_power_of_2(S))
 
 
 def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
@@ -265,6 +284,8 @@ def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
     if interpreting():
         return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
     row_bytes = d_pad * itemsize
+    if kind == "short":      # a few query rows (decoding): the smallest tl.dot tile, wide key blocks
+        return dict(BLOCK_M=16, BLOCK_N=64 if row_bytes <= 256 else 32, num_warps=4, num_stages=2)
     table = {   # row_bytes limit: (fwd, dkdv, dq) as (BLOCK_M, BLOCK_N, warps, stages)
         128: ((128, 64, 4, 3), (32, 128, 4, 3), (128, 32, 4, 3)),
         256: ((128, 64, 8, 3), (32, 128, 4, 3), (128, 32, 4, 3)),
@@ -276,12 +297,15 @@ def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
     return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=st)
 
 
-def _fixed_for(kind: str, meta: dict, itemsize: int) -> dict:
-    """_fixed's config; with dropout on the GPU, 8 warps: the Philox state of a tile spread over
-    twice the threads. Compiled for sm_90 (bf16, D = 64): with 4 warps the dropout forward
-    (128 x 64) spills 584 bytes per thread and the dk/dv kernel (32 x 128) 280; with 8, none."""
+def _fixed_for(kind: str, meta: dict, itemsize: int, T: int) -> dict:
+    """_fixed's config (the forward's "short" one for T <= SHORT_QUERY query rows); with dropout
+    on the GPU, 8 warps: the Philox state of a tile spread over twice the threads. Compiled for
+    sm_90 (bf16, D = 64): with 4 warps the dropout forward (128 x 64) spills 584 bytes per thread
+    and the dk/dv kernel (32 x 128) 280; with 8, none."""
+    if kind == "fwd" and T <= SHORT_QUERY:
+        kind = "short"
     cfg = _fixed(kind, meta["D_PAD"], itemsize)
-    if meta["HAS_DROPOUT"] and not interpreting():
+    if meta["HAS_DROPOUT"] and not interpreting() and kind != "short":
         cfg["num_warps"] = 8
     return cfg
 
@@ -324,8 +348,16 @@ def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor], d
     # The largest dropout counter a program forms, padded rows and keys included (blocks <= 128).
     index64 = dropout_p > 0 and (B * H * T + 128) * S + 128 > INT32_LIMIT
     return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None, HAS_DROPOUT=dropout_p > 0,
-                INDEX64=bool(index64), UPCAST=interpreting() and q.dtype == torch.bfloat16,
+                INDEX64=bool(index64), DOT=_dot_mode(q.dtype),
                 D_PAD=d_pad, EVEN_D=d_pad == D)
+
+
+def _dot_mode(dtype: torch.dtype) -> str:
+    """The kernels' DOT constexpr: "upcast" for bf16 in the interpreter (its bf16 dot is wrong),
+    float32's input precision ("ieee" unless TF32 is allowed), "tf32" (ignored) for 16-bit."""
+    if interpreting() and dtype == torch.bfloat16:
+        return "upcast"
+    return fp32_dot_precision(ALLOW_TF32) if dtype == torch.float32 else "tf32"
 
 
 def _dropout_args(dropout_p: float, seed: int, seed_offset: Optional[torch.Tensor],
@@ -397,10 +429,11 @@ def _launch_fwd(o: torch.Tensor, lse: torch.Tensor, q: torch.Tensor, k: torch.Te
     def grid(META):
         return (cdiv(T, META["BLOCK_M"]), B * H)
 
-    if _use_autotune():
-        launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta, per_call=per_call)
+    if _use_autotune(T):
+        launch_tuned(_attention_fwd_autotuned, _attention_fwd_kernel, grid, args, meta, per_call=per_call,
+                     tune_key=_tune_key(T, S))
     else:
-        _attention_fwd_kernel[grid](*args, **per_call, **meta, **_fixed_for("fwd", meta, q.element_size()))
+        _attention_fwd_kernel[grid](*args, **per_call, **meta, **_fixed_for("fwd", meta, q.element_size(), T))
 
 
 def _launch_bwd(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, delta: torch.Tensor,
@@ -424,16 +457,17 @@ def _launch_bwd(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, delta: tor
     def grid_dq(META):
         return (cdiv(T, META["BLOCK_M"]), B * H)
 
-    if _use_autotune():
+    if _use_autotune(T):
+        key = _tune_key(T, S)
         launch_tuned(_attention_bwd_dq_autotuned, _attention_bwd_dq_kernel, grid_dq, dq_args, meta,
-                     per_call=per_call)
+                     per_call=per_call, tune_key=key)
         launch_tuned(_attention_bwd_dkdv_autotuned, _attention_bwd_dkdv_kernel, grid_dkdv, dkdv_args, meta,
-                     per_call=per_call)
+                     per_call=per_call, tune_key=key)
     else:
         _attention_bwd_dq_kernel[grid_dq](*dq_args, **per_call, **meta,
-                                          **_fixed_for("dq", meta, q.element_size()))
+                                          **_fixed_for("dq", meta, q.element_size(), T))
         _attention_bwd_dkdv_kernel[grid_dkdv](*dkdv_args, **per_call, **meta,
-                                              **_fixed_for("dkdv", meta, q.element_size()))
+                                              **_fixed_for("dkdv", meta, q.element_size(), T))
 
 
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,

@@ -28,7 +28,7 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
                     T, S, D, diag, qk_scale, lo, hi, pid_bh, dropout_p, dropout_scale, seed,
                     MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DROPOUT: tl.constexpr,
                     INDEX64: tl.constexpr, EVEN_D: tl.constexpr,
-                    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr):
+                    DOT: tl.constexpr, BLOCK_M: tl.constexpr):
     """Accumulate dk, dv of one key block over query blocks [lo, hi). Works transposed:
     scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes.
     HAS_DROPOUT: the forward's mask is drawn again from the seed (same counters, transposed)."""
@@ -43,7 +43,7 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
         # their p = exp2(s - inf) is exactly 0: no row mask and no NaN.
         lse = tl.load(lse_ptr + rows, mask=rows < T, other=float("-inf"))
         lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-        qkT = _dot(k, tl.trans(q), UPCAST) * qk_scale                         # (BLOCK_N, BLOCK_M)
+        qkT = _dot(k, tl.trans(q), DOT) * qk_scale                            # (BLOCK_N, BLOCK_M)
         if HAS_BIAS:
             bias = tl.load(bias_ptrs, mask=(rows[None, :] < T) & (offs_n[:, None] < S), other=0.0)
             qkT += bias.to(tl.float32) * 1.4426950408889634
@@ -52,18 +52,18 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
             pT = tl.where(offs_n[:, None] <= rows[None, :] + diag, pT, 0.0)
         do = _load_tile(do_ptrs, rows, T, offs_d, D, True, not EVEN_D)        # (BLOCK_M, D_PAD)
         delta = tl.load(delta_ptr + rows, mask=rows < T, other=0.0)
-        dpT = _dot(v, tl.trans(do), UPCAST)                                  # (BLOCK_N, BLOCK_M)
+        dpT = _dot(v, tl.trans(do), DOT)                                     # (BLOCK_N, BLOCK_M)
         if HAS_DROPOUT:
             # the dropped, rescaled probabilities multiplied v: dv = (p keep / (1-p))^T do and
             # d(loss)/dp = (do v^T) keep / (1-p); delta = rowsum(do * o) is unchanged
             rng = _rng_rows(pid_bh, rows, T, S, INDEX64)                      # (BLOCK_M,)
             keptT = tl.rand(seed, rng[None, :] + offs_n[:, None]) >= dropout_p  # (BLOCK_N, BLOCK_M)
-            dv += _dot(tl.where(keptT, pT * dropout_scale, 0.0).to(do.dtype), do, UPCAST)
+            dv += _dot(tl.where(keptT, pT * dropout_scale, 0.0).to(do.dtype), do, DOT)
             dpT = tl.where(keptT, dpT * dropout_scale, 0.0)
         else:
-            dv += _dot(pT.to(do.dtype), do, UPCAST)                          # (BLOCK_N, D_PAD)
+            dv += _dot(pT.to(do.dtype), do, DOT)                             # (BLOCK_N, D_PAD)
         dsT = pT * (dpT - delta[None, :])
-        dk += _dot(dsT.to(q.dtype), q, UPCAST)                               # (BLOCK_N, D_PAD)
+        dk += _dot(dsT.to(q.dtype), q, DOT)                                  # (BLOCK_N, D_PAD)
         q_ptrs += BLOCK_M * stride_qt
         do_ptrs += BLOCK_M * stride_dot
         if HAS_BIAS:
@@ -83,7 +83,7 @@ def _attention_bwd_dkdv_kernel(
     H, T, S, D,
     scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
     seed_offset_ptr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -123,12 +123,12 @@ def _attention_bwd_dkdv_kernel(
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
                              T, S, D, diag, qk_scale, lo, m_full, pid_bh, dropout_p, dropout_scale, seed,
-                             True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
+                             True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
                              T, S, D, diag, qk_scale, tl.maximum(m_full, lo), T,
                              pid_bh, dropout_p, dropout_scale, seed,
-                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, UPCAST, BLOCK_M)
+                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M)
 
     dk *= scale                                     # ds is d(loss)/d(s); s = scale * q.k
     out_offs = (off_b * stride_dkb + off_h * stride_dkh
@@ -143,7 +143,7 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
                   stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, lo, hi,
                   rng_rows, dropout_p, dropout_scale, seed,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
+                  HAS_DROPOUT: tl.constexpr, EVEN_D: tl.constexpr, DOT: tl.constexpr,
                   BLOCK_N: tl.constexpr):
     """Accumulate dq of one query block over key blocks [lo, hi)."""
     k_ptrs += lo * stride_ks
@@ -154,7 +154,7 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
         cols = start_n + offs_n
         k = _load_tile(k_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
         v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)
-        qk = _dot(q, tl.trans(k), UPCAST) * qk_scale                          # (BLOCK_M, BLOCK_N)
+        qk = _dot(q, tl.trans(k), DOT) * qk_scale                             # (BLOCK_M, BLOCK_N)
         if HAS_BIAS:
             bias = tl.load(bias_ptrs, mask=(offs_m[:, None] < T) & (cols[None, :] < S), other=0.0)
             qk += bias.to(tl.float32) * 1.4426950408889634
@@ -164,12 +164,12 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
             if CAUSAL:
                 keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
             p = tl.where(keep, p, 0.0)
-        dp = _dot(do, tl.trans(v), UPCAST)                                   # (BLOCK_M, BLOCK_N)
+        dp = _dot(do, tl.trans(v), DOT)                                      # (BLOCK_M, BLOCK_N)
         if HAS_DROPOUT:   # d(loss)/dp = (do v^T) keep / (1-p), the forward's mask drawn again
             kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
             dp = tl.where(kept, dp * dropout_scale, 0.0)
         ds = p * (dp - delta[:, None])
-        dq += _dot(ds.to(k.dtype), k, UPCAST)                                # (BLOCK_M, D_PAD)
+        dq += _dot(ds.to(k.dtype), k, DOT)                                   # (BLOCK_M, D_PAD)
         k_ptrs += BLOCK_N * stride_ks
         v_ptrs += BLOCK_N * stride_vs
         if HAS_BIAS:
@@ -190,7 +190,7 @@ def _attention_bwd_dq_kernel(
     H, T, S, D,
     scale, qk_scale, dropout_p, dropout_scale, seed,  # dropout as in the forward kernel
     seed_offset_ptr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, HAS_SEED_OFFSET: tl.constexpr, INDEX64: tl.constexpr,
     D_PAD: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -234,11 +234,11 @@ def _attention_bwd_dq_kernel(
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                        stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, 0, n_full,
                        rng_rows, dropout_p, dropout_scale, seed,
-                       False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
+                       False, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, DOT, BLOCK_N)
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs_d,
                        stride_ks, stride_vs, stride_bias_s, T, S, D, diag, qk_scale, n_full, hi,
                        rng_rows, dropout_p, dropout_scale, seed,
-                       True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, UPCAST, BLOCK_N)
+                       True, CAUSAL, HAS_BIAS, HAS_DROPOUT, EVEN_D, DOT, BLOCK_N)
     dq *= scale
     tl.store(dq_ptr + off_b * stride_dqb + off_h * stride_dqh
              + offs_m[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,

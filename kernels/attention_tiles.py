@@ -22,12 +22,14 @@ def _load_tile(ptrs, rows, n_rows, cols, n_cols, CHECK_ROWS: tl.constexpr, CHECK
 
 
 @triton.jit
-def _dot(a, b, UPCAST: tl.constexpr):
-    """tl.dot with float32 accumulation. UPCAST works around the interpreter's wrong bf16 dot."""
-    if UPCAST:
+def _dot(a, b, DOT: tl.constexpr):
+    """tl.dot with float32 accumulation. DOT: "ieee" / "tf32", float32 operands' input precision
+    (kernels/helpers.py fp32_dot_precision; ignored for 16-bit operands), or "upcast": the
+    interpreter's bf16 dot is wrong, so it multiplies in float32."""
+    if DOT == "upcast":
         return tl.dot(a.to(tl.float32), b.to(tl.float32))
     else:
-        return tl.dot(a, b)
+        return tl.dot(a, b, input_precision=DOT)
 
 
 @triton.jit

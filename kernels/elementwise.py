@@ -296,6 +296,17 @@ def binary(op: str, a, b) -> torch.Tensor:
     return _launch_binary(op, out, a, b, ref.dtype)
 
 
+def add_(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """out += x in place (same shape and dtype; x any strides, out must not overlap itself):
+    binary("add", out, x) written over out. Returns out. (Accumulating a gradient into a fixed
+    buffer, as the CUDA-graph step does, without a new allocation.)"""
+    ref, _, _ = _check_operands("add_", out, x)
+    _check_int_or_float(ref, "add", INT_BINARY_OPS, "add_")
+    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+        raise ValueError(f"add_: out must not be an expanded (stride-0) view; got strides {out.stride()}")
+    return _launch_binary("add", out, out, x, out.dtype)
+
+
 def compare(op: str, a, b) -> torch.Tensor:
     """bool c = a op b, op in COMPARE_OPS; same-shape tensors or one Python scalar."""
     if op not in COMPARE_OPS:

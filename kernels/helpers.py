@@ -13,7 +13,13 @@ from here, so a family file holds only its own kernels and launchers. What is he
 - `cdiv`, `next_power_of_2`: grid and block arithmetic on the host, for every launcher.
 - `interpreting`: whether kernels run in Triton's CPU interpreter (tests, CI), read at launch.
 - `launch_tuned`: an autotuned launch that pays for Triton's autotuner once per signature
-  (matmul, its persistent and split-K variants, attention).
+  (matmul, its persistent and split-K variants, attention), or once per caller-given tuning key
+  (attention buckets its sequence lengths), and remembers the pick across processes
+  (`TuneCache`, a JSON file per GPU and Triton version).
+- `autotune_enabled`, `fp32_dot_precision`: the two run-time switches every tuned family reads
+  at launch: `MINIGRAD_AUTOTUNE=0` (each family's fixed config, no timing: a cold start compiles
+  one variant per kernel) and `MINIGRAD_TF32=1` (float32 tl.dot through TF32 tensor cores instead
+  of IEEE float32, the default).
 - `check_tensor`, `check_float`, `acc_dtype`, `rows_view`, `FLOAT_DTYPES`, `TL_DTYPES`: input
   checks and dtype choices the row-wise families (softmax, layernorm, cross_entropy, embedding)
   and the others repeat.
@@ -22,7 +28,10 @@ Nothing here runs at import, and nothing here imports minigrad.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from typing import Optional, Sequence
 
 import torch
@@ -199,11 +208,117 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def autotune_enabled() -> bool:
+    """Whether tuned families may time their candidate configs: not in the interpreter, and not
+    with MINIGRAD_AUTOTUNE=0 in the environment (read at every launch, so it can be set any time
+    before the first one). Off, each family launches its fixed config (`_fixed_config` in
+    kernels/matmul.py, `_fixed` in kernels/attention.py): the configs the tests and the GPU check
+    run, and one compile per kernel variant instead of one per candidate config."""
+    return os.environ.get("MINIGRAD_AUTOTUNE", "1") != "0" and not interpreting()
+
+
+def fp32_dot_precision(allow_tf32: bool) -> str:
+    """tl.dot's input_precision for float32 operands: "ieee" (the default: float32 products, what
+    the NumPy specification computes) unless the family's ALLOW_TF32 flag or MINIGRAD_TF32=1 asks
+    for "tf32" (10-bit mantissa products on tensor cores, ~8x the throughput, ~1e-3 relative error
+    per product). Other dtypes ignore it."""
+    return "tf32" if allow_tf32 or os.environ.get("MINIGRAD_TF32", "0") == "1" else "ieee"
+
+
+class TuneCache:
+    """Autotuning results kept across processes: {key: value} in one JSON file per device name and
+    Triton version, in $MINIGRAD_AUTOTUNE_CACHE (a directory; default ~/.cache/minigrad/autotune;
+    "off" disables it). A GPT-2 step autotunes ~20 matmul and attention signatures, seconds each:
+    a second run on the same GPU reads them back instead. Keys name the kernel by its source hash
+    (Triton's cache_key, which covers the helpers it calls) and its config list, so editing a
+    kernel or its configs never reuses a stale pick. Written with a rename, so a reader never sees a
+    half-written file; concurrent writers (data-parallel ranks) merge what they read first."""
+
+    def __init__(self):
+        self.entries: Optional[dict] = None
+        self.path: Optional[str] = None
+
+    def _file(self) -> Optional[str]:
+        root = os.environ.get("MINIGRAD_AUTOTUNE_CACHE", "")
+        if root.lower() in ("off", "0", "none"):
+            return None
+        root = root or os.path.join(os.path.expanduser("~"), ".cache", "minigrad", "autotune")
+        device = self.device_name()
+        if device is None:
+            return None
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{device}-triton{triton.__version__}")
+        return os.path.join(root, name + ".json")
+
+    @staticmethod
+    def device_name() -> Optional[str]:
+        """The GPU's name (picks are per device model), None without one (no cache)."""
+        try:
+            return torch.cuda.get_device_properties(torch.cuda.current_device()).name
+        except Exception:                      # noqa: BLE001 - no device to name: no cache
+            return None
+
+    def _load(self) -> dict:
+        path = self._file()
+        if path != self.path or self.entries is None:
+            self.path, self.entries = path, {}
+            if path is not None and os.path.exists(path):
+                try:
+                    with open(path) as f:
+                        self.entries = json.load(f)
+                except (OSError, ValueError):  # unreadable or torn: start afresh, never fail a launch
+                    self.entries = {}
+        return self.entries
+
+    def get(self, key: str):
+        return self._load().get(key)
+
+    def put(self, key: str, value) -> None:
+        entries = self._load()
+        entries[key] = value
+        if self.path is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            if os.path.exists(self.path):          # merge what other processes wrote meanwhile
+                with open(self.path) as f:
+                    entries.update({k: v for k, v in json.load(f).items() if k not in entries})
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(entries, f, indent=0, sort_keys=True)
+            os.replace(tmp, self.path)
+        except (OSError, ValueError):              # a read-only home: keep the in-memory pick
+            pass
+
+
+TUNE_CACHE = TuneCache()
+TUNE_RUNS: dict = {}     # kernel name -> autotuner runs in this process (tests count them)
 _TUNED: dict = {}        # (autotuned kernel, launch signature) -> the config its autotuner chose
+_TUNER_IDS: dict = {}    # id(tuner) -> (tuner, "name:hash of source and configs") for TuneCache keys
+
+
+def tuner_name(tuner) -> str:
+    """The name of an autotuned kernel (its @triton.jit function's)."""
+    fn = getattr(tuner, "base_fn", None)
+    return getattr(fn, "__name__", None) or getattr(tuner, "__name__", type(tuner).__name__)
+
+
+def _tuner_id(tuner) -> str:
+    """"name:digest" of an autotuned kernel for TuneCache keys: the digest covers Triton's
+    cache_key of the JIT function (its source and the helpers it calls) and the config list."""
+    hit = _TUNER_IDS.get(id(tuner))
+    if hit is None or hit[0] is not tuner:
+        fn = tuner
+        while not hasattr(fn, "cache_key") and hasattr(fn, "fn"):     # Autotuner -> Heuristics -> JIT
+            fn = fn.fn
+        source = str(getattr(fn, "cache_key", None) or getattr(fn, "src", "") or tuner_name(tuner))
+        configs = repr([str(c) for c in getattr(tuner, "configs", [])])
+        digest = hashlib.sha256((source + configs).encode()).hexdigest()[:16]
+        hit = _TUNER_IDS[id(tuner)] = (tuner, f"{tuner_name(tuner)}:{digest}")
+    return hit[1]
 
 
 def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None,
-                 per_call: Optional[dict] = None) -> Optional[dict]:
+                 per_call: Optional[dict] = None, tune_key: Optional[tuple] = None) -> Optional[dict]:
     """kernel[grid](*args, **meta) with the block sizes `tuner` (its triton.autotune wrapper)
     picks, paying for the autotuner only once per distinct launch.
 
@@ -213,22 +328,33 @@ def launch_tuned(tuner, kernel, grid, args: tuple, meta: dict, derived=None,
     `best_config` is remembered here, and later launches call the plain kernel with it.
     The signature (every int argument, every tensor's dtype, the meta-parameters) contains the
     autotuner's own key, so a remembered config is only reused where the autotuner would have
-    reused it. `derived(config) -> dict` supplies constexprs a heuristics wrapper would compute.
-    `per_call` holds keyword arguments that change on every call and cannot change the best
-    config (a dropout seed): passed to the kernel, kept out of the signature, so they neither
-    re-run the autotuner nor grow the table.
+    reused it. `tune_key`, when given, replaces the int arguments in the signature: the caller
+    says which sizes matter (attention buckets T and S to powers of two, so a KV cache growing
+    by one token per step does not re-tune at every length). `derived(config) -> dict` supplies
+    constexprs a heuristics wrapper would compute. `per_call` holds keyword arguments that change
+    on every call and cannot change the best config (a dropout seed): passed to the kernel, kept
+    out of the signature, so they neither re-run the autotuner nor grow the table.
+    The pick is also kept in TUNE_CACHE, so a later process on the same GPU launches it directly.
     Returns the block-size keyword arguments of a direct launch (cfg plus `derived`'s), which a
     caller may keep to launch the plain kernel itself next time; None when the autotuner ran.
     """
     per_call = per_call or {}
-    key = (id(tuner), tuple(a for a in args if isinstance(a, int)),
-           tuple(a.dtype for a in args if isinstance(a, torch.Tensor)), tuple(meta.items()))
+    sizes = tune_key if tune_key is not None else tuple(a for a in args if isinstance(a, int))
+    key = (id(tuner), sizes, tuple(a.dtype for a in args if isinstance(a, torch.Tensor)),
+           tuple(meta.items()))
     cfg = _TUNED.get(key)
     if cfg is None:
-        tuner[grid](*args, **per_call, **meta)
-        best = tuner.best_config
-        _TUNED[key] = dict(best.kwargs, num_warps=best.num_warps, num_stages=best.num_stages)
-        return None
+        disk_key = repr((_tuner_id(tuner),) + tuple(str(k) for k in key[1:]))
+        cfg = TUNE_CACHE.get(disk_key)
+        if cfg is None:
+            tuner[grid](*args, **per_call, **meta)
+            best = tuner.best_config
+            name = tuner_name(tuner)
+            TUNE_RUNS[name] = TUNE_RUNS.get(name, 0) + 1
+            _TUNED[key] = dict(best.kwargs, num_warps=best.num_warps, num_stages=best.num_stages)
+            TUNE_CACHE.put(disk_key, _TUNED[key])
+            return None
+        _TUNED[key] = cfg
     extra = dict(derived(cfg), **cfg) if derived else cfg
     kernel[grid](*args, **per_call, **meta, **extra)
     return extra

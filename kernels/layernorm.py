@@ -167,6 +167,14 @@ def _tile_config(n_cols: int, elements: int) -> tuple[int, int, int]:
     return block_c, rows, num_warps
 
 
+def dwdb_block(n_cols: int) -> int:
+    """Columns per program of the dw/db stage: about 64 programs over C (C = 768 -> 24 programs of
+    32 columns; it was one 256-column block per program, 3 programs reading all 528 partial rows
+    on an H100), never under 32 columns (128-byte float32 row segments) nor over 256. Each column
+    is still summed over the partial rows in the same order: the same bits."""
+    return max(32, min(256, next_power_of_2(cdiv(n_cols, 64))))
+
+
 def _num_parts(n_tiles: int, device: torch.device) -> int:
     """G, the number of backward programs (and dw/db partial rows)."""
     if interpreting() or device.type != "cuda":
@@ -272,7 +280,7 @@ def _norm_bwd(dy, x, weight, mean, rstd, is_rms):
             IS_RMS=is_rms, HAS_WEIGHT=has_w, ACC=acc_dtype(x.dtype),
             ROWS=rows, BLOCK_C=block_c, num_warps=num_warps)
     if has_w:
-        block_cr = min(256, next_power_of_2(n_cols))
+        block_cr = dwdb_block(n_cols)
         _layernorm_bwd_dwdb_kernel[(cdiv(n_cols, block_cr),)](
             dw, db if db is not None else dw, dw_part, db_part, n_parts, n_cols,
             HAS_DB=not is_rms, BLOCK_G=32, BLOCK_C=block_cr, num_warps=4)

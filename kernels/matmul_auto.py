@@ -24,8 +24,10 @@ kernels/matmul.py's plain wrapper; the performance layer (fast/triton_ops.py: Li
 bias, the MLP's activation epilogues) calls this one. Both launch the same kernels with the same
 arguments, so results agree bit for bit given the same variant and tiles.
 
-The module switches are kernels/matmul.py's (AUTOTUNE, ALLOW_TF32) and
-kernels/matmul_persistent.py's (USE_TMA); they are part of every plan's key.
+The module switches are kernels/matmul.py's (AUTOTUNE, ALLOW_TF32), the environment's
+(MINIGRAD_AUTOTUNE, MINIGRAD_TF32: kernels/helpers.py) and kernels/matmul_persistent.py's (USE_TMA);
+they are part of every plan's key. The variant picks are kept across processes in
+helpers.TUNE_CACHE, as the tile configs are (a second run on the same GPU times nothing).
 """
 from __future__ import annotations
 
@@ -38,10 +40,11 @@ from . import matmul as _mm
 from . import matmul_persistent as _persistent
 from . import matmul_plan as _plan
 from . import matmul_splitk as _splitk
-from .helpers import interpreting
+from .helpers import TUNE_CACHE, autotune_enabled, fp32_dot_precision, interpreting
 
 # (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
 _CHOSEN: dict[tuple, tuple[str, Optional[int]]] = {}
+_VARIANTS_ID = "classic,persistent,splitk/1"     # bump when the candidates or their kernels change
 
 
 def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
@@ -58,6 +61,12 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
     key = (M, N, K, B0 * B1, tuple(a4.stride()[2:]), tuple(b4.stride()[2:]), a4.dtype,
            tuple(meta.items()))
     chosen = _CHOSEN.get(key)
+    disk_key = None
+    if chosen is None:                            # another process on this GPU may have timed it
+        disk_key = repr(("matmul_auto.variant", _VARIANTS_ID) + tuple(str(k) for k in key))
+        cached = TUNE_CACHE.get(disk_key)
+        if cached is not None:
+            chosen = _CHOSEN[key] = (cached[0], cached[1])
     if chosen is None:
         options: list[tuple[str, Optional[int]]] = [("classic", None), ("persistent", None)]
         if B0 * B1 == 1:
@@ -70,6 +79,7 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
             run()                                     # autotunes its tiles, outside the timing
             times.append(triton.testing.do_bench(run, warmup=5, rep=25))
         chosen = _CHOSEN[key] = options[times.index(min(times))]
+        TUNE_CACHE.put(disk_key, list(chosen))
     return chosen
 
 
@@ -93,7 +103,8 @@ def _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_
         return None, None
     aux, aux_mode = ((pre_out, "pre") if pre_out is not None else
                      (act_grad_at, "grad") if act_grad_at is not None else (None, "none"))
-    switches = (_mm.AUTOTUNE, _mm.ALLOW_TF32, _persistent.USE_TMA, interpreting())
+    switches = (_mm.AUTOTUNE and autotune_enabled(), fp32_dot_precision(_mm.ALLOW_TF32),
+                _persistent.USE_TMA, interpreting())
     try:
         return _plan.plan_key(a, b, bias, activation, out, aux, aux_mode, variant, split_k, switches), aux
     except AttributeError:                        # a non-tensor bias/out/aux: the checks say so

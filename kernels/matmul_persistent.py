@@ -47,7 +47,7 @@ import triton.language as tl
 
 from .helpers import cdiv, interpreting, launch_tuned
 from .matmul_plan import Launch
-from .matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile
+from .matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile, prune_for_epilogue
 
 USE_TMA = True            # launch-time switch: TMA descriptors where supported (False: pointers)
 INTERPRET_PROGRAMS = 3    # "SM count" under the interpreter: small and not a divisor of most tile
@@ -137,6 +137,7 @@ AUTOTUNE_CONFIGS = [
 _persistent_autotuned = triton.autotune(
     configs=AUTOTUNE_CONFIGS,
     key=["M", "N", "K", "BATCH", "stride_am", "stride_ak", "stride_bk", "stride_bn", "USE_TMA"],
+    prune_configs_by={"early_config_prune": prune_for_epilogue},
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_persistent_kernel))
 
 

@@ -15,6 +15,8 @@ result goes; the work on one tile is the same code, kept here once as inlined @t
   pre-activation, or applying an activation's derivative instead (`_activation_grad`), so an MLP's
   activation costs no launch of its own in either direction.
 
+`prune_for_epilogue` is the autotuners' config filter for the AUX epilogues (see its docstring).
+
 Nothing here launches anything; see kernels/matmul.py for the math and the variants' docstrings.
 """
 from __future__ import annotations
@@ -24,6 +26,25 @@ import triton.language as tl
 
 from .elementwise_math import _binary_math
 from .helpers import _cast_value
+
+
+MAX_ACC_PER_THREAD_AUX = 64      # float32 accumulator values per thread kept for an AUX epilogue
+
+
+def prune_for_epilogue(configs, named_args, **kwargs):
+    """The classic and persistent autotuners' early_config_prune: with an AUX epilogue (the MLP's
+    pre-activation store and GELU, or GELU' on a loaded pre-activation) the accumulator, the aux
+    tile and the activation's temporaries are live together, so only tiles with at most
+    MAX_ACC_PER_THREAD_AUX accumulator values per thread are timed. Measured with ptxas for sm_90
+    (bf16, triton 3.9, AUX "pre" + GELU, docs/perf-notes.md section 10): classic 128x256 / 256x128
+    tiles (128 per thread) spill 2.2-3.2 KB per thread and 128x128 with 4 warps 2.1 KB; persistent
+    TMA 128x256 spills 256-424 B and 256x128 0.7-3 KB (flattened or not), 128x128 with 8 warps none.
+    Without an AUX epilogue every config stays (the timing decides)."""
+    if kwargs.get("AUX", "none") == "none":
+        return configs
+    keep = [c for c in configs
+            if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= MAX_ACC_PER_THREAD_AUX * 32 * c.num_warps]
+    return keep or configs
 
 
 @triton.jit

@@ -19,25 +19,31 @@ Math (clipping, torch.nn.utils.clip_grad_norm_ with norm_type 2):
     coef  = min(1, max_norm / (total + 1e-6));   out_i = g_i * coef
 Work split: `sum_squares_multi` writes one float32 partial per chunk (deterministic: no atomics),
 `clip_coef` sums the partials in one program and writes total and coef, `scale_multi` writes
-each scaled tensor into a new one (a copy, as clip_grad_norm_ replaces each .grad). Bytes: read
-every gradient twice, write it once.
+each scaled tensor into a new one (a copy, as clip_grad_norm_ replaces each .grad), or in place
+(the CUDA-graph step's fixed gradient buffers). Bytes: read every gradient twice, write it once.
 
 Limits: tensors must be contiguous and share one dtype per launch (callers group them).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value
+from .helpers import FLOAT_DTYPES, TL_DTYPES, _cast_value, interpreting
 
 BLOCK = 1024
 CHUNK = 64 * BLOCK          # elements per program (table ~2K chunk entries for 124M elements)
+
+
+def default_chunk() -> int:
+    """CHUNK on the GPU; one BLOCK per program in the interpreter, which runs a program's loop
+    in Python (64 iterations, mostly masked off for the small tensors of tests, cost ~50x)."""
+    return BLOCK if interpreting() else CHUNK
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -212,19 +218,22 @@ def _launch_clip(xs: Sequence[torch.Tensor], max_norm: float, chunk: int, total:
 
 # ---------------------------------------------------------------------------- launchers
 def clip_by_total_norm(xs: Sequence[torch.Tensor], max_norm: float,
-                       chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor, list]:
+                       chunk: Optional[int] = None, in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor, list]:
     """The joint L2 norm of `xs` and their copies scaled by min(1, max_norm / (norm + 1e-6)).
 
     xs: non-empty list of contiguous float tensors on one device (any mix of dtypes).
     Returns (norm 0-d, coef 0-d, scaled list): float32 norm/coef (float64 when any x is float64),
     scaled[i] new, with xs[i]'s shape and dtype. 2 + 2 x (number of dtypes) launches.
-    `chunk` (a multiple of BLOCK) sets the elements per program (tests use small ones)."""
+    in_place: scale xs themselves and return them as `scaled` (same values; the pointer tables
+    of a CUDA-graph step's fixed gradient buffers then never change). The xs must not overlap.
+    `chunk` (a multiple of BLOCK) sets the elements per program (default: default_chunk())."""
+    chunk = default_chunk() if chunk is None else chunk
     _check(xs, "xs", chunk)
     device = xs[0].device
     acc_torch = torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
     total = torch.empty((), dtype=acc_torch, device=device)
     coef = torch.empty((), dtype=acc_torch, device=device)
-    out = [torch.empty(x.shape, dtype=x.dtype, device=device) for x in xs]
+    out = list(xs) if in_place else [torch.empty(x.shape, dtype=x.dtype, device=device) for x in xs]
     _launch_clip(xs, max_norm, chunk, total, coef, out)
     return total, coef, out
 

@@ -55,13 +55,15 @@ def test_static_buffers_warmup_capture_and_replays():
         graphs.append(FakeGraph())
         return graphs[-1]
     runner = GraphedStep(step, [static], make_graph, before_replay=lambda: events.append("before"),
-                         warmup=2, log=log.append)
+                         warmup=2, log=log.append, before_warmup=lambda: events.append("setup"))
     outs = [runner(np.array([i, 1.0, 2.0], dtype=np.float32)) for i in range(5)]
     # inputs are copied into the static buffer: it holds the last call's values
     np.testing.assert_array_equal(static.numpy(), [4.0, 1.0, 2.0])
     assert [float(o.item()) for o in outs[:2]] == [6.0, 8.0]
-    # 2 eager warmups, then one capture (+ before_replay), then replays only
-    assert events == ["eager", "eager", "before", "graphed", "before", "graphed", "before", "graphed"]
+    # one full eager step (after before_warmup), one eager run of exactly the captured path
+    # (before_replay, graphed=True), then one capture (+ before_replay), then replays only
+    assert events == ["setup", "eager", "before", "graphed", "before", "graphed", "before", "graphed",
+                      "before", "graphed"]
     assert len(graphs) == 1 and graphs[0].replays == 2
     assert outs[2] is outs[3] is outs[4]                          # the captured output object
     assert float(outs[4].item()) == 2.0 * (4 + 1 + 2)             # rewritten by the last replay
@@ -205,3 +207,69 @@ def test_graphed_dropout_draws_new_masks_on_every_replay(monkeypatch):
     monkeypatch.undo()
     fresh = _dropout_losses(monkeypatch, reseed=True)
     assert len(set(fresh[2:])) == 3, fresh     # the capture and both replays: new masks each
+
+
+def test_static_gradient_buffers_hold_autograds_values_at_fixed_addresses():
+    """StaticGrads (what the graphed step installs before its warm-up): every .grad lives in one
+    buffer for good, the first contribution copied in and the others added in place, clipping
+    scales it in place, and the values equal plain autograd's (same adds, same order)."""
+    from minigrad.fast.cuda_graph import StaticGrads
+    rng = np.random.default_rng(1)
+    batches = [(rng.integers(0, 13, (2, 8)), rng.integers(0, 13, (2, 8))) for _ in range(2)]
+
+    def step(model, opt):
+        for x, y in batches:
+            _, loss = model(x, y, return_logits=False)
+            (loss / 2).backward()
+        grads = [p.grad for p in model.parameters()]
+        fast.clip_grad_norm_(model.parameters(), 0.05)          # small: the scaling happens
+        return grads, [p.grad.numpy() for p in model.parameters()]
+    model, opt = _model()
+    ref_grads, ref = step(model, opt)
+    smodel, sopt = _model()
+    static = StaticGrads(smodel.parameters())
+    buffers = dict(zip(map(id, static.params), static.buffers))
+    for _ in range(2):                                          # the same buffers step after step
+        grads, got = step(smodel, sopt)
+        assert all(g is buffers[id(p)] and g._static_grad for p, g in zip(smodel.parameters(), grads))
+        assert all(p.grad is g for p, g in zip(smodel.parameters(), grads))   # clipped in place
+        for a, b in zip(got, ref):
+            np.testing.assert_array_equal(a, b)
+        sopt.zero_grad(set_to_none=True)
+        assert all(p.grad is None for p in smodel.parameters())
+    assert not any(g is b for g, b in zip(ref_grads, buffers.values()))
+    static.remove()
+    step(smodel, sopt)
+    assert not any(p.grad is buffers[id(p)] for p in smodel.parameters())
+
+
+def test_failed_capture_drops_the_gradients_it_left():
+    """A capture that fails halfway leaves .grad set (the capture ran the backward's host side):
+    train_step_graph's on_capture_failure clears them, so the eager rerun starts from none, and
+    takes the fixed gradient buffers away (eager steps do not need them)."""
+    model, opt = _model()
+    calls = []
+
+    def broken():
+        class Graph:
+            def capture(self, fn):
+                fn()                                             # the host side ran ...
+                raise RuntimeError("capture invalidated")        # ... then the capture failed
+        return Graph()
+
+    def step(xs, ys):
+        calls.append([p.grad is None for p in model.parameters()])
+        for x, y in zip(xs, ys):
+            _, loss = model(x, y, return_logits=False)
+            loss.backward()
+        opt.step()
+        return [loss]                      # no zero_grad: a failing capture stops before it
+    log = []
+    runner = train_step_graph(step, model, opt, accum=1, batch_size=2, block_size=8, log=log.append,
+                              make_graph=broken, warmup=1)
+    x = np.arange(16).reshape(1, 2, 8) % 13
+    for _ in range(2):
+        runner(x, x)
+    assert runner.failed and "capture failed" in log[0]
+    assert all(calls[2])                   # the eager rerun after the failed capture: no stale .grad
+    assert not any("_accumulate_grad" in p.__dict__ for p in model.parameters())   # buffers gone

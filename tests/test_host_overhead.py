@@ -108,10 +108,12 @@ def test_a_step_reads_nothing_back_and_clips_and_steps_in_a_few_launches(tiny_re
     """Issue 11's counts, deterministic on the stub: no device sync in a training step (token ids
     are checked on the host), gradient clipping in 3 multi-tensor launches (square-sum, norm and
     coefficient, scaled copy: one dtype), AdamW in 2 per parameter group (its scalars, the update),
-    and the batch's 2 host->device uploads."""
+    and the batch (idx and targets together) in one pinned non-blocking upload: a blocking
+    upload (Backend.from_numpy) waits for the GPU and counts as a sync (issue 18 item 3)."""
     t = tiny_result["timing"]
     assert t["syncs_per_step"] == 0
-    assert t["uploads_per_step"] == 2
+    assert t["blocking_uploads_per_step"] == 0
+    assert t["uploads_per_step"] == t["nonblocking_uploads_per_step"] == 1
     assert t["phases"]["clip"]["launches"] == 3
     assert t["phases"]["adamw"]["launches"] == 4
     assert t["phases"]["zero_grad"]["launches"] == 0

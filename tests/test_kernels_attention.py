@@ -22,10 +22,12 @@ from minigrad.kernels import attention as A
 from minigrad.kernels import dropout as DROP
 
 ON_GPU = DEVICE == "cuda"
-# Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 on the GPU
-# goes through TF32 tensor cores; the interpreter computes it in IEEE float32.
+# Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 multiplies in
+# IEEE float32 by default (kernels/attention.py ALLOW_TF32 = False), on the GPU as in the interpreter;
+# with TF32 allowed (ALLOW_TF32 = True or MINIGRAD_TF32=1) a GPU needs TF32_TOL instead.
+TF32_TOL = (2e-2, 1e-2)
 TOL = {
-    torch.float32: (2e-2, 1e-2) if ON_GPU else (1e-4, 1e-4),
+    torch.float32: (1e-4, 1e-4),
     torch.float16: (1e-2, 1e-2),
     torch.bfloat16: (6e-2, 3e-2),
 }
@@ -355,15 +357,24 @@ from minigrad.kernels import attention as A
 unit = {"stride_qd", "stride_kd", "stride_vd", "stride_od", "stride_dod", "stride_dkd", "stride_dqd"}
 cases = [(A._attention_fwd_kernel, (128, 64, 4, 3)), (A._attention_bwd_dkdv_kernel, (32, 128, 4, 3)),
          (A._attention_bwd_dq_kernel, (128, 32, 4, 3))]
+short = A._fixed("short", 64, 2)                  # decoding's fixed forward config (T <= SHORT_QUERY)
+cases.append((A._attention_fwd_kernel, (short["BLOCK_M"], short["BLOCK_N"], short["num_warps"],
+                                        short["num_stages"])))
 for fn, (bm, bn, w, st) in cases:
-    # (D, causal, bias, dropout, int64 dropout counters, device seed offset): the dropout
-    # variants compile Philox in; the offset is the CUDA-graph step's
-    for D, causal, bias, drop, i64, off in [(64, True, True, False, False, False),
-                                            (80, False, False, False, False, False),
-                                            (64, True, False, True, False, True),
-                                            (80, False, True, True, True, False)]:
+    # (D, causal, bias, dropout, int64 dropout counters, device seed offset, dtype, DOT): the dropout
+    # variants compile Philox in; the offset is the CUDA-graph step's; float32 multiplies in IEEE
+    # (the default) or TF32
+    for D, causal, bias, drop, i64, off, dt, dot in [(64, True, True, False, False, False, "bf16", "tf32"),
+                                                   (80, False, False, False, False, False, "bf16", "tf32"),
+                                                   (64, True, False, True, False, True, "bf16", "tf32"),
+                                                   (80, False, True, True, True, False, "bf16", "tf32"),
+                                                   (64, True, False, False, False, False, "fp32", "ieee"),
+                                                   (64, True, False, False, False, False, "fp32", "tf32")]:
+        if (bm == 16 and (drop or bias or dt == "fp32")) or (dot == "tf32" and dt == "fp32"
+                                                         and fn is not A._attention_fwd_kernel):
+            continue                 # the short config: one plain case; TF32's control: the forward
         d_pad = max(16, triton.next_power_of_2(D))
-        const = dict(CAUSAL=causal, HAS_BIAS=bias, HAS_DROPOUT=drop, HAS_SEED_OFFSET=off, INDEX64=i64, UPCAST=False,
+        const = dict(CAUSAL=causal, HAS_BIAS=bias, HAS_DROPOUT=drop, HAS_SEED_OFFSET=off, INDEX64=i64, DOT=dot,
                      D_PAD=d_pad, EVEN_D=d_pad == D, BLOCK_M=bm, BLOCK_N=bn,
                      **{u: 1 for u in unit if u in fn.arg_names})
         sig, attrs = {}, {}
@@ -372,7 +383,7 @@ for fn, (bm, bn, w, st) in cases:
                 sig[name] = "constexpr"
             elif name.endswith("_ptr"):
                 f32 = name in ("lse_ptr", "delta_ptr")
-                ty = "*i64" if name == "seed_offset_ptr" else "*fp32" if f32 else "*bf16"
+                ty = "*i64" if name == "seed_offset_ptr" else "*fp32" if f32 else "*" + dt
                 sig[name], attrs[(i,)] = ty, [["tt.divisibility", 16]]
             elif "scale" in name or name == "dropout_p":
                 sig[name] = "fp32"
@@ -383,7 +394,9 @@ for fn, (bm, bn, w, st) in cases:
         k = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": w, "num_stages": st})
         assert k.metadata.shared <= 232448, (fn.__name__, k.metadata.shared)
-        print(fn.__name__, D, "dropout" if drop else "", "ok, shared memory", k.metadata.shared)
+        if dt == "fp32":   # IEEE float32 must not use TF32 tensor-core instructions; TF32 must
+            assert ("tf32" in k.asm["ptx"]) == (dot == "tf32"), (fn.__name__, dot)
+        print(fn.__name__, D, dt, dot, "dropout" if drop else "", "ok, shared memory", k.metadata.shared)
 """
 
 

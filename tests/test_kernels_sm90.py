@@ -124,7 +124,7 @@ for dt, wdt, bias, rms, c in cases:
         const["stride_w"] = 1
     sm90(L._layernorm_bwd_kernel, const, t, num_warps=w, tag=tag)
     if wdt is not None:
-        block_cr = min(256, triton.next_power_of_2(c))
+        block_cr = L.dwdb_block(c)
         t = {"dw_ptr": "*" + wdt, "db_ptr": "*" + wdt, "dw_part_ptr": "*" + st, "db_part_ptr": "*" + st}
         sm90(L._layernorm_bwd_dwdb_kernel, dict(HAS_DB=not rms, BLOCK_G=32, BLOCK_C=block_cr), t,
              num_warps=4, tag=tag)
@@ -412,11 +412,12 @@ for case, M, N, K, la, lb in SHAPES:
                      **kw, **unit_strides(la, lb))
         sm90(P._matmul_persistent_kernel, const, TYPES, num_warps=w, num_stages=st,
              tag=f"TMA {case} {kw} w{w} s{st}")
-# pointer path (batched, any strides, K tail) in bf16 and float32, and float32 through TMA (tf32)
+# pointer path (batched, any strides, K tail) in bf16 and float32, and float32 through TMA, in IEEE
+# float32 (the default: kernels/helpers.py fp32_dot_precision)
 for dt, kw, w, st, tma in [("bf16", dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8, 3, True)]:
-    const = dict(HAS_BIAS=False, ACTIVATION="gelu_exact", AUX="grad", DOT_PRECISION="tf32",
+    const = dict(HAS_BIAS=False, ACTIVATION="gelu_exact", AUX="grad", DOT_PRECISION="ieee" if dt == "fp32" else "tf32",
                  UPCAST_DOT=False, INDEX_64=False, EVEN_K=tma, USE_TMA=tma, A_T=tma, B_T=False, FLATTEN=True, **kw,
                  **unit_strides("t" if tma else "n", "n"))
     sm90(P._matmul_persistent_kernel, const, {n: "*" + dt for n in TYPES}, num_warps=w, num_stages=st,
