@@ -313,10 +313,16 @@ def _max_offset(t: torch.Tensor) -> int:
 
 
 def epilogue_meta(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                  activation: Optional[str], aux_mode: str) -> dict:
-    """The kernels' epilogue and precision constexprs for 4-d views (`batch_views`)."""
+                  activation: Optional[str], aux_mode: str, aux: Optional[torch.Tensor] = None) -> dict:
+    """The kernels' epilogue and precision constexprs for 4-d views (`batch_views`).
+
+    INDEX_64: 64-bit offsets when any operand the kernel indexes (a, b, c, the bias, the AUX
+    tensor) spans 2**31 elements or more; else int32 offsets would wrap and address memory
+    before the buffer."""
     dtype = a4.dtype
-    index_64 = max(_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])) >= 2 ** 31
+    spans = [_max_offset(a4[0, 0]), _max_offset(b4[0, 0]), _max_offset(c4[0, 0])]
+    spans += [_max_offset(t) for t in (bias, aux) if t is not None]
+    index_64 = max(spans) >= 2 ** 31
     return dict(
         HAS_BIAS=bias is not None,
         ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
@@ -402,6 +408,6 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
         return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
     cfg = tile_config(a.dtype)
     for a4, b4, c4 in batch_views(a, b, out):      # one launch unless > 2 batch dims remain
-        meta = epilogue_meta(c4, a4, b4, bias, activation, aux_mode)
+        meta = epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux)
         launch(variant, split_k, c4, a4, b4, bias, aux, meta, cfg)
     return out

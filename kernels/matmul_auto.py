@@ -133,7 +133,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
         return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
     cfg = _mm.tile_config(a.dtype)                # None: autotuning, so the variants are timed too
     for a4, b4, c4 in _mm.batch_views(a, b, out):
-        meta = _mm.epilogue_meta(c4, a4, b4, bias, activation, aux_mode)
+        meta = _mm.epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux)
         chosen = (variant, split_k)
         if variant is None:
             chosen = _pick_variant(c4, a4, b4, bias, aux, meta) if cfg is None else ("classic", None)
