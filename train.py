@@ -114,7 +114,7 @@ class TrainConfig:
     wandb_project: str = "minigrad"
     # system
     device: str = "auto"                # "auto" (cuda when available), "cpu" or "cuda"
-    threads: str = "auto"               # CPU threads of NumPy's matrix products: auto (1, measured), all, N
+    threads: str = "auto"               # BLAS threads on the CPU: auto (1: safe on a shared machine), all, N
     fast: bool = True                   # the performance layer (fast/): fused modules, multi-tensor AdamW
     cuda_graph: bool = True             # with fast, on a GPU: capture the training step once, replay it
     dtype: str = "auto"                 # "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float64"

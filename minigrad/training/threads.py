@@ -2,13 +2,14 @@
 
 On the CPU nearly all of a training step is NumPy's matrix products, which run in the BLAS
 library NumPy ships with (OpenBLAS in the pip wheels). That library starts one thread per
-core by default. For the small matrices of a small GPT this is a poor trade: a (768, 384) x
-(384, 1152) product is done in well under a millisecond, so waking and joining the threads
-costs about as much as the work, and on a machine that is busy with anything else (a test
-run, a browser, a second training run) the threads wait for each other at every product.
-Measured on a 2-core machine (docs/perf-notes.md section 9): the default preset at
-``--threads=1`` vs every core, quiet and busy; ``--threads=auto`` (the default) therefore
-means one thread, and ``--threads=N`` lets a quiet many-core machine use more.
+core by default. For the small matrices of a small GPT this is a poor trade: on a quiet machine
+more threads help a little, but beside any other CPU-bound process (a test run, a second
+training run, a browser) OpenBLAS's threads spin waiting for each other at every product, and
+a step gets several times slower. Measured with benchmarks/bench_threads.py on a 2-core machine
+(docs/perf-notes.md section 9, benchmarks/results/threads-cpu.json), the default model's
+ms/step with 1 and 2 threads: quiet 67 vs 53, beside one busy process 135 vs 925, beside two
+183 vs 288. One thread loses at most ~25% and never falls off the cliff, so ``--threads=auto``
+(the default) means one; ``--threads=all`` or ``--threads=N`` is for a quiet machine of your own.
 
 NumPy has no call for this, so `set_blas_threads` finds the BLAS library in the process and
 calls its own setter through ctypes (what the threadpoolctl package does, in a few lines).
