@@ -47,7 +47,7 @@ from minigrad.training.pretrained import start_from
 from minigrad.training.progress import ProgressBar
 from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, prepare_out_dir,
                                        release_run_folder)
-from minigrad.training.settings import (TRAIN_RULES, parse_config, resolve_device_dtype, resume_or_init,
+from minigrad.training.settings import (TRAIN_RULES, command_line_rules, parse_config, resolve_device_dtype,
                                        run_length, validate_settings)
 from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
 from minigrad.training.threads import use_threads
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
     cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
-    cfg = resume_or_init(cfg)                   # --init_from=resume is --resume; PATH with it is refused
+    cfg = command_line_rules(cfg, given)        # settings typed together that clash; --init_from=resume
     out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)   # writable, crash debris removed: before any work
     claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
     ckpt = None

@@ -237,25 +237,26 @@ def validate_settings(cfg, rules: dict[str, Rule]) -> None:
         raise SettingsError("invalid setting" + ("s: " if len(bad) > 1 else ": ") + "; ".join(bad))
 
 
-def resume_or_init(cfg):
-    """`cfg` with resume set for nanoGPT's spelling of it (--init_from=resume); --resume together
-    with --init_from=PATH (a new run from pretrained weights) is a SettingsError. Checked on the
-    command line's settings only: a resumed fine-tuning run keeps its PATH in its saved config."""
+def command_line_rules(cfg, given: set):
+    """The rules about what was typed together, checked before any work (a resumed run's saved
+    settings are not held to them: a fine-tuning run keeps its --init_from PATH): --resume with
+    --init_from=PATH (a new run from pretrained weights) and --epochs with --max_iters are
+    SettingsErrors. Returns `cfg` with resume set for nanoGPT's spelling of it (--init_from=resume)."""
     if cfg.resume and cfg.init_from not in ("scratch", "resume"):
         raise SettingsError(f"--init_from={cfg.init_from} starts a new run from pretrained weights and --resume "
                             "continues one: give one of them")
+    if {"epochs", "max_iters"} <= set(given) and cfg.epochs:
+        raise SettingsError("--epochs and --max_iters both set the length of the run: give one of them")
     return dataclasses.replace(cfg, resume=cfg.resume or cfg.init_from == "resume")
 
 
 def run_length(cfg, given: set, train_tokens: int, tokens_per_iter: int):
     """`cfg` with max_iters set from --epochs (passes over the training tokens, rounded up to whole
     iterations) when that is how the run's length was given; --max_iters typed on the command
-    line wins over an --epochs that came from a resumed checkpoint, and both typed is an error."""
+    line wins over an --epochs that came from a resumed checkpoint (both typed: command_line_rules)."""
     if not cfg.epochs:
         return cfg
-    if "max_iters" in given:
-        if "epochs" in given:
-            raise SettingsError("--epochs and --max_iters both set the length of the run: give one of them")
+    if "max_iters" in given:                    # typed on a resume: it wins over the saved --epochs
         return dataclasses.replace(cfg, epochs=0.0)
     iters = max(1, math.ceil(cfg.epochs * train_tokens / tokens_per_iter))
     print(f"--epochs={cfg.epochs:g}: {cfg.epochs:g} x {train_tokens:,} training tokens at {tokens_per_iter:,} "
