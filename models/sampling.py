@@ -4,8 +4,8 @@ The pipeline `sample_next` applies, in this order (the order Hugging Face uses):
 
 1. repetition penalty (CTRL, Keskar et al. 2019): for every id already in a row's context,
    a positive logit is divided by the penalty and a negative one multiplied by it;
-2. temperature: logits / temperature (shifted by the row max first, which changes nothing but
-   overflow); temperature == 0 means greedy argmax;
+2. temperature: logits / temperature (a temperature so small that this overflows shifts each
+   row by its max first: it then samples like greedy); temperature == 0 means greedy argmax;
 3. top-k: keep exactly the k largest logits (ties broken toward the lower id), -inf the rest;
 4. top-p (nucleus): keep the smallest set of most-likely tokens whose cumulative probability
    reaches top_p; the most likely token is always kept;
@@ -63,18 +63,22 @@ def apply_repetition_penalty(logits, prev_ids, penalty: float) -> np.ndarray:
 
 
 def apply_temperature(logits, temperature: float) -> np.ndarray:
-    """(logits - their row max) / temperature (temperature > 0; use greedy() for temperature 0).
+    """logits / temperature (temperature > 0; use greedy() for temperature 0).
 
-    Subtracting the max changes no probability (softmax is the same for any shift of a row) and
-    keeps every result <= 0: a tiny temperature (1e-300) sends the other logits to -inf instead
-    of the largest to +inf, so it samples like greedy rather than failing on inf - inf = nan."""
+    A temperature so small that the division overflows (1e-300) would send the largest logits to
+    +inf, and the softmax to inf - inf = nan. Then each row is shifted by its max first, which
+    changes no probability but keeps every result <= 0: the other logits go to -inf, and it
+    samples like greedy. (Only then: a shift rounds, and can make two nearly equal logits equal.)"""
     if temperature <= 0:
         raise ValueError(f"apply_temperature needs temperature > 0, got {temperature} "
                          "(temperature 0 means greedy: use greedy())")
     x = as_numpy_logits(logits)
-    m = x.max(axis=-1, keepdims=True)                                   # (B, 1)
     with np.errstate(over="ignore"):
-        return (x - np.where(np.isfinite(m), m, 0.0)) / float(temperature)
+        out = x / float(temperature)
+        if np.isposinf(out).any() and not np.isposinf(x).any():         # the division overflowed
+            m = x.max(axis=-1, keepdims=True)                           # (B, 1)
+            out = (x - np.where(np.isfinite(m), m, 0.0)) / float(temperature)
+    return out
 
 
 def top_k_filter(logits, k: Optional[int]) -> np.ndarray:

@@ -3,6 +3,7 @@
 `make test` installs the test extras and runs the README's test command."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,8 +17,10 @@ def _dry_run(tmp_path, *args: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.fail("make is not installed; the README's commands need it")
     # a fresh VENV path: the stamps do not exist, so make shows every step it would take
-    r = subprocess.run(["make", "-n", f"VENV={tmp_path / 'venv'}", *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=60)
+    # run as a user would, also when the test itself runs under `make test` (CI): not as a sub-make
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-n", "--no-print-directory", f"VENV={tmp_path / 'venv'}", *args], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
 
