@@ -302,13 +302,12 @@ def _physical_memory() -> Optional[int]:
         return None
 
 
-def _read_array(f, start: int, e: dict, where: str) -> np.ndarray:
+def _read_array(f, start: int, e: dict, where: str, ram: Optional[int]) -> np.ndarray:
     """Raw stored values: bf16 as float32, ints as stored, float16 as float16.
 
     A tensor larger than this machine's memory is refused before reading it (a real file of
     that size exists, but loading it would only end in a swap storm or the OOM killer)."""
     begin, end = e["data_offsets"]
-    ram = _physical_memory()
     if ram is not None and end - begin > ram:
         raise MemoryError(f"{where}: shape {e['shape']} of {e['dtype']} needs {(end - begin) / 2**30:,.1f} "
                           f"GiB, more than this machine's {ram / 2**30:,.1f} GiB of memory")
@@ -328,7 +327,8 @@ def _read_file(filename, convert=lambda arr, fmt: arr) -> tuple[dict, dict]:
     """(name -> convert(array, its safetensors dtype), the header's __metadata__)."""
     with _open_regular(filename) as f:
         header, metadata, start = _read_header(f, filename)
-        return {name: convert(_read_array(f, start, e, f"{filename}: tensor '{name}'"), e["dtype"])
+        ram = _physical_memory()
+        return {name: convert(_read_array(f, start, e, f"{filename}: tensor '{name}'", ram), e["dtype"])
                 for name, e in header.items()}, metadata
 
 

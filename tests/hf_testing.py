@@ -39,3 +39,16 @@ def transformers():
         return tf
     finally:
         sys.path[:] = saved
+
+
+def save_hf_gpt2_tokenizer(gpt2_dir: Path, path: Path):
+    """GPT-2's tokenizer (vocab.json + merges.txt in `gpt2_dir`) saved as a tokenizer.json the way
+    Hugging Face's `tokenizers` library writes it (byte-level with GPT-2's regex, <|endoftext|>
+    added). Returns the `tokenizers.Tokenizer`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    tok = Tokenizer(models.BPE.from_file(str(gpt2_dir / "vocab.json"), str(gpt2_dir / "merges.txt")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(path))
+    return tok

@@ -1,7 +1,6 @@
 """minigrad/training/checkpoint.py: safetensors layout, atomic writes, and clear errors on bad files."""
 from __future__ import annotations
 
-import json
 import os
 import struct
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 import train
 from minigrad.tokenizer import BPETokenizer
@@ -107,7 +106,7 @@ def test_a_tokenizer_saved_by_the_cli_can_be_named_by_path(tmp_path):
 
 def test_bpe_pattern_decides_how_train_py_splits_text(tmp_path):
     text = tmp_path / "t.txt"
-    text.write_text("".join(f"In 1918 there were 12345 cats, and they've said: 'it's 99!'\n" for _ in range(200)),
+    text.write_text("".join("In 1918 there were 12345 cats, and they've said: 'it's 99!'\n" for _ in range(200)),
                     encoding="utf-8")
     from minigrad.training.data import prepare_data
     toks = {p: prepare_data(str(text), "bpe", vocab_size=300, cache_dir=tmp_path / "c", bpe_pattern=p).tokenizer

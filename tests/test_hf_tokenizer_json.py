@@ -111,13 +111,7 @@ def test_gpt2_tokenizer_through_our_file_and_through_hfs_own(tmp_path, shared_da
     assert all(_hf_ids(hf_tok, t) == gpt2.encode(t, allowed_special="all") for t in TORTURE)
     assert _hf_ids(hf_tok, "Hello world<|endoftext|>") == [15496, 995, 50256]
     # GPT-2's tokenizer.json as HF's `tokenizers` writes it (ByteLevel with GPT-2's regex)
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    hf = Tokenizer(models.BPE.from_file(str(shared_data / "gpt2" / "vocab.json"),
-                                        str(shared_data / "gpt2" / "merges.txt")))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.decoder = decoders.ByteLevel()
-    hf.add_special_tokens(["<|endoftext|>"])
-    hf.save(str(tmp_path / "hf.json"))
+    hf = hf_testing.save_hf_gpt2_tokenizer(shared_data / "gpt2", tmp_path / "hf.json")
     assert json.loads((tmp_path / "hf.json").read_text())["pre_tokenizer"]["use_regex"] is True
     back = read_tokenizer_json(tmp_path / "hf.json")
     assert back.pattern == GPT2_SPLIT_PATTERN and back.eot_token == 50256

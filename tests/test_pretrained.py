@@ -37,13 +37,7 @@ def _save_hf_gpt2(folder: Path, shared: Path, with_tokenizer: bool = True):
             p.add_(torch.randn_like(p) * 0.1)
     model.eval().save_pretrained(str(folder))
     if with_tokenizer:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-        tok = Tokenizer(models.BPE.from_file(str(shared / "gpt2" / "vocab.json"),
-                                             str(shared / "gpt2" / "merges.txt")))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        tok.add_special_tokens(["<|endoftext|>"])
-        tok.save(str(folder / "tokenizer.json"))
+        hf_testing.save_hf_gpt2_tokenizer(shared / "gpt2", folder / "tokenizer.json")
     return model
 
 
