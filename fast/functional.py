@@ -7,6 +7,8 @@ signatures of the core calls they replace, and the host-side id checks that save
     attention(q, k, v, ...)               == F.scaled_dot_product_attention(q, k, v, is_causal=...)
     dropout(x, p, training)               == F.dropout
     cross_entropy_in_place(logits, t, C)  == F.cross_entropy(logits[:, :C], t), logits overwritten
+    linear_cross_entropy(x, w, t, C)      == F.cross_entropy(F.linear(x, w)[:, :C], t)   (the lm_head and
+                                             its loss: the backward scales x, not the logits)
 
 Host ids: checking token ids on the GPU costs a read-back, which makes the host wait for the GPU
 queue to drain. `host_ids` checks a batch on the host before its upload and remembers the range
@@ -99,22 +101,48 @@ def cross_entropy_in_place(logits: Tensor, target: Tensor, n_classes: Optional[i
     target), for a training step: the gradient is computed in the same pass and OVERWRITES the
     logits, which must not be used afterwards (the lm_head output of a loss-only forward)."""
     N, Vp = logits.shape
+    if logits.dtype not in FLOATS:
+        raise TypeError(f"cross_entropy_in_place needs a floating point tensor, got {logits.dtype}")
+    return _mean_loss(lambda t, C: functions.CrossEntropyInPlace.apply(logits, t, n_classes=C,
+                                                                        ignore_index=ignore_index),
+                      target, N, Vp, n_classes, ignore_index, logits.device)
+
+
+def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, n_classes: Optional[int] = None,
+                         ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy of logits = x W^T (x (N, C), W (Vp, C)) over their first n_classes columns,
+    as F.cross_entropy(F.linear(x, W)[:, :n_classes], target): the lm_head and the loss of a
+    training step in one Function (functions.LinearCrossEntropy), whose backward scales x by the
+    upstream gradient instead of the (N, Vp) logits gradient. Mixed dtypes take the two-call path."""
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear_cross_entropy: x must be (N, C) and weight (Vp, C), got {x.shape} "
+                         f"and {weight.shape}")
+    if x.dtype != weight.dtype or x.dtype not in FLOATS:
+        return cross_entropy_in_place(linear(x, weight), target, n_classes, ignore_index)
+    return _mean_loss(lambda t, C: functions.LinearCrossEntropy.apply(x, weight, t, n_classes=C,
+                                                                       ignore_index=ignore_index),
+                      target, x.shape[0], weight.shape[0], n_classes, ignore_index, x.device)
+
+
+def _mean_loss(row_losses, target, N: int, Vp: int, n_classes: Optional[int], ignore_index: int,
+               device: str) -> Tensor:
+    """The mean over the counted rows of row_losses(target, C) (N,), after the checks both fused
+    losses share: C in [1, Vp], int64 targets (N,), ids in range (on the host when their range is
+    known, else on the device, which also counts the ignored rows)."""
     C = Vp if n_classes is None else int(n_classes)
     if not 0 < C <= Vp:
         raise ValueError(f"n_classes must be in [1, {Vp}], got {C}")
     if not isinstance(target, Tensor):
-        target = host_ids(np.asarray(target, dtype=np.int64), logits.device)
+        target = host_ids(np.asarray(target, dtype=np.int64), device)
     if target.dtype != "int64" or target.shape != (N,):
         raise ValueError(f"target must be int64 of shape ({N},), got {target.dtype} {target.shape}")
-    if logits.dtype not in FLOATS:
-        raise TypeError(f"cross_entropy_in_place needs a floating point tensor, got {logits.dtype}")
     known = getattr(target, "_known_range", None)
     valid = None
     if not _known_class_ids(known, C) or known[0] <= ignore_index <= known[1]:
         # some rows may be ignored (or out of range): check and count them on the device
         valid = target != ignore_index
         F.check_targets(target, valid, C, ignore_index)
-    losses = functions.CrossEntropyInPlace.apply(logits, target, n_classes=C, ignore_index=ignore_index)
+    losses = row_losses(target, C)                                         # (N,)
     if valid is None:                        # every target counts: the mean divides by N, a host number
         return losses.sum() * (1.0 / N)
     return losses.sum() / valid.sum().to(dtype=losses.dtype)

@@ -5,7 +5,7 @@
     CausalSelfAttention     -> FusedSelfAttention   heads read from the qkv projection in place
     nn.Dropout              -> FastDropout          masks a CUDA-graph replay can vary
     nn.Embedding            -> TrustedEmbedding     ids already checked on the host, no read-back
-    models.gpt.GPT          -> FastGPT              host-checked ids, a loss that overwrites its logits
+    models.gpt.GPT          -> FastGPT              host-checked ids, lm_head + a loss that overwrites its logits
 
 A swap changes an instance's class to the subclass (Liger-Kernel swaps module classes the same
 way): parameters, their names, state_dict() and every isinstance() check stay as they were, and
@@ -80,8 +80,9 @@ class FastGPT(gpt.GPT):
         """GPT.forward. A training step (targets given, return_logits=False, no cache) checks its
         ids on the host, uploads host idx and targets together without waiting for the GPU, runs
         the transformer, and computes the loss and its gradient in one pass over the lm_head
-        output, overwriting it (FF.cross_entropy_in_place): no copy of a sliced vocabulary, no
-        softmax buffer, no second pass in backward."""
+        output, overwriting it (FF.linear_cross_entropy): no copy of a sliced vocabulary, no
+        softmax buffer, no second pass over the logits in backward (the mean's 1/N scales the
+        narrow x instead)."""
         if targets is None or return_logits or kv_cache is not None:
             return super().forward(idx, targets, ignore_index, last_only, kv_cache, return_logits)
         idx, targets = self._upload_batch(idx, targets)
@@ -93,8 +94,11 @@ class FastGPT(gpt.GPT):
         if getattr(targets, "_known_range", None) is not None:             # a view: same values
             FF.with_known_range(flat, *targets._known_range)
         x = self.hidden_states(idx)                                        # (B, T, C)
-        logits = self.lm_head(x).reshape(B * T, self.config.padded_vocab_size)
-        loss = FF.cross_entropy_in_place(logits, flat, self.config.vocab_size, ignore_index)
+        x = x.reshape(B * T, self.config.n_embd)                           # (B*T, C)
+        if self.lm_head.bias is not None:          # (GPT's lm_head has none; a subclass might)
+            logits = self.lm_head(x)                                       # (B*T, Vp)
+            return None, FF.cross_entropy_in_place(logits, flat, self.config.vocab_size, ignore_index)
+        loss = FF.linear_cross_entropy(x, self.lm_head.weight, flat, self.config.vocab_size, ignore_index)
         return None, loss
 
     def _upload_batch(self, idx, targets):

@@ -7,9 +7,10 @@
   form differs by up to 4.7e-4 at |x| = 2.7; identity weights keep the float32 matmuls exact, so
   that difference is hundreds of times the tolerance.
 - Bias-only training through the fused MLP: only the biases require grad (each alone, or both).
-- The host-side id checks before the in-place cross-entropy: a target equal to n_classes must be
-  refused with the check's own message, and an ignore_index equal to the smallest or largest
-  target (inside the remembered range) must be ignored, on both backends; FastGPT's targets too.
+- The host-side id checks before the in-place cross-entropy (alone, and with the lm_head matmul
+  in linear_cross_entropy): a target equal to n_classes must be refused with the check's own
+  message, and an ignore_index equal to the smallest or largest target (inside the remembered
+  range) must be ignored, on both backends; FastGPT's targets too.
 Expected values are computed here in float64 NumPy (or by the readable path where it says so).
 """
 from __future__ import annotations
@@ -197,18 +198,29 @@ def _ce_reference(logits: np.ndarray, targets: np.ndarray, C: int, ignore_index:
     return loss, grad
 
 
-def _ce(device, logits_np, targets, C, ignore_index, host_range=True):
+def _ce(device, logits_np, targets, C, ignore_index, host_range=True, kind="in_place"):
+    """(loss, d(loss)/d(logits)) through FF.cross_entropy_in_place, or through
+    FF.linear_cross_entropy with logits = x W^T for x = the identity (N, N) and W = logits^T, so
+    the logits are exactly logits_np and dW^T = d(loss)/d(logits)."""
+    t = FF.host_ids(np.asarray(targets), device) if host_range else _t(np.asarray(targets), device)
+    if kind == "linear":
+        x = _t(np.eye(len(logits_np)), device)                             # (N, N)
+        w = _t(np.ascontiguousarray(logits_np.T), device, grad=True)       # (Vp, N)
+        loss = FF.linear_cross_entropy(x, w, t, C, ignore_index=ignore_index)
+        loss.backward()
+        return float(loss.item()), w.grad.numpy().T
     leaf = _t(logits_np, device, grad=True)
     logits = leaf * 1.0                              # overwritten by the loss: not the leaf itself
-    t = FF.host_ids(np.asarray(targets), device) if host_range else _t(np.asarray(targets), device)
     loss = FF.cross_entropy_in_place(logits, t, C, ignore_index=ignore_index)
     loss.backward()
     return float(loss.item()), leaf.grad.numpy()
 
 
 LOGITS = np.random.default_rng(1).standard_normal((4, 8)) * 2.0     # N=4 rows, Vp=8, C=6 classes
+KINDS = ["in_place", "linear"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("host_range", [True, False])
 @pytest.mark.parametrize("targets, ignore_index", [
@@ -220,16 +232,18 @@ LOGITS = np.random.default_rng(1).standard_normal((4, 8)) * 2.0     # N=4 rows, 
     ([1, 2, 5, 5], 5),           # ignore_index == the largest target
     ([-100, 2, 5, -100], -100),  # the usual ignored rows
 ])
-def test_in_place_cross_entropy_counts_exactly_the_rows_it_should(device, host_range, targets, ignore_index):
+def test_in_place_cross_entropy_counts_exactly_the_rows_it_should(kind, device, host_range, targets,
+                                                                 ignore_index):
     _device(device)
     C = 6
-    loss, grad = _ce(device, LOGITS, targets, C, ignore_index, host_range)
+    loss, grad = _ce(device, LOGITS, targets, C, ignore_index, host_range, kind)
     want_loss, want_grad = _ce_reference(LOGITS, np.array(targets), C, ignore_index)
     tol = dict(rtol=1e-12, atol=1e-13) if device == "cpu" else dict(rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loss, want_loss, **tol)
     np.testing.assert_allclose(grad, want_grad, **tol)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("host_range", [True, False])
 @pytest.mark.parametrize("targets, ignore_index, shown", [
@@ -238,12 +252,12 @@ def test_in_place_cross_entropy_counts_exactly_the_rows_it_should(device, host_r
     ([-1, 5, 2, 3], -100, r"\[-1, 5\]"),        # below 0 and not ignored
     ([0, 6, 2, 6], 5, r"\[0, 6\]"),            # ignore_index C-1 does not make C a class
 ])
-def test_in_place_cross_entropy_refuses_targets_outside_the_classes(device, host_range, targets,
+def test_in_place_cross_entropy_refuses_targets_outside_the_classes(kind, device, host_range, targets,
                                                                     ignore_index, shown):
     _device(device)
     message = r"^cross_entropy: target class ids must be in \[0, 5\] .*got values in "
     with pytest.raises(IndexError, match=message + shown):
-        _ce(device, LOGITS, targets, 6, ignore_index, host_range)
+        _ce(device, LOGITS, targets, 6, ignore_index, host_range, kind)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -287,6 +287,47 @@ def test_cross_entropy_fwd_bwd_overwrites_logits_with_their_gradient():
         np.testing.assert_allclose(ops.b.to_numpy(logits), want_d, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("device,dtype,tol", [("cpu", "float64", 1e-10), ("cuda", "float32", 2e-5)])
+def test_linear_cross_entropy_scales_each_row_by_its_own_upstream_gradient(device, dtype, tol):
+    """functions.LinearCrossEntropy moves the upstream gradient from the (N, Vp) logits gradient
+    onto x: with a different weight per row (a mean would give every row the same), its dx and dW
+    must still be those of sum_i w_i * loss_i by hand in float64: dlogits = w_i (softmax - onehot)
+    over the first n_classes columns (padding and ignored rows 0), dx = dlogits W, dW = dlogits^T x."""
+    from minigrad.fast import functions
+    if device == "cuda":
+        from backend_testing import cuda_backend
+        cuda_backend()
+    N, C, Vp, n_classes = 5, 6, 8, 7
+    x = RNG.standard_normal((N, C))
+    w = RNG.standard_normal((Vp, C))
+    t = np.array([1, -100, 6, 0, 3])
+    row_w = np.array([0.5, 2.0, -1.5, 3.0, 0.25])                         # upstream d(out)/d(loss_i)
+    want_losses, d = _softmax_minus_onehot(x @ w.T, t, n_classes, -100)   # d: (N, Vp), padding 0
+    dlogits = d * row_w[:, None]
+    xt, wt = (minigrad.tensor(a, dtype=dtype, device=device, requires_grad=True) for a in (x, w))
+    losses = functions.LinearCrossEntropy.apply(xt, wt, minigrad.tensor(t, device=device),
+                                                n_classes=n_classes, ignore_index=-100)
+    (losses * minigrad.tensor(row_w, dtype=dtype, device=device)).sum().backward()
+    np.testing.assert_allclose(losses.numpy(), want_losses, rtol=tol, atol=tol)
+    np.testing.assert_allclose(xt.grad.numpy(), dlogits @ w, rtol=tol, atol=tol)
+    np.testing.assert_allclose(wt.grad.numpy(), dlogits.T @ x, rtol=tol, atol=tol)
+
+
+def test_linear_cross_entropy_with_mixed_dtypes_takes_the_two_call_path():
+    """x float32 and W float64 cannot share one matmul: the loss is cross_entropy_in_place over
+    linear(x, W) (the core promotes), and equals F.cross_entropy of the same logits."""
+    from minigrad.nn import functional as F
+    x = RNG.standard_normal((3, 4))
+    w = RNG.standard_normal((5, 4))
+    t = np.array([0, 4, 2])
+    got = FF.linear_cross_entropy(minigrad.tensor(x, dtype="float32"), minigrad.tensor(w, dtype="float64"),
+                                  minigrad.tensor(t))
+    want = F.cross_entropy(minigrad.tensor(x @ w.T, dtype="float64"), minigrad.tensor(t))
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"x must be \(N, C\) and weight \(Vp, C\)"):
+        FF.linear_cross_entropy(minigrad.tensor(x), minigrad.tensor(w.T.copy()), minigrad.tensor(t))
+
+
 def test_gpt_loss_only_forward_matches_the_logits_path():
     """An accelerated model(x, y, return_logits=False) (fused in-place loss) == the readable
     model(x, y): loss and every gradient (NumPy, float64, a padded vocabulary; with and without an
