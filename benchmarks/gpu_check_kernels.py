@@ -159,6 +159,14 @@ def run(rep, dry: bool) -> None:
                                        pre_out=pre, variant=variant)
                 close(f"matmul {variant} bf16 bias + GELU epilogue (pre_out)", TB.to_numpy(y), gelu, BF16, bf=True)
                 close(f"matmul {variant} bf16 pre_out", TB.to_numpy(pre), pre_np, BF16, bf=True)
+            # the bias gradient from the dW matmul: A = dy^T, a transposed view; its row sums = db
+            g = TB.from_numpy(cast(A2.T.copy()), dt)                         # (Ka, M): dy
+            rows = torch.empty((M,), dtype=g.dtype, device=g.device)
+            y = matmul_auto.matmul(g.t(), bb, rowsum=rows, variant=variant)  # A = dy^T (M, Ka)
+            close(f"matmul {variant} {dt} with rowsum", TB.to_numpy(y), cast(A2) @ cast(B2),
+                  (1e-3, 1e-4) if dt == "float32" else tol, bf=dt != "float32")
+            close(f"matmul {variant} {dt} rowsum (db from the dW matmul)", TB.to_numpy(rows),
+                  cast(A2).sum(axis=1), (1e-3, 1e-4) if dt == "float32" else tol, bf=dt != "float32")
 
     # ---- softmax family, norms, activations
     s = randn(7, 33) * 3

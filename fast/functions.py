@@ -30,11 +30,22 @@ def _t(b, x):
     return b.permute(x, tuple(range(n - 2)) + (n - 1, n - 2))
 
 
+def _weight_and_bias_grads(b, ops, dy, x, need_w: bool, need_b: bool) -> tuple:
+    """(dW, db) of y = x W^T + b from dy (N, out): dW = dy^T x (out, in), db = sum of dy over rows
+    (out,), each None where not needed. Both: one matmul whose A operand dy^T has db as its row sums."""
+    if need_w and need_b:
+        return ops.matmul_rowsum(_t(b, dy), x)
+    dw = ops.matmul(_t(b, dy), x) if need_w else None
+    return dw, (b.reduce_sum(dy, (0,), False) if need_b else None)
+
+
 class Linear(Function):
     """y = x W^T (+ b): x (N, in), W (out, in), b (out,) optional -> (N, out), the bias added in
     the matmul's epilogue (one launch instead of a matmul and a broadcast add). Backward:
     dx = dy W, dW = dy^T x (computed in W's own layout, so W.grad is contiguous and the multi-tensor
-    optimizer reads it without a copy), db = sum of dy over rows."""
+    optimizer reads it without a copy), db = sum of dy over rows, which are the row sums of dy^T,
+    the A operand of the dW matmul: that matmul writes them as it goes (matmul_rowsum), instead of
+    a column-sum launch reading dy again."""
 
     def forward(self, x, w, bias=None):
         b = self.backend
@@ -42,13 +53,10 @@ class Linear(Function):
         return fast_ops(b).matmul_bias(x, _t(b, w), bias)
 
     def backward(self, g):
-        b, ops = self.backend, fast_ops(self.backend)
-        dx = ops.matmul(g, self.w) if self.needs_input_grad[0] else None
-        dw = ops.matmul(_t(b, g), self.x) if self.needs_input_grad[1] else None
-        if not self.has_bias:
-            return dx, dw
-        db = b.reduce_sum(g, (0,), False) if self.needs_input_grad[2] else None
-        return dx, dw, db
+        b, ops, need = self.backend, fast_ops(self.backend), self.needs_input_grad
+        dx = ops.matmul(g, self.w) if need[0] else None
+        dw, db = _weight_and_bias_grads(b, ops, g, self.x, need[1], self.has_bias and need[2])
+        return (dx, dw, db) if self.has_bias else (dx, dw)
 
 
 class MLP(Function):
@@ -60,7 +68,8 @@ class MLP(Function):
 
     Backward, with da = (dy W2) * act'(a):
     dW2 = dy^T h,  db2 = sum_rows dy,  dx = da W1,  dW1 = da^T x,  db1 = sum_rows da
-    (weight gradients in the weights' own layout, as Linear's)."""
+    (weight gradients in the weights' own layout, each bias gradient from its weight gradient's
+    matmul, as Linear's)."""
 
     def forward(self, x, w1, w2, b1=None, b2=None, activation: str = "gelu"):
         b, ops = self.backend, fast_ops(self.backend)
@@ -71,17 +80,14 @@ class MLP(Function):
 
     def backward(self, g):
         b, ops, need = self.backend, fast_ops(self.backend), self.needs_input_grad
-        dw2 = ops.matmul(_t(b, g), self.h) if need[2] else None             # (C_out, H)
+        bias = self.has_bias
+        dw2, db2 = _weight_and_bias_grads(b, ops, g, self.h, need[2], bias and need[4])   # (C_out, H), (C_out,)
         da = None
-        if need[0] or need[1] or (self.has_bias and need[3]):
+        if need[0] or need[1] or (bias and need[3]):
             da = ops.matmul_act_grad(g, self.w2, self.a, self.activation)   # (N, H)
         dx = ops.matmul(da, self.w1) if need[0] else None                   # (N, C)
-        dw1 = ops.matmul(_t(b, da), self.x) if need[1] else None            # (H, C)
-        if not self.has_bias:
-            return dx, dw1, dw2
-        db1 = b.reduce_sum(da, (0,), False) if need[3] else None
-        db2 = b.reduce_sum(g, (0,), False) if need[4] else None
-        return dx, dw1, dw2, db1, db2
+        dw1, db1 = _weight_and_bias_grads(b, ops, da, self.x, need[1], bias and need[3])  # (H, C), (H,)
+        return (dx, dw1, dw2, db1, db2) if bias else (dx, dw1, dw2)
 
 
 class QKVAttention(Function):
@@ -150,6 +156,7 @@ class CrossEntropyInPlace(Function):
             g = b.astype(g, b.dtype(self.dlogits))
         scale = b.expand(b.reshape(g, (N, 1)), (N, Vp))
         return b.binary("mul", self.dlogits, scale), None
+
 
 class LinearCrossEntropy(Function):
     """Per-row losses (N,) of logits = x W^T: x (N, C), W (Vp, C), over the first n_classes columns

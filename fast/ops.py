@@ -2,9 +2,10 @@
 
 The core's backend contract (minigrad/backends/base.py) holds the primitives and the fused pairs a
 training step is made of. The performance layer needs a few more, each of which only saves work:
-a bias or an activation folded into a matmul's epilogue, a loss whose gradient overwrites its
-logits, attention read straight from the fused q/k/v projection, one AdamW launch for every
-parameter, clipping in a few launches, dropout masks that a replayed CUDA graph can vary.
+a bias or an activation folded into a matmul's epilogue, a bias gradient summed inside the weight
+gradient's matmul, a loss whose gradient overwrites its logits, attention read straight from the
+fused q/k/v projection, one AdamW launch for every parameter, clipping in a few launches, dropout
+masks that a replayed CUDA graph can vary.
 
 `FastOps` writes each of them as the composition of core Backend methods it replaces: that body is
 the specification, so the fast path runs (slowly) on any backend and the NumPy backend's results
@@ -74,6 +75,14 @@ class FastOps:
         """d(pre) = (a (M, K) @ b_ (K, N)) * activation'(pre): a @ b_ is the gradient with respect
         to the activation's output, pre (M, N) the saved pre-activation."""
         return self._activation_grad(self.matmul(a, b_), pre, activation)
+
+    def matmul_rowsum(self, a: Array, b_: Array) -> tuple[Array, Array]:
+        """(c, s): c = a (M, K) @ b_ (K, N), and s (M,) = a's row sums over K in a's dtype
+        (Backend.reduce_sum's accumulation: float32, float64 for float64). With a = dY^T (a view
+        of a Linear's output gradient dY (rows, C_out)) and b_ = X (rows, C_in), c is the weight
+        gradient and s the bias gradient: on the GPU both come from one matmul, whose programs
+        sum the dY^T tiles they load anyway (no column-sum launch over dY)."""
+        return self.matmul(a, b_), self.b.reduce_sum(a, (1,), False)
 
     # ------------------------------------------------------------------ loss
     def cross_entropy_fwd_bwd_(self, logits: Array, targets: Array, ignore_index: int,

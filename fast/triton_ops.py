@@ -1,9 +1,10 @@
 """FastOps on our Triton kernels: the fused forms of the performance layer's operations.
 
 Each method computes what its FastOps specification (fast/ops.py) computes, in fewer launches:
-the bias and the activation ride in the matmul's epilogue (kernels/matmul.py), the loss and its
-gradient come out of one pass over the logits (kernels/cross_entropy.py), attention reads q, k, v
-in place from the fused projection and writes its output with the heads merged, AdamW and clipping
+the bias and the activation ride in the matmul's epilogue (kernels/matmul.py), a bias gradient
+in its weight gradient's matmul (the row sums of dY^T), the loss and its gradient come out of one
+pass over the logits (kernels/cross_entropy.py), attention reads q, k, v in place from the fused
+projection and writes its output with the heads merged, AdamW and clipping
 walk every parameter from one pointer table (kernels/adamw.py, kernels/multi_tensor.py), and the
 dropout seed offset lives in device memory so a CUDA graph can vary it between replays.
 
@@ -56,6 +57,12 @@ class TritonFastOps(FastOps):
 
     def matmul_act_grad(self, a, b_, pre, activation):
         return _mm.matmul(a, b_, activation=_MATMUL_ACTIVATION[activation], act_grad_at=pre)
+
+    def matmul_rowsum(self, a, b_):
+        if a.dim() == 2 and b_.dim() == 2 and b_.shape[1] == 0:
+            return super().matmul_rowsum(a, b_)             # N == 0: no tiles to carry the sums
+        rowsum = torch.empty((a.shape[0],), dtype=a.dtype, device=a.device)
+        return _mm.matmul(a, b_, rowsum=rowsum), rowsum       # the row sums from the same launch
 
     # ------------------------------------------------------------------ loss
     def cross_entropy_fwd_bwd_(self, logits, targets, ignore_index, n_classes):

@@ -32,6 +32,13 @@ classic kernel unless `variant=` names another (tests, benchmarks). Choosing amo
 each shape on the GPU, and replaying a seen call's launch to save host time, is the performance
 layer's business: kernels/matmul_auto.py reuses this file's steps and adds both.
 
+Row sums (`rowsum=`, 2-d only): rowsum[m] = sum_k a[m, k] from the same launch. With a = dY^T
+(the weight gradient dW = dY^T X of a Linear) that is the bias gradient db, which would otherwise be a
+column-sum launch over dY of its own. The programs of c's first column of tiles (pid_n == 0) add up
+the a tiles they load anyway, in float32 registers, and store their BLOCK_M sums: one writer per row,
+so no atomics and no zero fill; the other programs take the plain loop (a uniform branch per
+program). Cost: a (BLOCK_M, BLOCK_K) reduction per K step in those programs only.
+
 Tails: rows/columns past M/N are clamped with a modulo (`offs % M`) so their loads stay in
 bounds without masks (their results are simply not stored); the K tail is one masked step peeled
 out of the main loop (skipped at compile time when K % BLOCK_K == 0), so the main loop's loads
@@ -80,7 +87,7 @@ from . import matmul_persistent as _persistent
 from . import matmul_splitk as _splitk
 from .helpers import autotune_enabled, cdiv, fp32_dot_precision, interpreting, launch_tuned
 from .matmul_plan import Launch
-from .matmul_tiles import _dot_tile, _grouped_tile, _store_tile, prune_for_epilogue
+from .matmul_tiles import _dot_tile, _grouped_tile, _store_rowsum, _store_tile, prune_for_epilogue
 
 # Launch-time switches (read on every call, never at import).
 AUTOTUNE = True        # on the GPU pick the tile config by timing (unless MINIGRAD_AUTOTUNE=0)
@@ -92,13 +99,14 @@ VARIANTS = ("classic", "persistent", "splitk")
 
 @triton.jit
 def _matmul_fwd_kernel(
-    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr,
+    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr, rowsum_ptr,   # rowsum (M,) contiguous, ROWSUM only
     stride_c0, stride_c1, stride_cm, stride_cn,      # c viewed as (B0, B1, M, N)
     stride_a0, stride_a1, stride_am, stride_ak,      # a viewed as (B0, B1, M, K); may be 0/transposed
     stride_b0, stride_b1, stride_bk, stride_bn,      # b viewed as (B0, B1, K, N)
     stride_bias, stride_auxm, stride_auxn,           # aux (M, N): one matrix only (no batch)
     M, N, K, B1,                                     # B1: size of the inner batch dim
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr,
+    ROWSUM: tl.constexpr,         # also rowsum[m] = sum_k a[m, k] (one matrix only: 2-d a and b)
     FP64_FMA: tl.constexpr,       # float64 inputs: multiply + tl.sum in float64 instead of tl.dot
     DOT_PRECISION: tl.constexpr,  # "ieee" (default) or "tf32" for float32 inputs
     UPCAST_DOT: tl.constexpr,     # interpreter only: its bf16 tl.dot is wrong, so dot in float32
@@ -124,9 +132,19 @@ def _matmul_fwd_kernel(
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc = _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak, stride_bk,
-                    stride_bn, FP64_FMA, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
-                    BLOCK_M, BLOCK_N, BLOCK_K)
+    rs = tl.zeros((BLOCK_M,), dtype=acc.dtype)                       # a's row sums (ROWSUM)
+    if ROWSUM and pid_n == 0:
+        # Every column of tiles loads the same a-rows; the first one also sums them along K
+        # (no atomics: one program owns each row). A uniform branch per program, so the other
+        # columns run the plain loop below, untouched (ROWSUM False compiles this branch out).
+        acc, rs = _dot_tile(acc, rs, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak,
+                            stride_bk, stride_bn, FP64_FMA, UPCAST_DOT, DOT_PRECISION, INDEX_64,
+                            EVEN_K, True, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store_rowsum(rs, rowsum_ptr, pid_m, M, INDEX_64, BLOCK_M)
+    else:
+        acc, rs = _dot_tile(acc, rs, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak,
+                            stride_bk, stride_bn, FP64_FMA, UPCAST_DOT, DOT_PRECISION, INDEX_64,
+                            EVEN_K, False, BLOCK_M, BLOCK_N, BLOCK_K)
     _store_tile(acc, c_ptr, bias_ptr, aux_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, stride_bias,
                 stride_auxm, stride_auxn, HAS_BIAS, ACTIVATION, AUX, INDEX_64, BLOCK_M, BLOCK_N)
 
@@ -157,8 +175,9 @@ _AUTOTUNE_CONFIGS = [
 
 _matmul_fwd_autotuned = triton.autotune(
     configs=_AUTOTUNE_CONFIGS,
-    # Layout changes the best tile, so the strides of the contraction dims are part of the key.
-    key=["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn"],
+    # Layout changes the best tile, so the strides of the contraction dims are part of the key;
+    # so do the epilogue (AUX prunes the configs that spill) and the row sums (more registers).
+    key=["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "AUX", "ROWSUM"],
     prune_configs_by={"early_config_prune": prune_for_epilogue},
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_fwd_kernel))
 
@@ -166,7 +185,8 @@ _matmul_fwd_autotuned = triton.autotune(
 # ---------------------------------------------------------------------------- checks
 def check_operands(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
                    activation: Optional[str], out: Optional[torch.Tensor], pre_out: Optional[torch.Tensor],
-                   act_grad_at: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], str]:
+                   act_grad_at: Optional[torch.Tensor], rowsum: Optional[torch.Tensor] = None,
+                   ) -> tuple[Optional[torch.Tensor], str]:
     """Every check of `matmul`'s arguments but the variant; returns (aux tensor, AUX mode) for the
     epilogue (`_check_aux`)."""
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
@@ -201,7 +221,31 @@ def check_operands(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor
                              f"{tuple(out.shape)} {out.dtype} on {out.device}")
         if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
             raise ValueError(f"out must not be an expanded (stride-0) view; got strides {out.stride()}")
+    _check_rowsum(rowsum, a, b)
     return aux, aux_mode
+
+
+def _check_rowsum(rowsum: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> None:
+    """rowsum: None, or a contiguous (M,) floating tensor on a's device, for a 2-d matmul with N > 0
+    (the row sums come from the programs of c's first column of tiles: with N == 0 there are none)."""
+    if rowsum is None:
+        return
+    if not isinstance(rowsum, torch.Tensor):
+        raise TypeError(f"matmul: rowsum must be a torch tensor or None, got {type(rowsum).__name__}")
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"matmul: rowsum works on one (M, K) @ (K, N) matrix; got a {tuple(a.shape)}, "
+                         f"b {tuple(b.shape)}")
+    M, N = a.shape[0], b.shape[1]
+    if rowsum.shape != (M,):
+        raise ValueError(f"matmul: rowsum must have shape ({M},) (a's rows); got {tuple(rowsum.shape)}")
+    if rowsum.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        raise TypeError(f"matmul: rowsum must be float32/bfloat16/float16/float64; got {rowsum.dtype}")
+    if rowsum.device != a.device:
+        raise ValueError(f"matmul: rowsum must be on {a.device} (a's device); got {rowsum.device}")
+    if not rowsum.is_contiguous():
+        raise ValueError(f"matmul: rowsum must be contiguous; got stride {rowsum.stride()}")
+    if N == 0 and M > 0:
+        raise ValueError("matmul: rowsum needs N > 0 (the row sums ride on c's first column of tiles)")
 
 
 def _check_aux(pre_out: Optional[torch.Tensor], act_grad_at: Optional[torch.Tensor], a: torch.Tensor,
@@ -313,8 +357,10 @@ def _max_offset(t: torch.Tensor) -> int:
 
 
 def epilogue_meta(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                  activation: Optional[str], aux_mode: str, aux: Optional[torch.Tensor] = None) -> dict:
-    """The kernels' epilogue and precision constexprs for 4-d views (`batch_views`).
+                  activation: Optional[str], aux_mode: str, aux: Optional[torch.Tensor] = None,
+                  rowsum: Optional[torch.Tensor] = None) -> dict:
+    """The kernels' epilogue and precision constexprs for 4-d views (`batch_views`); ROWSUM when
+    a's row sums are asked for too.
 
     INDEX_64: 64-bit offsets when any operand the kernel indexes (a, b, c, the bias, the AUX
     tensor) spans 2**31 elements or more; else int32 offsets would wrap and address memory
@@ -327,6 +373,7 @@ def epilogue_meta(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
         HAS_BIAS=bias is not None,
         ACTIVATION={"gelu": "gelu_tanh"}.get(activation, activation) or "none",
         AUX=aux_mode,
+        ROWSUM=rowsum is not None,
         FP64_FMA=dtype == torch.float64,
         DOT_PRECISION=fp32_dot_precision(ALLOW_TF32) if dtype == torch.float32 else "tf32",
         UPCAST_DOT=interpreting() and dtype == torch.bfloat16,
@@ -335,13 +382,14 @@ def epilogue_meta(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
 
 
 def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[Launch]:
+                    aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict],
+                    rowsum: Optional[torch.Tensor] = None) -> Optional[Launch]:
     """One program per tile; cfg None autotunes the tile config. Returns the direct launch made
     (None when the autotuner ran)."""
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
     args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
-            *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
+            rowsum if rowsum is not None else c4, *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
             *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1)
     batch = B0 * B1
 
@@ -359,27 +407,29 @@ def _launch_classic(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: 
 
 def launch(variant: str, split_k: Optional[int], c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor,
            bias: Optional[torch.Tensor], aux: Optional[torch.Tensor], meta: dict,
-           cfg: Optional[dict]) -> Optional[Launch]:
-    """Launch `variant` on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N).
-    cfg: fixed tiles, or None to autotune them. Returns the one direct kernel launch it made, if it
-    was one (kernels/matmul_auto.py replays it; split-K makes two launches: None)."""
+           cfg: Optional[dict], rowsum: Optional[torch.Tensor] = None) -> Optional[Launch]:
+    """Launch `variant` on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N);
+    rowsum (M,) when meta["ROWSUM"]. cfg: fixed tiles, or None to autotune them. Returns the one
+    direct kernel launch it made, if it was one (kernels/matmul_auto.py replays it; split-K makes
+    two launches: None)."""
     if variant == "persistent":
-        return _persistent.launch(c4, a4, b4, bias, aux, meta, cfg)
+        return _persistent.launch(c4, a4, b4, bias, aux, meta, cfg, rowsum)
     elif variant == "splitk":
         M, K, N = a4.shape[2], a4.shape[3], b4.shape[3]
         if split_k is None:
             block_k = cfg["BLOCK_K"] if cfg else _splitk.BLOCK_K
             split_k = (_splitk.split_candidates(M, N, K, _persistent.num_programs(a4.device), block_k)
                        or [2])[0]
-        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg)
+        _splitk.launch(c4[0, 0], a4[0, 0], b4[0, 0], bias, aux, meta, split_k, cfg, rowsum)
         return None
-    return _launch_classic(c4, a4, b4, bias, aux, meta, cfg)
+    return _launch_classic(c4, a4, b4, bias, aux, meta, cfg, rowsum)
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
            pre_out: Optional[torch.Tensor] = None, act_grad_at: Optional[torch.Tensor] = None,
-           variant: str = "classic", split_k: Optional[int] = None) -> torch.Tensor:
+           rowsum: Optional[torch.Tensor] = None, variant: str = "classic",
+           split_k: Optional[int] = None) -> torch.Tensor:
     """c = activation(a @ b + bias): a (..., M, K), b (..., K, N) -> c (..., M, N).
 
     a, b: same dtype (float32, bfloat16, float16 or float64) and device, equal batch dims, any
@@ -395,19 +445,25 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     act_grad_at: optional (M, N) tensor of a's dtype (2-d only, an activation given, no bias):
     instead c = (a @ b) * activation'(act_grad_at), the activation's backward in the epilogue;
     act_grad_at is the pre-activation saved by the forward, a @ b the gradient w.r.t. its output.
+    rowsum: optional contiguous (M,) float32/bfloat16/float16/float64 tensor (2-d a and b, N > 0):
+    rowsum[m] = sum_k a[m, k] is written there too, accumulated in float32 (float64 for float64
+    inputs) and rounded once to rowsum's dtype, by the programs of c's first column of tiles
+    (every variant; combines with bias, activation, pre_out, act_grad_at and out; c is the same
+    bits as without it). With a = dY^T it is a Linear's bias gradient, from its weight gradient's
+    launch.
     variant: "classic" (the default), "persistent" or "splitk" (see the module docstring; the
     latter two take float32/bfloat16/float16, "splitk" no batch dims). split_k: the number of K
     ranges for "splitk" (default: about one wave of tiles). kernels/matmul_auto.py's matmul, with
     this signature and variant=None, picks the fastest variant per shape by timing instead.
     """
-    aux, aux_mode = check_operands(a, b, bias, activation, out, pre_out, act_grad_at)
+    aux, aux_mode = check_operands(a, b, bias, activation, out, pre_out, act_grad_at, rowsum)
     check_variant(variant, split_k, a.dtype, tuple(a.shape[:-2]))
     if out is None:
         out = torch.empty(*a.shape[:-2], a.shape[-2], b.shape[-1], dtype=a.dtype, device=a.device)
     if out.numel() == 0:
-        return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
+        return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0), rowsum 0)
     cfg = tile_config(a.dtype)
     for a4, b4, c4 in batch_views(a, b, out):      # one launch unless > 2 batch dims remain
-        meta = epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux)
-        launch(variant, split_k, c4, a4, b4, bias, aux, meta, cfg)
+        meta = epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux, rowsum)
+        launch(variant, split_k, c4, a4, b4, bias, aux, meta, cfg, rowsum)
     return out

@@ -2,7 +2,7 @@
 that exist only for speed.
 
     matmul(a, b, bias=None, activation=None, out=None, *, pre_out=None, act_grad_at=None,
-           variant=None, split_k=None)          computes what kernels.matmul.matmul computes
+           rowsum=None, variant=None, split_k=None)   computes what kernels.matmul.matmul computes
 
 Why a second entry point:
 - Host cost per call. The plain wrapper checks shapes, dtypes and devices, collapses batch dims
@@ -44,17 +44,20 @@ from .helpers import TUNE_CACHE, autotune_enabled, fp32_dot_precision, interpret
 
 # (M, N, K, batch, contraction strides, dtype, epilogue) -> (variant, split_k) the timing chose
 _CHOSEN: dict[tuple, tuple[str, Optional[int]]] = {}
-_VARIANTS_ID = "classic,persistent,splitk/1"     # bump when the candidates or their kernels change
+_VARIANTS_ID = "classic,persistent,splitk/2"     # bump when the candidates or their kernels change
 
 
 def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-                  aux: Optional[torch.Tensor], meta: dict) -> tuple[str, Optional[int]]:
+                  aux: Optional[torch.Tensor], meta: dict,
+                  rowsum: Optional[torch.Tensor] = None) -> tuple[str, Optional[int]]:
     """The fastest of classic / persistent / split-K (a few split counts) for this launch.
 
     The first launch of each key runs every candidate once (which autotunes its tile config
     through launch_tuned), times each with device events and remembers the winner; later
     launches cost one dict lookup. Split-K is a candidate only for one matrix whose output has
     less than two waves of 128x128 tiles and a long K (`matmul_splitk.split_candidates`).
+    Every variant computes row sums (meta["ROWSUM"], part of the key: a weight gradient with its
+    bias gradient is timed apart from one without), so all stay candidates with `rowsum`.
     """
     B0, B1, M, K = a4.shape
     N = b4.shape[3]
@@ -75,7 +78,7 @@ def _pick_variant(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Op
         times = []
         for variant, split_k in options:
             def run(variant=variant, split_k=split_k):
-                _mm.launch(variant, split_k, c4, a4, b4, bias, aux, meta, None)
+                _mm.launch(variant, split_k, c4, a4, b4, bias, aux, meta, None, rowsum)
             run()                                     # autotunes its tiles, outside the timing
             times.append(triton.testing.do_bench(run, warmup=5, rep=25))
         chosen = _CHOSEN[key] = options[times.index(min(times))]
@@ -95,7 +98,7 @@ def _check_variant(variant: Optional[str], split_k: Optional[int], dtype: torch.
         _mm.check_variant(variant, split_k, dtype, batch_shape)
 
 
-def _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_k,
+def _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_k, rowsum=None,
               ) -> tuple[Optional[tuple], Optional[torch.Tensor]]:
     """(the plan key of a 2-d call, or None when it cannot have a plan; the epilogue's aux tensor)."""
     if not (type(a) is torch.Tensor and type(b) is torch.Tensor and a.dim() == 2 and b.dim() == 2
@@ -106,7 +109,8 @@ def _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_
     switches = (_mm.AUTOTUNE and autotune_enabled(), fp32_dot_precision(_mm.ALLOW_TF32),
                 _persistent.USE_TMA, interpreting())
     try:
-        return _plan.plan_key(a, b, bias, activation, out, aux, aux_mode, variant, split_k, switches), aux
+        return (_plan.plan_key(a, b, bias, activation, out, aux, aux_mode, variant, split_k, switches,
+                               rowsum), aux)
     except AttributeError:                        # a non-tensor bias/out/aux: the checks say so
         return None, None
 
@@ -114,18 +118,19 @@ def _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None, out: Optional[torch.Tensor] = None, *,
            pre_out: Optional[torch.Tensor] = None, act_grad_at: Optional[torch.Tensor] = None,
-           variant: Optional[str] = None, split_k: Optional[int] = None) -> torch.Tensor:
+           rowsum: Optional[torch.Tensor] = None, variant: Optional[str] = None,
+           split_k: Optional[int] = None) -> torch.Tensor:
     """kernels.matmul.matmul (same arguments, shapes, dtypes and result), with a remembered launch
     for a repeated 2-d signature, and variant=None (the default) timing "classic", "persistent"
     and "splitk" per shape on the GPU (classic with fixed tiles when AUTOTUNE is off or under the
     interpreter); naming a variant forces it (tests, benchmarks).
     """
-    key, aux = _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_k)
+    key, aux = _plan_key(a, b, bias, activation, out, pre_out, act_grad_at, variant, split_k, rowsum)
     plan = _plan.lookup(key) if key is not None else None
     if plan is not None:                          # every check below passed for this signature
-        return plan(a, b, bias, out, aux)
+        return plan(a, b, bias, out, aux, rowsum)
 
-    aux, aux_mode = _mm.check_operands(a, b, bias, activation, out, pre_out, act_grad_at)
+    aux, aux_mode = _mm.check_operands(a, b, bias, activation, out, pre_out, act_grad_at, rowsum)
     _check_variant(variant, split_k, a.dtype, tuple(a.shape[:-2]))
     if out is None:
         out = torch.empty(*a.shape[:-2], a.shape[-2], b.shape[-1], dtype=a.dtype, device=a.device)
@@ -133,11 +138,11 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
         return out   # M, N or a batch dim is 0 (K == 0 still runs: c = act(bias) or act(0))
     cfg = _mm.tile_config(a.dtype)                # None: autotuning, so the variants are timed too
     for a4, b4, c4 in _mm.batch_views(a, b, out):
-        meta = _mm.epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux)
+        meta = _mm.epilogue_meta(c4, a4, b4, bias, activation, aux_mode, aux, rowsum)
         chosen = (variant, split_k)
         if variant is None:
-            chosen = _pick_variant(c4, a4, b4, bias, aux, meta) if cfg is None else ("classic", None)
-        launch = _mm.launch(*chosen, c4, a4, b4, bias, aux, meta, cfg)
+            chosen = _pick_variant(c4, a4, b4, bias, aux, meta, rowsum) if cfg is None else ("classic", None)
+        launch = _mm.launch(*chosen, c4, a4, b4, bias, aux, meta, cfg, rowsum)
         if key is not None and launch is not None:
             _plan.remember(key, launch, (a.shape[-2], b.shape[-1]), _persistent.before_launch(launch.kwargs))
     return out

@@ -29,6 +29,11 @@ Two ways to read the operands, chosen per launch (`_tma_layout`):
   are verified without a GPU (tests force each).
 The c store is always a masked pointer store (c may be any strided view, e.g. `out=`).
 
+Row sums (`rowsum=` of kernels/matmul.py): the tiles with pid_n == 0 sum the a tiles they load
+(either path) and store a's row sums; the tile loop is then not flattened (a per-tile branch between
+two K loops is not one loop nest). That costs nothing at the weight-gradient shapes that ask for
+row sums: about one tile per program there, so there is no next tile to overlap with.
+
 Cost: the same 2*M*N*K FLOPs as the classic kernel. Limits: float32/bfloat16/float16 only
 (float64 stays on the classic kernel's FMA path).
 
@@ -47,7 +52,8 @@ import triton.language as tl
 
 from .helpers import cdiv, interpreting, launch_tuned
 from .matmul_plan import Launch
-from .matmul_tiles import _dot_tile, _grouped_tile, _mma, _store_tile, prune_for_epilogue
+from .matmul_tiles import (_dot_tile, _grouped_tile, _mma, _row_sums, _store_rowsum, _store_tile,
+                           prune_for_epilogue)
 
 USE_TMA = True            # launch-time switch: TMA descriptors where supported (False: pointers)
 INTERPRET_PROGRAMS = 3    # "SM count" under the interpreter: small and not a divisor of most tile
@@ -55,25 +61,61 @@ INTERPRET_PROGRAMS = 3    # "SM count" under the interpreter: small and not a di
 
 
 @triton.jit
+def _tile_product(acc, rs, a_desc, b_desc, a_ptr, b_ptr, pid_m, pid_n, M, N, K,
+                  stride_am, stride_ak, stride_bk, stride_bn,
+                  DOT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_64: tl.constexpr,
+                  EVEN_K: tl.constexpr, USE_TMA: tl.constexpr, A_T: tl.constexpr, B_T: tl.constexpr,
+                  ROWSUM: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(acc, rs) for one tile: acc += a @ b over all of K through the TMA descriptors (USE_TMA; the
+    pointers are unused) or the pointer loop (`_dot_tile`; the descriptors are unused), and with
+    ROWSUM rs += a's row sums from the same loaded a tiles."""
+    if USE_TMA:
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        for kb in range(0, tl.cdiv(K, BLOCK_K)):
+            k = kb * BLOCK_K
+            if A_T:
+                a = a_desc.load([k, off_m]).T                                # (BLOCK_M, BLOCK_K)
+            else:
+                a = a_desc.load([off_m, k])
+            if B_T:
+                b = b_desc.load([off_n, k]).T                                # (BLOCK_K, BLOCK_N)
+            else:
+                b = b_desc.load([k, off_n])
+            acc = _mma(acc, a, b, False, UPCAST_DOT, DOT_PRECISION)
+            rs = _row_sums(rs, a, ROWSUM)          # TMA zero-fills past K and M: zeros add nothing
+    else:
+        acc, rs = _dot_tile(acc, rs, a_ptr, b_ptr, pid_m, pid_n, 0, K, M, N, stride_am, stride_ak,
+                            stride_bk, stride_bn, False, UPCAST_DOT, DOT_PRECISION, INDEX_64, EVEN_K,
+                            ROWSUM, BLOCK_M, BLOCK_N, BLOCK_K)
+    return acc, rs
+
+
+@triton.jit
 def _matmul_persistent_kernel(
-    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr,
+    c_ptr, a_ptr, b_ptr, bias_ptr, aux_ptr, rowsum_ptr,   # rowsum (M,) contiguous, ROWSUM only
     stride_c0, stride_c1, stride_cm, stride_cn,      # c viewed as (B0, B1, M, N)
     stride_a0, stride_a1, stride_am, stride_ak,      # a viewed as (B0, B1, M, K); may be 0/transposed
     stride_b0, stride_b1, stride_bk, stride_bn,      # b viewed as (B0, B1, K, N)
     stride_bias, stride_auxm, stride_auxn,           # aux (M, N): one matrix only (no batch)
     M, N, K, B1, BATCH,                              # BATCH = B0 * B1 (1 on the TMA path)
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, AUX: tl.constexpr,
+    ROWSUM: tl.constexpr,         # also rowsum[m] = sum_k a[m, k], from the tiles with pid_n == 0
     DOT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_64: tl.constexpr,
     EVEN_K: tl.constexpr,         # K % BLOCK_K == 0 (pointer path only: TMA zero-fills the tail)
     USE_TMA: tl.constexpr,        # read a and b through TMA descriptors (batch 1 only)
     A_T: tl.constexpr,            # TMA: a is stored K-major-transposed (stride_am == 1)
     B_T: tl.constexpr,            # TMA: b is stored transposed (stride_bk == 1)
-    FLATTEN: tl.constexpr,        # fuse tile loop and K loop for pipelining across tiles
+    FLATTEN: tl.constexpr,        # fuse tile loop and K loop for pipelining across tiles (not with
+                                  # ROWSUM: its per-tile branch between two K loops is not one loop nest)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     tiles = num_pid_m * num_pid_n
+    a_desc = a_ptr         # placeholders on the pointer path (_tile_product ignores them there)
+    b_desc = b_ptr
     if USE_TMA:
         # One descriptor per operand over its storage order; the unit stride is the last one.
         if A_T:
@@ -95,25 +137,22 @@ def _matmul_persistent_kernel(
         b0 = (pid_batch // B1).to(tl.int64)
         b1 = (pid_batch % B1).to(tl.int64)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        if USE_TMA:
-            off_m = pid_m * BLOCK_M
-            off_n = pid_n * BLOCK_N
-            for kb in range(0, tl.cdiv(K, BLOCK_K)):
-                k = kb * BLOCK_K
-                if A_T:
-                    a = a_desc.load([k, off_m]).T                            # (BLOCK_M, BLOCK_K)
-                else:
-                    a = a_desc.load([off_m, k])
-                if B_T:
-                    b = b_desc.load([off_n, k]).T                            # (BLOCK_K, BLOCK_N)
-                else:
-                    b = b_desc.load([k, off_n])
-                acc = _mma(acc, a, b, False, UPCAST_DOT, DOT_PRECISION)
+        rs = tl.zeros((BLOCK_M,), dtype=tl.float32)                    # a's row sums (ROWSUM)
+        a_tile_ptr = a_ptr + b0 * stride_a0 + b1 * stride_a1
+        b_tile_ptr = b_ptr + b0 * stride_b0 + b1 * stride_b1
+        if ROWSUM and pid_n == 0:
+            # as the classic kernel: the tiles of c's first column also sum a's rows (one writer
+            # per row), the others run the plain loop (ROWSUM is 2-d only: no batch offset)
+            acc, rs = _tile_product(acc, rs, a_desc, b_desc, a_tile_ptr, b_tile_ptr, pid_m, pid_n, M, N,
+                                    K, stride_am, stride_ak, stride_bk, stride_bn, DOT_PRECISION,
+                                    UPCAST_DOT, INDEX_64, EVEN_K, USE_TMA, A_T, B_T, True,
+                                    BLOCK_M, BLOCK_N, BLOCK_K)
+            _store_rowsum(rs, rowsum_ptr, pid_m, M, INDEX_64, BLOCK_M)
         else:
-            acc = _dot_tile(acc, a_ptr + b0 * stride_a0 + b1 * stride_a1,
-                            b_ptr + b0 * stride_b0 + b1 * stride_b1, pid_m, pid_n, 0, K, M, N,
-                            stride_am, stride_ak, stride_bk, stride_bn, False, UPCAST_DOT,
-                            DOT_PRECISION, INDEX_64, EVEN_K, BLOCK_M, BLOCK_N, BLOCK_K)
+            acc, rs = _tile_product(acc, rs, a_desc, b_desc, a_tile_ptr, b_tile_ptr, pid_m, pid_n, M, N,
+                                    K, stride_am, stride_ak, stride_bk, stride_bn, DOT_PRECISION,
+                                    UPCAST_DOT, INDEX_64, EVEN_K, USE_TMA, A_T, B_T, False,
+                                    BLOCK_M, BLOCK_N, BLOCK_K)
         _store_tile(acc, c_ptr + b0 * stride_c0 + b1 * stride_c1, bias_ptr, aux_ptr, pid_m, pid_n,
                     M, N, stride_cm, stride_cn, stride_bias, stride_auxm, stride_auxn, HAS_BIAS,
                     ACTIVATION, AUX, INDEX_64, BLOCK_M, BLOCK_N)
@@ -136,7 +175,8 @@ AUTOTUNE_CONFIGS = [
 
 _persistent_autotuned = triton.autotune(
     configs=AUTOTUNE_CONFIGS,
-    key=["M", "N", "K", "BATCH", "stride_am", "stride_ak", "stride_bk", "stride_bn", "USE_TMA"],
+    key=["M", "N", "K", "BATCH", "stride_am", "stride_ak", "stride_bk", "stride_bn", "USE_TMA", "AUX",
+         "ROWSUM"],
     prune_configs_by={"early_config_prune": prune_for_epilogue},
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_matmul_persistent_kernel))
 
@@ -210,9 +250,11 @@ def _ensure_allocator() -> None:
 
 
 def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[torch.Tensor],
-           aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict]) -> Optional[Launch]:
+           aux: Optional[torch.Tensor], meta: dict, cfg: Optional[dict],
+           rowsum: Optional[torch.Tensor] = None) -> Optional[Launch]:
     """Launch on 4-d views c (B0, B1, M, N), a (B0, B1, M, K), b (B0, B1, K, N); aux (M, N) for the
-    epilogue's AUX mode (kernels/matmul_tiles.py `_store_tile`), or None.
+    epilogue's AUX mode (kernels/matmul_tiles.py `_store_tile`), or None; rowsum (M,) for a's row
+    sums when meta["ROWSUM"] (kernels/matmul.py), or None.
 
     meta: the classic kernel's epilogue/precision constexprs (FP64_FMA must be False).
     cfg: fixed BLOCK_*/GROUP_M/num_warps/num_stages, or None to autotune (launch_tuned).
@@ -225,9 +267,11 @@ def launch(c4: torch.Tensor, a4: torch.Tensor, b4: torch.Tensor, bias: Optional[
     use_tma, a_t, b_t = tma_plan(a4, b4, meta["INDEX_64"])
     if use_tma and not interpreting():
         _ensure_allocator()
-    meta = dict(meta, USE_TMA=use_tma, A_T=a_t, B_T=b_t, FLATTEN=not interpreting())
+    meta = dict(meta, USE_TMA=use_tma, A_T=a_t, B_T=b_t,
+                FLATTEN=not interpreting() and not meta["ROWSUM"])
     del meta["FP64_FMA"]
     args = (c4, a4, b4, bias if bias is not None else c4, aux if aux is not None else c4,
+            rowsum if rowsum is not None else c4,
             *c4.stride(), *a4.stride(), *b4.stride(), bias.stride(0) if bias is not None else 0,
             *(aux.stride() if aux is not None else (0, 0)), M, N, K, B1, batch)
     programs = num_programs(a4.device)

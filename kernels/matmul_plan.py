@@ -10,7 +10,8 @@ GPU where the whole step's matmul work is ~13 ms. Yet a training step repeats th
 (shapes, strides, dtypes, epilogue) every time.
 
 How: every input of that host work is in the key (`plan_key`): shapes, strides, dtypes, devices
-of every operand, the epilogue, the forced variant, the 16-byte alignment of a and b (TMA
+of every operand, the epilogue, whether a's row sums are asked for (`rowsum=`: its own constexpr and
+kernel argument), the forced variant, the 16-byte alignment of a and b (TMA
 needs it), and the module switches tests flip (AUTOTUNE, ALLOW_TF32, USE_TMA, the interpreter).
 After a call whose work ended in one direct kernel launch (`Launch`: the classic or persistent
 kernel with known block sizes; not the autotuner's first run, not split-K's two launches), that
@@ -28,8 +29,8 @@ MAX_PLANS = 4096          # a bounded cache: cleared when a program sweeps throu
 
 
 class Launch(NamedTuple):
-    """One direct launch: kernel[grid](*args, **kwargs). args start with the five tensor
-    arguments (c, a, b, bias or c, aux or c); the rest are ints fixed by the signature."""
+    """One direct launch: kernel[grid](*args, **kwargs). args start with the six tensor
+    arguments (c, a, b, bias or c, aux or c, rowsum or c); the rest are ints fixed by the signature."""
     kernel: object
     grid: Callable[[dict], tuple]
     args: tuple
@@ -42,18 +43,19 @@ class Plan:
     def __init__(self, launch: Launch, shape: tuple, before: Optional[Callable[[], None]] = None):
         self.kernel, self.kwargs = launch.kernel, launch.kwargs
         self.grid = launch.grid(launch.kwargs)              # block sizes are known: a fixed grid
-        self.tail = launch.args[5:]                         # strides and sizes
+        self.tail = launch.args[6:]                         # strides and sizes
         self.shape, self.before = shape, before
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
-                 out: Optional[torch.Tensor], aux: Optional[torch.Tensor]) -> torch.Tensor:
+                 out: Optional[torch.Tensor], aux: Optional[torch.Tensor],
+                 rowsum: Optional[torch.Tensor] = None) -> torch.Tensor:
         c = torch.empty(self.shape, dtype=a.dtype, device=a.device) if out is None else out
         if self.before is not None:
             self.before()
         # Triton reads a tensor argument's data pointer and dtype only: the 2-d tensors stand in
         # for the 4-d views the slow path built over the same memory.
         self.kernel[self.grid](c, a, b, c if bias is None else bias, c if aux is None else aux,
-                               *self.tail, **self.kwargs)
+                               c if rowsum is None else rowsum, *self.tail, **self.kwargs)
         return c
 
 
@@ -65,11 +67,11 @@ def _spec(t: Optional[torch.Tensor]):
 
 
 def plan_key(a: torch.Tensor, b: torch.Tensor, bias, activation, out, aux, aux_mode: str,
-             variant, split_k, switches: tuple) -> tuple:
+             variant, split_k, switches: tuple, rowsum=None) -> tuple:
     """Everything the slow path's decisions depend on (raises AttributeError for non-tensors)."""
     return (a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device,
             a.data_ptr() % 16, b.data_ptr() % 16, _spec(bias), _spec(out), _spec(aux), aux_mode,
-            activation, variant, split_k, switches)
+            activation, variant, split_k, switches, _spec(rowsum))
 
 
 def lookup(key: tuple) -> Optional[Plan]:

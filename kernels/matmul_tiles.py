@@ -9,11 +9,14 @@ result goes; the work on one tile is the same code, kept here once as inlined @t
   Rows/columns past M/N are wrapped with a modulo (loads need no M/N masks; those results are
   never stored); whole K blocks run unmasked (vectorised, software-pipelined), the K tail is one
   masked step peeled out of the loop (compiled out when every K range is a multiple of BLOCK_K).
+  With ROWSUM it also sums the a tiles it loads along K (`_row_sums`): a's row sums come out of
+  the same loads (a Linear's bias gradient db = dY^T 1 from its weight gradient dW = dY^T X).
 - `_mma`: one acc += a @ b step (tl.dot, or float64 multiply + tl.sum).
 - `_store_tile`: the epilogue on the float32 (float64) accumulator: + bias[n], activation, one
   rounding to c's dtype, masked store into any strided c; optionally also storing the
   pre-activation, or applying an activation's derivative instead (`_activation_grad`), so an MLP's
   activation costs no launch of its own in either direction.
+- `_store_rowsum`: the masked store of a tile-row's (BLOCK_M,) row sums.
 
 `prune_for_epilogue` is the autotuners' config filter for the AUX epilogues (see its docstring).
 
@@ -102,15 +105,28 @@ def _grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, k0, k_len, M, N,
+def _row_sums(rs, a, ROWSUM: tl.constexpr):
+    """rs (BLOCK_M,) += the row sums of one loaded a tile (BLOCK_M, BLOCK_K), in rs's dtype
+    (float32; float64 for float64 inputs); rs unchanged without ROWSUM (compiled out)."""
+    if ROWSUM:
+        rs += tl.sum(a.to(rs.dtype), axis=1)
+    return rs
+
+
+@triton.jit
+def _dot_tile(acc, rs, a_ptr, b_ptr, pid_m, pid_n, k0, k_len, M, N,
               stride_am, stride_ak, stride_bk, stride_bn,
               FP64_FMA: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr,
               INDEX_64: tl.constexpr,
               EVEN_K: tl.constexpr,   # k_len % BLOCK_K == 0 for every caller: no tail step
+              ROWSUM: tl.constexpr,   # also rs += a's row sums over this K range
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc (BLOCK_M, BLOCK_N) += a[rows of pid_m, k0:k0+k_len] @ b[k0:k0+k_len, cols of pid_n].
+    """(acc, rs): acc (BLOCK_M, BLOCK_N) += a[rows of pid_m, k0:k0+k_len] @ b[k0:k0+k_len, cols of
+    pid_n]; with ROWSUM, rs (BLOCK_M,) += sum over the same k of a[rows of pid_m, k] (else rs as given).
 
-    a_ptr/b_ptr point at the (M, K) / (K, N) matrix of this batch entry; any strides.
+    a_ptr/b_ptr point at the (M, K) / (K, N) matrix of this batch entry; any strides. The row sums
+    read the a tiles already loaded for the dot (no extra global load): their cost is a reduction
+    in registers per K step, which is why callers ask for them in one column of tiles only.
     """
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -133,14 +149,26 @@ def _dot_tile(acc, a_ptr, b_ptr, pid_m, pid_n, k0, k_len, M, N,
         a = tl.load(a_ptrs)                                                  # (BLOCK_M, BLOCK_K)
         b = tl.load(b_ptrs)                                                  # (BLOCK_K, BLOCK_N)
         acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
+        rs = _row_sums(rs, a, ROWSUM)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
     if not EVEN_K:   # the K tail, peeled out of the loop: one masked step
         k_left = k_len % BLOCK_K
-        a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)      # zeros add nothing to rs
         b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
         acc = _mma(acc, a, b, FP64_FMA, UPCAST_DOT, DOT_PRECISION)
-    return acc
+        rs = _row_sums(rs, a, ROWSUM)
+    return acc, rs
+
+
+@triton.jit
+def _store_rowsum(rs, rowsum_ptr, pid_m, M, INDEX_64: tl.constexpr, BLOCK_M: tl.constexpr):
+    """rowsum[rows of pid_m] = rs (BLOCK_M,), rounded once to rowsum's dtype; rows past M (their
+    sums are of wrapped rows) are masked. rowsum is contiguous (the wrappers check it)."""
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    if INDEX_64:
+        offs_m = offs_m.to(tl.int64)
+    tl.store(rowsum_ptr + offs_m, _cast_value(rs, rowsum_ptr.dtype.element_ty), mask=offs_m < M)
 
 
 @triton.jit

@@ -4,7 +4,8 @@ once survived the suite.
 - The launch-plan cache of kernels/matmul_auto.py (key: kernels/matmul_plan.py `plan_key`): the
   same shapes called back to back with different a / b layouts, bias layouts (contiguous, [::2],
   [::3], none), out layouts (none, contiguous, transposed, padded rows, column stride 2), AUX
-  modes ("pre", "grad") and AUX layouts, every call checked, on the variants a plan is kept for.
+  modes ("pre", "grad") and AUX layouts, with and without a's row sums (`rowsum=`, float32 or
+  float64), every call checked, on the variants a plan is kept for.
   A key that forgot the strides of out, the bias or the AUX operand, or the AUX mode, replays
   another call's launch: wrong values, or writes outside the view (every view lives inside a
   buffer four times its size, so a wrong replay stays in bounds and is seen, never a crash).
@@ -19,7 +20,8 @@ once survived the suite.
   act(pre as stored), so an activation applied to the unrounded float32 accumulator is off by
   whole bfloat16 ulps in many elements; a bfloat16 tolerance would hide it (it is the *more*
   accurate act(a @ b + bias)), hence the exact comparison, and the test checks that its data can
-  tell the two apart.
+  tell the two apart. The row sums (`rowsum=`, a bias gradient from its weight gradient's launch) on
+  every variant likewise: each the one bfloat16 rounding of the float64 sum.
 - The epilogue's own operands beyond int32 offsets: a bias or AUX view whose elements lie 2**31
   elements apart while a, b and c are small (in a subprocess: a wrong offset crashes).
 Expected values are float64 NumPy written here (activations and their derivatives from their
@@ -235,6 +237,23 @@ def test_act_grad_epilogue_every_variant(variant):
         _assert_rounds_to(c, want, window, f"{variant} {activation}: act_grad_at")
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_rowsum_every_variant_rounds_once(variant):
+    """rowsum (bfloat16) of a = dY^T (a transposed view, as a weight gradient reads it): each value
+    the bfloat16 rounding of the float64 row sum, up to float32's accumulation error (one rounding
+    of a float32 accumulator, never a bfloat16 running sum); c unchanged by asking for it."""
+    rng = np.random.default_rng(8)
+    dy = _bf16(rng, K_, M_, scale=4.0)                                # (rows, C_out): a = dy^T
+    x = _bf16(rng, K_, N_)
+    a = dy.t()
+    rs = torch.full((M_,), float("nan"), dtype=BF16, device=DEVICE)
+    c = K.matmul(a, x, rowsum=rs, variant=variant[0], split_k=variant[1])
+    s64 = _np(a).sum(axis=1)
+    window = 2.0 * (K_ + 2) * 2.0 ** -24 * np.abs(_np(a)).sum(axis=1)
+    _assert_rounds_to(rs, s64, window, f"{variant} rowsum")
+    assert torch.equal(c, K.matmul(a, x, variant=variant[0], split_k=variant[1]))
+
+
 @pytest.mark.parametrize("k,splits", [(64, (2, 3, 4, 5, 7)), (48, (2,)), (80, (3,))])
 def test_splitk_slices_are_whole_k_blocks(k, splits):
     """K a multiple of BLOCK_K (16 here): every split count, including those that do not divide
@@ -365,7 +384,7 @@ def _bias(rng, layout):
     return {"contig": buf[:PN], "stride2": buf[::2][:PN], "stride3": buf[1::3]}[layout]
 
 
-BASE = dict(a="rows", b="rows", bias="contig", out=None, act=None, aux=None)
+BASE = dict(a="rows", b="rows", bias="contig", out=None, act=None, aux=None, rowsum=None)
 PLAN_CASES = [dict(BASE)] + [dict(BASE, **change) for change in [
     dict(a="cols"), dict(a="padded"), dict(b="cols"), dict(b="padded"),
     dict(bias=None), dict(bias="stride2"), dict(bias="stride3"),
@@ -377,6 +396,10 @@ PLAN_CASES = [dict(BASE)] + [dict(BASE, **change) for change in [
     dict(act="gelu", bias=None, aux=("grad", "cols")), dict(act="gelu", bias=None, aux=("grad", "padded")),
     dict(act="gelu", bias="stride2", aux=("pre", "rows")), dict(act="gelu", aux=("pre", "rows")),
     dict(act="gelu", bias="stride2", aux=("pre", "strided"), out="cols"),
+    # a's row sums (a bias gradient's): asked for or not, their dtype, with the layouts and epilogues
+    dict(rowsum="float32"), dict(rowsum="float64"), dict(a="cols", rowsum="float32"),
+    dict(out="cols", rowsum="float32"), dict(act="gelu", bias=None, aux=("grad", "rows"), rowsum="float32"),
+    dict(act="gelu", bias="stride2", aux=("pre", "rows"), rowsum="float32"),
 ]]
 
 
@@ -386,7 +409,10 @@ def _plan_call(case: dict, variant, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a, b = _input(rng, case["a"], PM, PK), _input(rng, case["b"], PK, PN)
     bias = _bias(rng, case["bias"])
-    out_buf = out = pre_buf = pre = grad_at = None
+    out_buf = out = pre_buf = pre = grad_at = rs = None
+    if case["rowsum"] is not None:                # a (PM,) view inside a NaN buffer three times its size
+        rs_buf = torch.full((3 * PM,), float("nan"), dtype=getattr(torch, case["rowsum"]), device=DEVICE)
+        rs = rs_buf[PM:2 * PM]
     if case["out"] is not None:
         out_buf = torch.full((4 * PM * PN,), float("nan"), device=DEVICE)
         out = _view(out_buf, case["out"], PM, PN)
@@ -398,8 +424,12 @@ def _plan_call(case: dict, variant, seed: int) -> None:
         else:
             grad_at = _view(torch.from_numpy(rng.standard_normal(4 * PM * PN).astype(np.float32)).to(DEVICE),
                             layout, PM, PN)
-    c = AUTO.matmul(a, b, bias, case["act"], out, pre_out=pre, act_grad_at=grad_at, variant=variant)
+    c = AUTO.matmul(a, b, bias, case["act"], out, pre_out=pre, act_grad_at=grad_at, rowsum=rs,
+                    variant=variant)
     what = f"{variant} {case}"
+    if rs is not None:
+        np.testing.assert_allclose(_np(rs), _np(a).sum(axis=1), rtol=1e-5, atol=1e-5, err_msg=what)
+        assert torch.isnan(rs_buf[:PM]).all() and torch.isnan(rs_buf[2 * PM:]).all(), f"{what}: rowsum"
     s = _np(a) @ _np(b) + (0.0 if bias is None else _np(bias))
     tol = dict(rtol=1e-4, atol=1e-4, err_msg=what)
     if grad_at is not None:

@@ -483,16 +483,23 @@ _SM90_SCRIPT = r"""
 from minigrad.kernels import matmul as M
 fn = M._matmul_fwd_kernel
 unit = {"stride_ak", "stride_bn", "stride_cn"}        # specialised to 1 at run time
+# the weight gradient dW = dY^T X with a = dY^T (unit stride along M) and its bias gradient (ROWSUM)
+unit_dw = {"stride_am", "stride_bn", "stride_cn"}
 # the MLP's epilogues: "pre" (store the pre-activation too) and "grad" (activation derivative)
-for dt, (bm, bn, bk, w, st), act, aux in [("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "none"),
-                                          ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "pre"),
-                                          ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "grad"),
-                                          ("fp32", (128, 128, 32, 8, 3), "gelu_exact", "grad"),
-                                          ("fp64", (32, 32, 8, 4, 2), "silu", "grad")]:
-    const = dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, FP64_FMA=dt == "fp64",
+for dt, (bm, bn, bk, w, st), act, aux, rowsum in [
+        ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "none", False),
+        ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "pre", False),
+        ("bf16", (128, 256, 64, 8, 3), "gelu_tanh", "grad", False),
+        ("fp32", (128, 128, 32, 8, 3), "gelu_exact", "grad", False),
+        ("fp64", (32, 32, 8, 4, 2), "silu", "grad", False),
+        ("bf16", (128, 128, 64, 8, 3), "none", "none", True),          # the fixed 16-bit config
+        ("bf16", (128, 256, 64, 8, 3), "none", "none", True),
+        ("fp32", (128, 128, 32, 8, 3), "gelu_tanh", "pre", True),
+        ("fp64", (32, 32, 8, 4, 2), "none", "none", True)]:
+    const = dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, ROWSUM=rowsum, FP64_FMA=dt == "fp64",
                  DOT_PRECISION="ieee" if dt == "fp32" else "tf32",      # float32's default: IEEE
                  UPCAST_DOT=False, INDEX_64=False, EVEN_K=False,
-                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8, **{u: 1 for u in unit})
+                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8, **{u: 1 for u in (unit_dw if rowsum else unit)})
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
@@ -505,7 +512,7 @@ for dt, (bm, bn, bk, w, st), act, aux in [("bf16", (128, 256, 64, 8, 3), "gelu_t
                        options={"num_warps": w, "num_stages": st})
     if dt == "fp32":                  # IEEE float32: no TF32 tensor-core instruction
         assert "tf32" not in k.asm["ptx"], "float32 compiled with TF32"
-    print(dt, aux, "ok, shared memory", k.metadata.shared)
+    print(dt, aux, "rowsum" if rowsum else "", "ok, shared memory", k.metadata.shared)
 """
 
 
