@@ -20,17 +20,18 @@ The bias gets no gradient.
 
 Dropout on the probabilities (dropout_p = p > 0), FlashAttention-2 style, the mask never stored:
 
-    keep[b, h, i, j] = tl.rand(seed, ((b*H + h)*T + i)*S + j) >= p      (Philox, counter based)
+    keep[b, h, i, j] = u >= p,   u = output j % 4 of Philox(seed, ((b*H + h)*T + i)*ceil(S/4) + j // 4)
     o = (p_ij * keep / (1 - p)) @ v          lse, m and l stay those of the undropped p
     dv = (p * keep / (1 - p))^T @ do;   dp = (do @ v^T) * keep / (1 - p);   ds = p * (dp - delta)
 
-delta = rowsum(do * o) still equals rowsum(p * dp) with the dropped o and dp. The counter is the
-row-major index of (b, h, i, j) in the (B, H, T, S) probability matrix, so the mask is exactly the
-one kernels/dropout.py draws for softmax(s) of that shape with the same seed: the fused op equals
-scores -> softmax -> dropout -> @ v. The backward kernels draw the same numbers again from the
-seed. p == 1 gives o = 0 and zero gradients (scale passed as 0, never inf). HAS_DROPOUT is a
-constexpr: without dropout the Philox code is not compiled in at all. Counters are int32 unless
-B*H*T*S (plus block padding) reaches 2**31 (INDEX64; the same numbers either way).
+delta = rowsum(do * o) still equals rowsum(p * dp) with the dropped o and dp. Each Philox 4x32-10
+call (counter based) serves four neighbouring keys of a row, kernels/dropout.py's rule for a
+(B, H, T, S) tensor, so the mask is exactly the one it draws for softmax(s) of that shape with the
+same seed: the fused op equals scores -> softmax -> dropout -> @ v (attention_tiles.py
+`_dropout_keep`). The backward kernels draw the same numbers again from the seed. p == 1 gives
+o = 0 and zero gradients (scale passed as 0, never inf). HAS_DROPOUT is a constexpr: without
+dropout the Philox code is not compiled in at all. Counters are int32 unless B*H*T*ceil(S/4)
+(plus block padding) reaches 2**31 (INDEX64; the same numbers either way).
 
 Work split. The T x S score matrix is never materialised: each program streams over blocks.
 - forward: one program per (BLOCK_M query rows, b*h). It loops over BLOCK_N key blocks with an
@@ -61,12 +62,11 @@ Work split. The T x S score matrix is never materialised: each program streams o
 Cost: forward 4*T*S*D FLOPs per (b, h) (2 matmuls; halved by causal), backward conventionally
 counted as 10*T*S*D (2.5x forward, 5 matmuls; this scheme executes 7, i.e. 14*T*S*D).
 Memory traffic is O((T + S) * D) per (b, h) plus the bias if given, so attention is
-compute-bound at realistic sizes. Dropout adds one Philox draw per visible (i, j) in the forward
-and in each of the two backward kernels (10 rounds of two 32x32-bit multiplies with their high
-halves, plus xors: tens of integer ops per score, more than the rest of the per-score work), and
-live registers in the loops (the dk/dv kernel already holds two accumulators). One draw per entry
-is what makes the mask equal kernels/dropout.py's; FlashAttention's 4 numbers per Philox call
-(tl.randint4x) would cost a quarter but give a different mask. Its GPU cost is not measured here.
+compute-bound at realistic sizes. Dropout adds one Philox call per 4 visible (i, j) in the
+forward and in each of the two backward kernels (10 rounds of two 32x32-bit multiplies with their
+high halves, plus xors: tens of integer ops per call), a shared-memory conversion of each keep
+tile into the dot's layout, and live registers in the loops (the dk/dv kernel already holds two
+accumulators). Its GPU cost is not measured here.
 
 Precision: float32, bfloat16 and float16 inputs, float32 accumulation and softmax statistics.
 float32 inputs multiply in IEEE float32 by default (tests hold o, lse and the gradients to ~1e-4
@@ -99,7 +99,7 @@ import triton
 import triton.language as tl
 
 from .attention_bwd import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel
-from .attention_tiles import _block_and_head, _dot, _load_tile, _rng_rows
+from .attention_tiles import _block_and_head, _dot, _dropout_keep, _load_tile, _rng_rows
 from .dropout import check_seed_offset, philox_key
 from .helpers import (INT32_LIMIT, _cast_value, autotune_enabled, cdiv, fp32_dot_precision, interpreting,
                       launch_tuned, next_power_of_2)
@@ -143,8 +143,8 @@ def _fwd_inner(acc, m_i, l_i, q, k_ptrs, v_ptrs, bias_ptrs, offs_m, offs_n, offs
         alpha = tl.math.exp2(m_i - m_safe)                                    # rescales old stats
         l_i = l_i * alpha + tl.sum(p, 1)
         v = _load_tile(v_ptrs, cols, S, offs_d, D, MASKED, not EVEN_D)        # (BLOCK_N, D_PAD)
-        if HAS_DROPOUT:   # keep[i, j] = rand(seed, flat (b, h, i, j)) >= p, as kernels/dropout.py
-            kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
+        if HAS_DROPOUT:   # keep[i, j]: kernels/dropout.py's mask of the (B, H, T, S) probabilities
+            kept = _dropout_keep(seed, rng_rows, start_n, dropout_p, BLOCK_N)   # (BLOCK_M, BLOCK_N)
             p = tl.where(kept, p, 0.0)
         acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, DOT)
         m_i = m_new
@@ -174,7 +174,7 @@ def _attention_fwd_kernel(
     CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT: tl.constexpr,
     HAS_DROPOUT: tl.constexpr,     # False compiles the Philox draws out entirely
     HAS_SEED_OFFSET: tl.constexpr,
-    INDEX64: tl.constexpr,         # dropout counters need int64 (B * H * T * S near 2**31)
+    INDEX64: tl.constexpr,         # dropout counters need int64 (B * H * T * ceil(S/4) near 2**31)
     D_PAD: tl.constexpr,           # head dim rounded up to a power of two >= 16
     EVEN_D: tl.constexpr,          # D == D_PAD: no head-dim masks
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -300,8 +300,8 @@ def _fixed(kind: str, d_pad: int, itemsize: int) -> dict:
 def _fixed_for(kind: str, meta: dict, itemsize: int, T: int) -> dict:
     """_fixed's config (the forward's "short" one for T <= SHORT_QUERY query rows); with dropout
     on the GPU, 8 warps: the Philox state of a tile spread over twice the threads. Compiled for
-    sm_90 (bf16, D = 64): with 4 warps the dropout forward (128 x 64) spills 584 bytes per thread
-    and the dk/dv kernel (32 x 128) 280; with 8, none."""
+    sm_90 (bf16, D = 64): with 4 warps the dropout forward (128 x 64) spills 164 bytes per thread
+    and the dk/dv kernel (32 x 128) 264 (584, 280 with a Philox call per score); with 8, none."""
     if kind == "fwd" and T <= SHORT_QUERY:
         kind = "short"
     cfg = _fixed(kind, meta["D_PAD"], itemsize)
@@ -346,7 +346,7 @@ def _meta(q: torch.Tensor, D: int, causal: bool, bias: Optional[torch.Tensor], d
           B: int, H: int, T: int, S: int) -> dict:
     d_pad = max(16, next_power_of_2(D))
     # The largest dropout counter a program forms, padded rows and keys included (blocks <= 128).
-    index64 = dropout_p > 0 and (B * H * T + 128) * S + 128 > INT32_LIMIT
+    index64 = dropout_p > 0 and (B * H * T + 128) * cdiv(S, 4) + 32 > INT32_LIMIT
     return dict(CAUSAL=bool(causal), HAS_BIAS=bias is not None, HAS_DROPOUT=dropout_p > 0,
                 INDEX64=bool(index64), DOT=_dot_mode(q.dtype),
                 D_PAD=d_pad, EVEN_D=d_pad == D)
@@ -478,9 +478,10 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     (float32/bfloat16/float16). bias: optional additive (B, H, T, S), any float dtype and strides.
     out: optional (B, H, T, D) view to write o into (e.g. a (B, T, H, D) buffer permuted, so the
     heads come out already merged, with no transpose copy).
-    dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = tl.rand(seed, flat) >= p,
-    flat the row-major index of (b, h, i, j) in (B, H, T, S): the mask kernels/dropout.py draws
-    for a (B, H, T, S) tensor with this seed. lse is that of the undropped probabilities.
+    dropout_p > 0: o = (p * keep / (1 - p)) @ v with keep[b, h, i, j] = u >= p, u the uniform
+    kernels/dropout.py gives element (row, j) of a (B, H, T, S) tensor, row = (b*H + h)*T + i
+    (output j % 4 of Philox(seed, row * ceil(S/4) + j // 4)): its mask for that shape and seed.
+    lse is that of the undropped probabilities.
     seed_offset: optional (1,) int64 device tensor added to the seed when the kernel runs (as
     kernels/dropout.py's; the CUDA-graph step rewrites it before each replay).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .attention_tiles import _block_and_head, _dot, _load_head_rows, _load_tile, _rng_rows
+from .attention_tiles import _block_and_head, _dot, _dropout_keep, _load_head_rows, _load_tile, _rng_rows
 from .dropout import philox_key
 from .helpers import _cast_value
 
@@ -25,13 +25,14 @@ from .helpers import _cast_value
 @triton.jit
 def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                     offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                    T, S, D, diag, qk_scale, lo, hi, pid_bh, dropout_p, dropout_scale, seed,
+                    T, S, D, diag, qk_scale, lo, hi, pid_bh, start_n, dropout_p, dropout_scale, seed,
                     MASKED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DROPOUT: tl.constexpr,
                     INDEX64: tl.constexpr, EVEN_D: tl.constexpr,
-                    DOT: tl.constexpr, BLOCK_M: tl.constexpr):
+                    DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Accumulate dk, dv of one key block over query blocks [lo, hi). Works transposed:
     scores are (BLOCK_N keys, BLOCK_M queries) so the accumulations need no transposes.
-    HAS_DROPOUT: the forward's mask is drawn again from the seed (same counters, transposed)."""
+    HAS_DROPOUT: the forward's mask is drawn again from the seed (same counters, transposed;
+    start_n, this program's first key, picks the Philox counters of its keys)."""
     q_ptrs += lo * stride_qt
     do_ptrs += lo * stride_dot
     if HAS_BIAS:
@@ -57,7 +58,8 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr
             # the dropped, rescaled probabilities multiplied v: dv = (p keep / (1-p))^T do and
             # d(loss)/dp = (do v^T) keep / (1-p); delta = rowsum(do * o) is unchanged
             rng = _rng_rows(pid_bh, rows, T, S, INDEX64)                      # (BLOCK_M,)
-            keptT = tl.rand(seed, rng[None, :] + offs_n[:, None]) >= dropout_p  # (BLOCK_N, BLOCK_M)
+            # drawn (queries, keys) like the forward, keys in groups of 4, then transposed
+            keptT = tl.trans(_dropout_keep(seed, rng, start_n, dropout_p, BLOCK_N))  # (BLOCK_N, BLOCK_M)
             dv += _dot(tl.where(keptT, pT * dropout_scale, 0.0).to(do.dtype), do, DOT)
             dpT = tl.where(keptT, dpT * dropout_scale, 0.0)
         else:
@@ -122,13 +124,13 @@ def _attention_bwd_dkdv_kernel(
         m_full = 0
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
-                             T, S, D, diag, qk_scale, lo, m_full, pid_bh, dropout_p, dropout_scale, seed,
-                             True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M)
+                             T, S, D, diag, qk_scale, lo, m_full, pid_bh, start_n, dropout_p, dropout_scale,
+                             seed, True, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M, BLOCK_N)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, bias_ptrs, lse_ptr, delta_ptr,
                              offs_m, offs_n, offs_d, stride_qt, stride_dot, stride_bias_t,
                              T, S, D, diag, qk_scale, tl.maximum(m_full, lo), T,
-                             pid_bh, dropout_p, dropout_scale, seed,
-                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M)
+                             pid_bh, start_n, dropout_p, dropout_scale, seed,
+                             False, HAS_BIAS, HAS_DROPOUT, INDEX64, EVEN_D, DOT, BLOCK_M, BLOCK_N)
 
     dk *= scale                                     # ds is d(loss)/d(s); s = scale * q.k
     out_offs = (off_b * stride_dkb + off_h * stride_dkh
@@ -166,7 +168,7 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, bias_ptrs, offs_m, off
             p = tl.where(keep, p, 0.0)
         dp = _dot(do, tl.trans(v), DOT)                                      # (BLOCK_M, BLOCK_N)
         if HAS_DROPOUT:   # d(loss)/dp = (do v^T) keep / (1-p), the forward's mask drawn again
-            kept = tl.rand(seed, rng_rows[:, None] + cols[None, :]) >= dropout_p
+            kept = _dropout_keep(seed, rng_rows, start_n, dropout_p, BLOCK_N)   # (BLOCK_M, BLOCK_N)
             dp = tl.where(kept, dp * dropout_scale, 0.0)
         ds = p * (dp - delta[:, None])
         dq += _dot(ds.to(k.dtype), k, DOT)                                   # (BLOCK_M, D_PAD)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .dropout import rand_quads
+
 
 @triton.jit
 def _load_tile(ptrs, rows, n_rows, cols, n_cols, CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.constexpr):
@@ -34,12 +36,30 @@ def _dot(a, b, DOT: tl.constexpr):
 
 @triton.jit
 def _rng_rows(pid_bh, rows, T, S, INDEX64: tl.constexpr):
-    """Dropout: flat index of (b, h, row, key 0) in the row-major (B, H, T, S) probabilities,
-    (pid_bh * T + row) * S; adding the key index gives the Philox counter of one entry."""
+    """Dropout: the Philox counter of keys 0..3 of probability row (b, h, row), i.e.
+    (pid_bh * T + row) * ceil(S/4): kernels/dropout.py's rule for a (B, H, T, S) tensor, whose
+    rows hold ceil(S/4) counters each; key j uses counter + j // 4, output j % 4."""
+    groups_per_row = (S + 3) // 4
     if INDEX64:
-        return (pid_bh.to(tl.int64) * T + rows.to(tl.int64)) * S
+        return (pid_bh.to(tl.int64) * T + rows.to(tl.int64)) * groups_per_row
     else:
-        return (pid_bh * T + rows) * S
+        return (pid_bh * T + rows) * groups_per_row
+
+
+@triton.jit
+def _dropout_keep(seed, rng_rows, start_n, dropout_p, BLOCK_N: tl.constexpr):
+    """The (len(rng_rows), BLOCK_N) dropout mask of keys start_n .. start_n + BLOCK_N - 1
+    (start_n a multiple of 4: key blocks start at multiples of BLOCK_N) of the rows whose counters
+    `_rng_rows` gave: one Philox call per four keys, all four outputs used (kernels/dropout.py
+    `rand_quads`), a quarter of the calls of one tl.rand per entry. Keys past S take counters of
+    the next row: callers mask them (their p is 0). The four outputs of a call land in one
+    thread; the dot's layout spreads four neighbouring keys over two threads, so the compiler
+    moves the bool tile through shared memory (BLOCK_M * BLOCK_N bytes), far cheaper than the
+    three Philox calls per four scores it saves."""
+    tl.static_assert(BLOCK_N % 4 == 0, "dropout draws keys in groups of 4")
+    groups = rng_rows[:, None] + (start_n // 4 + tl.arange(0, BLOCK_N // 4))[None, :]  # (M, BLOCK_N/4)
+    u = tl.reshape(rand_quads(seed, groups), (rng_rows.shape[0], BLOCK_N))          # (M, BLOCK_N)
+    return u >= dropout_p
 
 
 @triton.jit

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from kernel_testing import DEVICE, check_compiles_for_sm90, gpu  # first: it sets up the interpreter
 from minigrad.kernels import attention as A
 from minigrad.kernels import dropout as DROP
+from test_kernels_dropout import philox_keep   # the host-side Philox rule of the dropout mask
 
 ON_GPU = DEVICE == "cuda"
 # Per-dtype tolerances (atol, rtol) for o / gradients stored in that dtype. float32 multiplies in
@@ -273,6 +274,34 @@ def test_dropout_mask_rate_seed_and_spec():
     assert (other != kept).float().mean().item() > 0.2           # 2 p (1 - p) = 0.42 expected
 
 
+@pytest.mark.parametrize("S", [13, 37])
+def test_dropout_mask_is_the_philox_rule_for_any_key_count(S):
+    """S not a multiple of 4 (a row's last Philox call serves fewer than 4 keys): the fused mask
+    is the host-side rule (output j % 4 of counter row * ceil(S/4) + j // 4, row = (b*H + h)*T + i),
+    kernels/dropout.py's mask of a contiguous (B, H, T, S) tensor, and its mask of a strided one
+    (a (B, H, S, T) buffer transposed), all with the same seed."""
+    B, H, T, p, seed = 1, 2, 21, 0.4, 77
+    kept = _revealed_mask(B, H, T, S, p, seed)
+    assert torch.equal(kept.cpu(), torch.from_numpy(philox_keep((B, H, T, S), p, seed)))
+    assert torch.equal(kept, _keep(B, H, T, S, p, seed))
+    _, strided = DROP.dropout_fwd(torch.ones(B, H, S, T, device=DEVICE).transpose(-1, -2), p, seed)
+    assert torch.equal(kept, strided)
+    _check_dropout(B, H, T, S, 16, True, p=p, seed=seed)      # backward kernels: the same mask
+
+
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 64), (64, 16)], ids=lambda b: "x".join(map(str, b)))
+def test_dropout_mask_does_not_depend_on_tile_sizes(monkeypatch, blocks):
+    """Keys are drawn in groups of 4 per Philox call inside each (BLOCK_M, BLOCK_N) tile: the mask,
+    in the forward and as the two backward kernels regenerate it, is the same for other tiles."""
+    bm, bn = blocks
+    monkeypatch.setattr(A, "_fixed", lambda kind, d_pad, itemsize: dict(BLOCK_M=bm, BLOCK_N=bn,
+                                                                         num_warps=4, num_stages=1))
+    B, H, T, S, p, seed = 1, 1, 40, 37, 0.3, 3
+    assert torch.equal(_revealed_mask(B, H, T, S, p, seed).cpu(),
+                       torch.from_numpy(philox_keep((B, H, T, S), p, seed)))
+    _check_dropout(1, 2, 23, 70, 32, True, p=p, seed=seed)
+
+
 def test_dropout_int64_counters_draw_the_same_mask(monkeypatch):
     """INDEX64 (chosen when B*H*T*S nears 2**31) forms the counters in int64: for counters below
     2**32 Philox gets the same words, so the mask is unchanged. Forced here on a small shape."""
@@ -396,6 +425,13 @@ for fn, (bm, bn, w, st) in cases:
         assert k.metadata.shared <= 232448, (fn.__name__, k.metadata.shared)
         if dt == "fp32":   # IEEE float32 must not use TF32 tensor-core instructions; TF32 must
             assert ("tf32" in k.asm["ptx"]) == (dot == "tf32"), (fn.__name__, dot)
+        if drop:   # one Philox call per 4 scores: at most 20 high multiplies (10 rounds) per call, per
+            # thread bm * bn / 4 / (32 w) calls in each of the two inner loops (masked, mask-free);
+            # one call per score measured ~15 per score, 3x over this bound
+            calls = 2 * bm * bn // 4 // (32 * w)
+            muls = k.asm["ptx"].count("mul.hi.u32") + k.asm["ptx"].count("mul.wide.u32")
+            assert muls <= 20 * calls, (fn.__name__, D, muls, calls)
+            print("  Philox multiplies per thread:", muls, "for", calls, "calls")
         print(fn.__name__, D, dt, dot, "dropout" if drop else "", "ok, shared memory", k.metadata.shared)
 """
 

@@ -53,6 +53,7 @@ def sm90(fn, const, types, num_warps=4, num_stages=3, tag=""):
     if shared > _MAX_SHARED[0]:
         _MAX_SHARED[:] = [shared, label]
     print(f"ok {label}: shared {shared}")
+    return k
 
 
 def done():
@@ -350,16 +351,27 @@ from minigrad.kernels import dropout as D
 def block(dt):
     return 2048 if dt in ("bf16", "fp16") else 1024
 
-# the seed offset read from device memory (CUDA-graph steps) with both seed widths
-for dt, rank, seed, offset in [("bf16", 1, "i64", True), ("fp32", 1, "i32", True), ("fp16", 3, "i64", False),
-                               ("fp64", 1, "i64", False)]:
+# the seed offset read from device memory (CUDA-graph steps) with both seed widths; rows whose
+# length S is a multiple of 4 (EVEN_S) or not
+for dt, rank, seed, offset, even in [("bf16", 1, "i64", True, True), ("fp32", 1, "i32", True, False),
+                                     ("fp16", 3, "i64", False, True), ("bf16", 3, "i64", False, False),
+                                     ("fp64", 1, "i64", False, True)]:
     compute = tl.float64 if dt == "fp64" else tl.float32
-    const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt), HAS_SEED_OFFSET=offset)
+    const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt), HAS_SEED_OFFSET=offset,
+                 EVEN_S=even)
     if rank == 1:
         const["x_s5"] = 1
-    sm90(D._dropout_fwd_kernel, const,
-         {"y_ptr": "*" + dt, "mask_ptr": "*i1", "x_ptr": "*" + dt, "seed_offset_ptr": "*i64", "p": "fp32",
-          "scale_bits": "i64", "seed": seed}, tag=f"{dt} rank {rank} seed {seed} offset {offset}")
+    k = sm90(D._dropout_fwd_kernel, const,
+             {"y_ptr": "*" + dt, "mask_ptr": "*i1", "x_ptr": "*" + dt, "seed_offset_ptr": "*i64", "p": "fp32",
+              "scale_bits": "i64", "seed": seed},
+             tag=f"{dt} rank {rank} seed {seed} offset {offset} even {even}")
+    # One Philox call per 4 elements: a call is 10 rounds of at most two 32-bit high multiplies
+    # (mul.hi, or mul.wide where the low half is used too), so a thread with BLOCK / 4 / 128 calls
+    # has at most 20 of them per call; one call per element had 4x that (15 per element measured).
+    calls = block(dt) // 4 // (32 * 4)
+    muls = k.asm["ptx"].count("mul.hi.u32") + k.asm["ptx"].count("mul.wide.u32")
+    assert muls <= 20 * calls, (dt, rank, even, muls, calls)
+    print(f"  Philox multiplies per thread: {muls} for {calls} calls ({4 * calls} elements)")
     const = dict(COMPUTE=compute, RANK=rank, INDEX64=rank == 3, BLOCK=block(dt))
     if rank == 1:
         const.update(g_s5=1, m_s5=1)
@@ -390,38 +402,48 @@ def configs(cfgs):
 """
 
 _MATMUL_PERSISTENT = r"""
+import itertools
+
 from minigrad.kernels import matmul_persistent as P
 
-TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr", "aux_ptr")}
+TYPES = {n: "*bf16" for n in ("c_ptr", "a_ptr", "b_ptr", "bias_ptr", "aux_ptr", "rowsum_ptr")}
 seen = set()
 for case, M, N, K, la, lb in SHAPES:
     tiles = triton.cdiv(M, 128) * triton.cdiv(N, 128)
     print(f"{case}: {tiles} tiles of 128x128 = {tiles / SMS:.2f} per SM")
     # TMA path, bf16: every autotune config for the weight-gradient layout (a = X^T), the largest
     # for each other layout; a compile per distinct set of constexprs (compiles are slow)
-    for kw, w, st in configs(P.AUTOTUNE_CONFIGS)[:None if la == "t" else 1]:
-        flags = (la, lb, K % kw["BLOCK_K"] == 0, tuple(kw.values()), w, st)
+    # (weight gradients also with ROWSUM: the bias gradient's row sums, tile loop not flattened)
+    for (kw, w, st), rowsum in itertools.product(configs(P.AUTOTUNE_CONFIGS)[:None if la == "t" else 1],
+                                                 (False, True) if la == "t" else (False,)):
+        flags = (la, lb, K % kw["BLOCK_K"] == 0, tuple(kw.values()), w, st, rowsum)
         if flags in seen:
             continue
         seen.add(flags)
         # the MLP's epilogues: fc stores its pre-activation, dX of mlp.proj applies GELU'
         aux = "pre" if "fc" in case else "none"
         const = dict(HAS_BIAS=case.startswith("fwd"), ACTIVATION="gelu_tanh" if "fc" in case else "none",
-                     AUX=aux, DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=flags[2],
-                     USE_TMA=True, A_T=la == "t", B_T=lb == "t", FLATTEN=True, B1=1, BATCH=1,
-                     **kw, **unit_strides(la, lb))
+                     AUX=aux, ROWSUM=rowsum, DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False,
+                     EVEN_K=flags[2], USE_TMA=True, A_T=la == "t", B_T=lb == "t", FLATTEN=not rowsum, B1=1,
+                     BATCH=1, **kw, **unit_strides(la, lb))
         sm90(P._matmul_persistent_kernel, const, TYPES, num_warps=w, num_stages=st,
-             tag=f"TMA {case} {kw} w{w} s{st}")
+             tag=f"TMA {case} {kw} w{w} s{st}{' rowsum' if rowsum else ''}")
 # pointer path (batched, any strides, K tail) in bf16 and float32, and float32 through TMA, in IEEE
 # float32 (the default: kernels/helpers.py fp32_dot_precision)
 for dt, kw, w, st, tma in [("bf16", dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8), 8, 3, False),
                            ("fp32", dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8, 3, True)]:
-    const = dict(HAS_BIAS=False, ACTIVATION="gelu_exact", AUX="grad", DOT_PRECISION="ieee" if dt == "fp32" else "tf32",
+    const = dict(HAS_BIAS=False, ACTIVATION="gelu_exact", AUX="grad", ROWSUM=False,
+                 DOT_PRECISION="ieee" if dt == "fp32" else "tf32",
                  UPCAST_DOT=False, INDEX_64=False, EVEN_K=tma, USE_TMA=tma, A_T=tma, B_T=False, FLATTEN=True, **kw,
                  **unit_strides("t" if tma else "n", "n"))
     sm90(P._matmul_persistent_kernel, const, {n: "*" + dt for n in TYPES}, num_warps=w, num_stages=st,
          tag=f"{dt} {'TMA a^T' if tma else 'pointers, batched, K tail'}, GELU' epilogue")
+# row sums on the pointer path (a 2-d weight gradient whose a is not TMA-readable), K tail
+const = dict(HAS_BIAS=True, ACTIVATION="none", AUX="none", ROWSUM=True, DOT_PRECISION="tf32", UPCAST_DOT=False,
+             INDEX_64=False, EVEN_K=False, USE_TMA=False, A_T=False, B_T=False, FLATTEN=False, B1=1, BATCH=1,
+             BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, **unit_strides("t", "n"))
+sm90(P._matmul_persistent_kernel, const, TYPES, num_warps=8, num_stages=3, tag="bf16 pointers, rowsum, K tail")
 done()
 """
 
@@ -436,24 +458,27 @@ for case, M, N, K, la, lb in SHAPES:
 assert all(not v for k, v in picked.items() if not k.startswith("dW")), picked
 assert all(v for k, v in picked.items() if k.startswith("dW")), picked
 # the weight gradients share one layout (a = X^T, b = dY) and K = 8192: every autotune config
-for kw, w, st in configs(S.AUTOTUNE_CONFIGS):
-    const = dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False,
-                 EVEN_K=8192 % kw["BLOCK_K"] == 0, stride_am=1, stride_bn=1, **kw)
-    sm90(S._matmul_splitk_partial_kernel, const,
-         {"ws_ptr": "*fp32", "a_ptr": "*bf16", "b_ptr": "*bf16"}, num_warps=w, num_stages=st,
-         tag=f"dW bf16 {kw} w{w} s{st}")
+# (with the bias gradient's partial row sums, ROWSUM, as GPT-2's biased Linears ask; without, the first)
+for i, (kw, w, st) in enumerate(configs(S.AUTOTUNE_CONFIGS)):
+    for rowsum in (False, True) if i == 0 else (True,):
+        const = dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, ROWSUM=rowsum,
+                     EVEN_K=8192 % kw["BLOCK_K"] == 0, stride_am=1, stride_bn=1, **kw)
+        sm90(S._matmul_splitk_partial_kernel, const,
+             {"ws_ptr": "*fp32", "rs_ws_ptr": "*fp32", "a_ptr": "*bf16", "b_ptr": "*bf16"}, num_warps=w,
+             num_stages=st, tag=f"dW bf16 {kw} w{w} s{st}{' rowsum' if rowsum else ''}")
 sm90(S._matmul_splitk_partial_kernel,
-     dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=False, BLOCK_M=128,
+     dict(DOT_PRECISION="tf32", UPCAST_DOT=False, INDEX_64=False, EVEN_K=False, ROWSUM=True, BLOCK_M=128,
           BLOCK_N=128, BLOCK_K=64, GROUP_M=8, stride_ak=1, stride_bn=1),
-     {"ws_ptr": "*fp32", "a_ptr": "*fp32", "b_ptr": "*fp32"}, num_warps=8, num_stages=3,
-     tag="fp32 K tail")
+     {"ws_ptr": "*fp32", "rs_ws_ptr": "*fp32", "a_ptr": "*fp32", "b_ptr": "*fp32"}, num_warps=8, num_stages=3,
+     tag="fp32 K tail rowsum")
 bm, bn, w = S.REDUCE_BLOCKS
-for dt, act, aux in [("bf16", "gelu_tanh", "pre"), ("bf16", "gelu_tanh", "grad"), ("fp32", "none", "none")]:
+for dt, act, aux, rowsum in [("bf16", "gelu_tanh", "pre", False), ("bf16", "gelu_tanh", "grad", False),
+                             ("fp32", "none", "none", False), ("bf16", "none", "none", True)]:
     sm90(S._matmul_splitk_reduce_kernel,
-         dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, INDEX_64=False, BLOCK_M=bm, BLOCK_N=bn,
-              stride_cn=1),
-         {"c_ptr": "*" + dt, "ws_ptr": "*fp32", "bias_ptr": "*" + dt, "aux_ptr": "*" + dt}, num_warps=w,
-         tag=f"{dt} {act} {aux}")
+         dict(HAS_BIAS=aux != "grad", ACTIVATION=act, AUX=aux, INDEX_64=False, ROWSUM=rowsum, BLOCK_M=bm,
+              BLOCK_N=bn, stride_cn=1),
+         {"c_ptr": "*" + dt, "rowsum_ptr": "*" + dt, "ws_ptr": "*fp32", "rs_ws_ptr": "*fp32",
+          "bias_ptr": "*" + dt, "aux_ptr": "*" + dt}, num_warps=w, tag=f"{dt} {act} {aux}{' rowsum' if rowsum else ''}")
 done()
 """
 
