@@ -98,13 +98,24 @@ def traced_step() -> dict[str, set[str]]:
     return seen
 
 
+def project_files() -> list[Path]:
+    """Every Python file of the library and its two scripts (not tests, benchmarks or setup.py)."""
+    files = []
+    for name in LIBRARY + ("sample.py",):
+        p = REPO / name
+        files += [p] if p.is_file() else sorted(q for q in p.rglob("*.py") if "__pycache__" not in q.parts)
+    return files
+
+
 def measure() -> dict:
     step = traced_step()
-    path = teaching_path()
+    path, project = teaching_path(), project_files()
     return {"step_files": sorted(step), "step_functions": sum(len(v) for v in step.values()),
             "step_code_lines": sum(code_lines(REPO / f) for f in step),
             "teaching_path_code_lines": sum(code_lines(p) for p in path),
             "teaching_path_files": len(path),
+            "project_code_lines": sum(code_lines(p) for p in project),
+            "project_lines": sum(len(p.read_text(encoding="utf-8").splitlines()) for p in project),
             "train_py_lines": len((REPO / "train.py").read_text().splitlines())}
 
 
@@ -120,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teaching path (minigrad/ without training/, models/gpt.py, train.py): "
           f"{r['teaching_path_code_lines']:,} lines of code in {r['teaching_path_files']} files; "
           f"train.py {r['train_py_lines']} lines")
+    print(f"the whole library ({', '.join(LIBRARY)}, sample.py): {r['project_code_lines']:,} lines of "
+          f"code, {r['project_lines']:,} with comments, docstrings and blank lines")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0

@@ -26,3 +26,12 @@ def test_code_lines_counts_only_code(tmp_path):
     path = tmp_path / "sample.py"
     path.write_text(src)
     assert learner_path.code_lines(path) == 2               # `def f(x):` and `return x`
+
+
+def test_the_whole_library_count_takes_the_library_and_its_scripts_only():
+    files = {str(p.relative_to(learner_path.REPO)) for p in learner_path.project_files()}
+    for f in ("train.py", "sample.py", "kernels/matmul.py", "fast/modules.py", "tokenizer/bpe.py",
+              "minigrad/training/checkpoint.py", "models/gpt.py"):
+        assert f in files, f
+    assert not any(f.startswith(("tests/", "benchmarks/", ".venv")) or f == "setup.py" for f in files)
+    assert set(learner_path.teaching_path()) <= set(learner_path.project_files())
