@@ -5,6 +5,7 @@
     gpt2     GPT-2 124M: our eager step, our CUDA-graph step, torch eager from the same weights
     dropout  shakespeare-char with dropout 0.2: the CUDA-graph step against the eager one
     perf     matmul vs cuBLAS and attention vs SDPA at GPT-2 / shakespeare-char shapes
+    items    issue 18's slow items timed against what they replaced (benchmarks/gpu_check_items.py)
 
 Every check appends one JSON row to DIR/results.jsonl as soon as it is known (and prints it), so a
 stage killed by its timeout leaves what it finished. The exit status is 1 when a check failed or
@@ -430,8 +431,13 @@ def stage_kernels(rep: Report, dry: bool) -> None:
     gpu_check_kernels.run(rep, dry)
 
 
+def stage_items(rep: Report, dry: bool) -> None:
+    from benchmarks import gpu_check_items
+    gpu_check_items.run(rep, dry)
+
+
 STAGES = {"env": stage_env, "kernels": stage_kernels, "gpt2": stage_gpt2, "dropout": stage_dropout,
-          "perf": stage_perf}
+          "perf": stage_perf, "items": stage_items}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

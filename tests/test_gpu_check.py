@@ -32,7 +32,7 @@ def test_dry_run_passes_every_stage(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     failed = [r for r in _rows(tmp_path) if r.get("ok") is False]
     assert proc.returncode == 0 and summary["passed"], (proc.stdout[-3000:], failed)
-    assert [r["stage"] for r in summary["stages"]] == ["env", "kernels", "gpt2", "dropout", "perf"]
+    assert [r["stage"] for r in summary["stages"]] == ["env", "kernels", "gpt2", "dropout", "perf", "items"]
     rows = _rows(tmp_path)
     checks = {r["check"] for r in rows if "check" in r}
     for name in ("graph == eager per step", "ours == torch at step 0 (same weights)", "graph: captured, no "
@@ -41,7 +41,8 @@ def test_dry_run_passes_every_stage(tmp_path):
         assert name in checks, name
     assert sum(1 for c in checks if c.startswith("matmul ")) >= 6
     perf = [r for r in rows if r.get("benchmark")]
-    assert {r["benchmark"] for r in perf} == {"matmul", "attention"} and all(r["dry_run"] for r in perf)
+    assert {r["benchmark"] for r in perf} == {"matmul", "attention", "issue 18 item"}
+    assert all(r["dry_run"] for r in perf)
     runs = {r["run"]: r for r in rows if "run" in r}
     assert len(runs["ours eager"]["losses"]) == len(runs["ours CUDA graph"]["losses"]) == 4
     for stage in summary["stages"]:
