@@ -58,6 +58,7 @@ import argparse
 import collections
 import contextlib
 import cProfile
+import functools
 import gc
 import json
 import os
@@ -346,12 +347,22 @@ def time_entry_points(s: dict, gpu, steps: int) -> dict:
             "alloc_excess_ms_per_step": max(0.0, alloc_ms - alloc_calls * small_us / 1000)}
 
 
+@functools.lru_cache(maxsize=None)
+def _package_dirs() -> tuple:
+    """(folder/, layer) of the triton and torch packages this process imported: wherever they are
+    installed (site-packages, a distribution's dist-packages, a folder on PYTHONPATH)."""
+    import torch
+    import triton
+    return tuple((os.path.dirname(m.__file__).replace(os.sep, "/") + "/", layer)
+                 for m, layer in ((triton, "triton"), (torch, "torch other")))
+
+
 def _layer_of_file(filename: str) -> Optional[str]:
     f = filename.replace(os.sep, "/")
     repo = str(REPO).replace(os.sep, "/") + "/"
-    if "/site-packages/" in f:                 # a venv may live inside the repository
-        f = f.split("/site-packages/", 1)[1]
-        return {"triton": "triton", "torch": "torch other"}.get(f.split("/", 1)[0])
+    for folder, layer in _package_dirs():      # first: a venv may live inside the repository
+        if f.startswith(folder):
+            return layer
     rel = f[len(repo):] if f.startswith(repo) else ""
     for prefix, layer in (("minigrad/backends/", "backend"), ("minigrad/", "engine"), ("models/", "model"),
                           ("fast/", "fast"), ("kernels/", "kernels"), ("benchmarks/fake_gpu.py", "stub")):
