@@ -24,6 +24,7 @@ with `torchrun --nproc_per_node=N train.py`) lives in minigrad/training/.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import sys
 import time
@@ -37,27 +38,19 @@ from minigrad.models.sampling import sample_text
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import cosine_with_warmup
 from minigrad.training.checkpoint import (CheckpointError, check_model_config, check_same_tokenizer,
-                                          finished_run, load_checkpoint, restore_training_state,
-                                          resume_settings, save_training_state)
+                                          finished_run, restore_training_state, save_training_state)
 from minigrad.training.data import DataError, fixed_batches, get_batch, prepare_data, tokenizer_to_json
-from minigrad.training.distributed import is_main_rank, setup_distributed
+from minigrad.training.distributed import setup_distributed
 from minigrad.training.loss_readback import DeferredLosses
-from minigrad.training.presets import PRESETS
 from minigrad.training.pretrained import start_from
 from minigrad.training.progress import ProgressBar
-from minigrad.training.run_dir import (RunLog, claim_run_folder, complete_log, prepare_out_dir,
-                                       release_run_folder)
-from minigrad.training.settings import (TRAIN_RULES, command_line_rules, parse_config, resolve_device_dtype,
-                                       run_length, validate_settings)
+from minigrad.training.run_dir import RunLog, release_run_folder, start_run
+from minigrad.training.settings import resolve_device_dtype, run_length
 from minigrad.training.stops import RunGuard, TrainingDiverged, resume_command, run
 from minigrad.training.threads import use_threads
 
-try:                                    # the performance layer: optional, train.py runs without it
-    import minigrad.fast as fast
-except ModuleNotFoundError as e:
-    if e.name != "minigrad.fast":
-        raise
-    fast = None
+# the performance layer (fast/) is optional: without the folder train.py runs the readable path
+fast = importlib.import_module("minigrad.fast") if importlib.util.find_spec("minigrad.fast") else None
 
 
 @dataclass
@@ -128,26 +121,12 @@ class TrainConfig:
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "qkv_bias",
               "activation", "norm", "pos", "tie_weights", "pad_vocab_multiple")
-# settings a resumed run must share with its checkpoint (the model, the data and its split)
-FIXED_ON_RESUME = MODEL_KEYS + ("data", "val_data", "text_field", "tokenizer", "bpe_pattern", "vocab_size",
-                                "val_fraction", "split", "seed")
-# paths a resumed run takes from its own command line (or the defaults), never from the file
-FROM_COMMAND_LINE = ("out_dir", "data_cache", "gpt2_dir")
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Train as the command line says; returns a summary (losses, steps, out_dir) for tests."""
-    cfg, given = parse_config(TrainConfig, sys.argv[1:] if argv is None else list(argv), PRESETS)
-    validate_settings(cfg, TRAIN_RULES)
-    cfg = command_line_rules(cfg, given)        # settings typed together that clash; --init_from=resume
-    out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)   # writable, crash debris removed: before any work
-    claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
-    ckpt = None
-    if cfg.resume:
-        ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
-        cfg = resume_settings(ckpt, cfg, given, FIXED_ON_RESUME, FROM_COMMAND_LINE)
-        validate_settings(cfg, TRAIN_RULES)         # the file's values pass the same checks
-        complete_log(out_dir, ckpt.meta.get("log_row"))    # a kill between its save and its log row
+    # the settings checked and the out_dir claimed before any work; --resume: the checkpoint and its settings
+    cfg, given, out_dir, ckpt = start_run(TrainConfig, sys.argv[1:] if argv is None else argv, MODEL_KEYS)
     device, dtype = resolve_device_dtype(cfg)
     threads = use_threads(cfg.threads)                   # None: a BLAS we cannot steer
     ddp = setup_distributed(device, cfg.dist_timeout)    # torchrun: this process's rank (else a world of 1)
@@ -165,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"data: {data.meta['source']} -> {len(data.train):,} train / {len(data.val):,} val tokens, "
           f"{cfg.tokenizer} tokenizer with {tok.vocab_size} tokens ({data.meta['split']} split)")
     B, T, accum = cfg.batch_size * ddp.world_size, cfg.block_size, cfg.grad_accum_steps   # B: all ranks
-    cfg = run_length(cfg, given, len(data.train), B * T * accum)     # --epochs: passes -> max_iters
+    tokens_per_iter = B * T * accum                  # all ranks together
+    cfg = run_length(cfg, given, len(data.train), tokens_per_iter)     # --epochs: passes -> max_iters
     if ckpt is not None and finished_run(ckpt, cfg.max_iters):        # says so; nothing to train
         ddp.close()
         release_run_folder(out_dir)
@@ -200,7 +180,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {T}: "
           f"{n_params / 1e6:.2f}M parameters on {device} in {dtype}"
           + (f", {threads} BLAS thread{'s' * (threads != 1)}" if device == "cpu" and threads else ""))
-    tokens_per_iter = B * T * accum                  # all ranks together
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     device_name = minigrad.get_backend(device).device_name()     # for the MFU's peak FLOP/s
 
@@ -244,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     start_iter, stopped_early = iter_num, False
     run_log = RunLog(out_dir, cfg.plot, ddp.is_main, cfg.wandb_log and cfg.wandb_project,   # log.jsonl/csv,
                      dataclasses.asdict(cfg))                    # steps.csv, loss.png (and wandb)
-    guard = RunGuard(out_dir, resume_command(cfg, FROM_COMMAND_LINE)).start()   # Ctrl-C, NaN loss
+    guard = RunGuard(out_dir, resume_command(cfg)).start()   # Ctrl-C, NaN loss
     # a loss read makes the host wait for the GPU: read them every log_interval steps (and before
     # every checkpoint), not every step; on the CPU (or a graph's one output) every step
     pending = DeferredLosses(cfg.log_interval, immediate=device != "cuda" or graphed is not None)

@@ -71,7 +71,9 @@ from benchmarks import common  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
 from minigrad.models.mfu import peak_flops  # noqa: E402
-from train import MODEL_KEYS, PRESETS, TrainConfig, parse_config, resolve_device_dtype  # noqa: E402
+from minigrad.training.presets import PRESETS  # noqa: E402
+from minigrad.training.settings import parse_config, resolve_device_dtype  # noqa: E402
+from train import MODEL_KEYS, TrainConfig  # noqa: E402
 
 CASES = {"gpt2-124m": 50257, "tinystories": 50257, "shakespeare-char": 65}   # preset -> vocab_size
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=32", "--batch_size=4"]

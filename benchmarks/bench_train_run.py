@@ -16,7 +16,7 @@ than --impl and --no_write is a train.py setting (TrainConfig, presets included)
   two evals is measured from the end of one eval to the last step before the next, so
   interval tokens / interval tokens/s is exactly the training time of that interval.
 - `torch` / `torch-compile` run the same recipe with benchmarks/torch_baseline.py: the same
-  config (train.parse_config over the same presets), data (models.data.prepare_data), initial
+  config (parse_config over train.py's TrainConfig and presets), data (models.data.prepare_data), initial
   weights (our GPT's initialisation for cfg.seed, copied by name), batch stream
   (np.random.default_rng(seed) + get_batch), fixed eval batches (seeds seed+1 / seed+2),
   cosine LR schedule (minigrad.optim.cosine_with_warmup), decay/no-decay groups (our
@@ -58,7 +58,9 @@ from benchmarks.bench_train import device_label  # noqa: E402
 from minigrad.optim import cosine_with_warmup  # noqa: E402
 from minigrad.training.data import fixed_batches, get_batch, prepare_data  # noqa: E402
 from minigrad.models.gpt import GPT, GPTConfig  # noqa: E402
-from train import MODEL_KEYS, PRESETS, TrainConfig, parse_config, resolve_device_dtype  # noqa: E402
+from minigrad.training.presets import PRESETS  # noqa: E402
+from minigrad.training.settings import parse_config, resolve_device_dtype  # noqa: E402
+from train import MODEL_KEYS, TrainConfig  # noqa: E402
 
 IMPLS = ("ours", "torch", "torch-compile")
 DEFAULTS = ["--sample_tokens=0", "--plot=false", "--progress=false"]   # the user's settings win

@@ -16,6 +16,8 @@ from backend_testing import cuda_backend  # tests/ is on sys.path
 from train_spy import spy_on_training, synthetic_text
 from minigrad.training import data as D
 from minigrad.training.checkpoint import CheckpointError
+from minigrad.training.presets import PRESETS
+from minigrad.training.settings import parse_config
 
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
         "--eval_iters=4", "--sample_tokens=0", "--plot=false", "--progress=false", "--log_interval=1000"]
@@ -108,18 +110,17 @@ def test_offline_default_data_says_how_to_use_local_text(tmp_path, monkeypatch):
 
 
 def test_parse_config_names_presets_and_errors():
-    cfg, given = train.parse_config(train.TrainConfig, ["--preset", "shakespeare-char", "--max_iters=7",
-                                                        "--resume", "--dropout", "0.3", "--bias=yes"],
-                                    train.PRESETS)
+    cfg, given = parse_config(train.TrainConfig, ["--preset", "shakespeare-char", "--max_iters=7",
+                                                  "--resume", "--dropout", "0.3", "--bias=yes"], PRESETS)
     assert (cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.max_iters, cfg.dropout) == (6, 384, 256, 7, 0.3)
     assert cfg.resume is True and cfg.bias is True and cfg.preset == "shakespeare-char"
     assert given == {"max_iters", "resume", "dropout", "bias"}
     with pytest.raises(ValueError, match="did you mean --learning_rate"):
-        train.parse_config(train.TrainConfig, ["--learning_rat=1"], train.PRESETS)
+        parse_config(train.TrainConfig, ["--learning_rat=1"], PRESETS)
     with pytest.raises(ValueError, match="unknown preset 'nope'; presets: shakespeare-char"):
-        train.parse_config(train.TrainConfig, ["--preset=nope"], train.PRESETS)
+        parse_config(train.TrainConfig, ["--preset=nope"], PRESETS)
     with pytest.raises(ValueError, match="--max_iters: expected int"):
-        train.parse_config(train.TrainConfig, ["--max_iters=1.5"], train.PRESETS)
+        parse_config(train.TrainConfig, ["--max_iters=1.5"], PRESETS)
     for name in ("out_dir", "data", "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd",
                  "block_size", "batch_size", "grad_accum_steps", "max_iters", "eval_interval",
                  "eval_iters", "learning_rate", "min_lr", "warmup_iters", "weight_decay", "dropout",
@@ -135,9 +136,9 @@ def test_bfloat16_on_cpu_falls_back_to_float32(capsys):
         train.resolve_device_dtype(train.TrainConfig(device="cuda", dtype="float64"))
 
 
-@pytest.mark.parametrize("preset", list(train.PRESETS))
+@pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_builds_and_runs_one_step(tmp_path, preset, shared_data, small_text):
-    p = train.PRESETS[preset]
+    p = PRESETS[preset]
     extra = ["--max_iters=1", "--eval_interval=1", "--eval_iters=1", "--batch_size=2",
              "--grad_accum_steps=1", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16"]
     data = small_text

@@ -15,6 +15,9 @@ leniently.
   (`plot_losses`), and once more at the end or on Ctrl-C;
   `open_wandb` starts Weights & Biases logging when it is installed; `complete_log` restores
   the row of a checkpoint whose log row a kill prevented.
+- `start_run`: train.py's first step, all of the above in order: the command line parsed and
+  checked, the folder prepared and claimed, and with --resume the checkpoint read and its
+  settings taken.
 
 Only files this project writes are touched: the temp-file pattern is the one
 minigrad/serialization.py's atomic writer uses for checkpoints (".<name>.<random>.tmp").
@@ -29,7 +32,11 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .settings import SettingsError
+from .checkpoint import load_checkpoint, resume_settings
+from .distributed import is_main_rank
+from .presets import PRESETS
+from .settings import (DATA_SETTINGS, PATH_SETTINGS, TRAIN_RULES, SettingsError, command_line_rules,
+                       parse_config, validate_settings)
 
 # minigrad/serialization.py `atomic_write`: mkstemp(prefix="." + name + ".", suffix=".tmp")
 CHECKPOINT_TEMP_GLOB = ".ckpt_*.safetensors.*.tmp"
@@ -313,3 +320,26 @@ def complete_log(out_dir: Path, row: Optional[dict]) -> bool:
     _notice(f"log.jsonl: restored the row of step {row.get('step')} from the checkpoint (the run was "
             "stopped between saving it and logging it)")
     return True
+
+
+def start_run(config_cls, argv: list[str], model_keys: tuple):
+    """train.py's settings and run folder, before any work: (cfg, given, out_dir, ckpt).
+
+    The command line is parsed over `config_cls` (after --preset) and every setting checked, then
+    the settings typed together; the out_dir is made ready (writable, crash debris removed) and
+    claimed for this run. With --resume, ckpt is the run's ckpt_last and cfg its settings, except
+    those given on the command line and the paths (`PATH_SETTINGS`); a setting of the model
+    (`model_keys`) or the data (`DATA_SETTINGS`) given with another value is a CheckpointError.
+    `given` holds the names typed on the command line. Without --resume ckpt is None."""
+    cfg, given = parse_config(config_cls, list(argv), PRESETS)
+    validate_settings(cfg, TRAIN_RULES)
+    cfg = command_line_rules(cfg, given)        # settings typed together that clash; --init_from=resume
+    out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)
+    claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())
+    ckpt = None
+    if cfg.resume:
+        ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
+        cfg = resume_settings(ckpt, cfg, given, tuple(model_keys) + DATA_SETTINGS, PATH_SETTINGS)
+        validate_settings(cfg, TRAIN_RULES)     # the file's values pass the same checks
+        complete_log(out_dir, ckpt.meta.get("log_row"))    # a kill between its save and its log row
+    return cfg, given, out_dir, ckpt

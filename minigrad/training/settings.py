@@ -205,6 +205,12 @@ TRAIN_RULES: dict[str, Rule] = {
     "dist_timeout": real_in(0, lo_open=True),
 }
 
+# settings a resumed run must share with its checkpoint besides the model's (the data and its split)
+DATA_SETTINGS = ("data", "val_data", "text_field", "tokenizer", "bpe_pattern", "vocab_size", "val_fraction",
+                 "split", "seed")
+# paths a resumed run takes from its own command line (or the defaults), never from the file
+PATH_SETTINGS = ("out_dir", "data_cache", "gpt2_dir")
+
 # sample.py's SampleConfig
 SAMPLE_RULES: dict[str, Rule] = {
     "out_dir": TEXT, "ckpt": TEXT, "which": one_of("best", "last"), "hf": TEXT, "gpt2_dir": TEXT,

@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .settings import PATH_SETTINGS
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C or SIGTERM: ckpt_last was saved at `step`; `resume` is the command that continues
@@ -42,7 +44,7 @@ class TrainingDiverged(RuntimeError):
     """The loss is not finite; nothing was saved from the diverged state."""
 
 
-def resume_command(cfg, path_keys: Sequence[str], script: str = "train.py") -> str:
+def resume_command(cfg, path_keys: Sequence[str] = PATH_SETTINGS, script: str = "train.py") -> str:
     """`python train.py --out_dir=... --resume` plus the other `path_keys` settings of `cfg` that
     are not at their defaults (a resumed run takes paths from its command line, never from the
     checkpoint, so the command must repeat them)."""
