@@ -334,8 +334,8 @@ def start_run(config_cls, argv: list[str], model_keys: tuple):
     cfg, given = parse_config(config_cls, list(argv), PRESETS)
     validate_settings(cfg, TRAIN_RULES)
     cfg = command_line_rules(cfg, given)        # settings typed together that clash; --init_from=resume
-    out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)
-    claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())
+    out_dir = prepare_out_dir(cfg.out_dir, cfg.resume)   # writable, crash debris removed: before any work
+    claim_run_folder(out_dir, cfg.resume, cfg.overwrite, writer=is_main_rank())   # one run per folder
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out_dir / "ckpt_last.safetensors")
