@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 from .settings import PATH_SETTINGS
 
@@ -44,13 +44,13 @@ class TrainingDiverged(RuntimeError):
     """The loss is not finite; nothing was saved from the diverged state."""
 
 
-def resume_command(cfg, path_keys: Sequence[str] = PATH_SETTINGS, script: str = "train.py") -> str:
-    """`python train.py --out_dir=... --resume` plus the other `path_keys` settings of `cfg` that
-    are not at their defaults (a resumed run takes paths from its command line, never from the
+def resume_command(cfg, script: str = "train.py") -> str:
+    """`python train.py --out_dir=... --resume` plus the other paths of `cfg` (`PATH_SETTINGS`)
+    that are not at their defaults (a resumed run takes paths from its command line, never from the
     checkpoint, so the command must repeat them)."""
     defaults = type(cfg)()
     args = [f"--out_dir={cfg.out_dir}", "--resume"] + [
-        f"--{k}={getattr(cfg, k)}" for k in path_keys
+        f"--{k}={getattr(cfg, k)}" for k in PATH_SETTINGS
         if k != "out_dir" and getattr(cfg, k) != getattr(defaults, k)]
     return "python " + " ".join(shlex.quote(a) for a in [script, *args])
 
